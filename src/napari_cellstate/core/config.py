@@ -1,0 +1,68 @@
+"""Settings of every step, one pydantic model each, with a JSON round trip.
+
+Physical quantities carry their unit in the name; defaults follow
+``METHOD-NOTES.md`` (pixel size and nucleus sizes of the paper's data).
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = ["CropGeneratorConfig", "ImagingConfig", "SimulationConfig"]
+
+
+class _Config(BaseModel):
+    model_config = ConfigDict(validate_assignment=True, extra="forbid", frozen=False)
+
+
+class ImagingConfig(_Config):
+    """Microscope and camera model shared by the movie and the crop generator."""
+
+    psf_sigma_um: float = Field(0.4, gt=0, description="Gaussian PSF sigma.")
+    photons_per_pixel: float = Field(
+        420.0, gt=0, description="Interphase chromatin signal per pixel, before bleaching."
+    )
+    background_photons: float = Field(60.0, ge=0, description="Out-of-focus background.")
+    camera_offset_counts: float = Field(100.0, ge=0, description="Camera bias added to every pixel.")
+    read_noise_counts: float = Field(4.0, ge=0, description="Gaussian read noise (std).")
+    illumination_falloff: float = Field(
+        0.3, ge=0, lt=1, description="Fraction of light lost at the darkest corner (uneven field)."
+    )
+    bleach_half_life_frames: float = Field(150.0, gt=0, description="Photobleaching half-life.")
+
+
+class SimulationConfig(_Config):
+    """A synthetic H2B time-lapse: scene, cell cycle, motion and imaging."""
+
+    shape_yx: tuple[int, int] = Field((512, 512), description="Frame size (rows, columns) in px.")
+    n_frames: int = Field(60, ge=2)
+    n_cells: int = Field(80, ge=1, description="Nuclei in the first frame (sets the density).")
+    n_divisions: int = Field(16, ge=0, description="Cells of the first frame that divide.")
+    pixel_size_um: float = Field(0.33, gt=0)
+    frame_interval_s: float = Field(240.0, gt=0)
+    cell_cycle_h: float = Field(20.0, gt=0, description="Interphase growth time (area doubles).")
+    motility_um: float = Field(0.35, ge=0, description="Random-walk step (std) per frame.")
+    drift_um: tuple[float, float] = Field((0.08, 0.05), description="Stage drift per frame (rows, columns).")
+    neighbour_exclusion_um: float = Field(
+        3.0, ge=0, description="Extra clearance a rounding mitotic cell makes around itself."
+    )
+    neighbour_exclusion_strength: float = Field(
+        1.0, ge=0, le=1, description="0 removes the emptier-neighbourhood shortcut; 1 is full."
+    )
+    neighbour_radius_um: float = Field(20.0, gt=0, description="Radius for the neighbour count.")
+    end_on_plate_fraction: float = Field(0.15, ge=0, le=1, description="Metaphase plates seen end-on.")
+    imaging: ImagingConfig = Field(default_factory=ImagingConfig)
+    seed: int = 0
+
+
+class CropGeneratorConfig(_Config):
+    """Balanced interphase/metaphase single-cell crops with their generating factors."""
+
+    crop_size: int = Field(64, ge=16, description="Crop side in px.")
+    pixel_size_um: float = Field(0.33, gt=0)
+    mean_neighbours: float = Field(4.0, ge=0, description="Average neighbours around a cell.")
+    neighbour_exclusion_um: float = Field(3.0, ge=0)
+    neighbour_exclusion_strength: float = Field(1.0, ge=0, le=1)
+    neighbour_radius_um: float = Field(20.0, gt=0)
+    end_on_plate_fraction: float = Field(0.15, ge=0, le=1)
+    imaging: ImagingConfig = Field(default_factory=ImagingConfig)

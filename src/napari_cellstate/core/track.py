@@ -1,0 +1,172 @@
+"""Tracking with btrack, and the check that its compiled library loads.
+
+btrack ships a C++ library built against a recent libstdc++; where the system's
+is older (Debian 12, Ubuntu 22.04) it cannot load. Every tracking call checks
+first and raises :class:`BtrackUnavailableError`, which names the command that
+rebuilds the library (``napari-cellstate doctor --fix-btrack``).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import importlib.util
+import logging
+import os
+import sys
+import tempfile
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+__all__ = [
+    "DEFAULT_TRACKER_CONFIG",
+    "FIX_BTRACK_COMMAND",
+    "BtrackUnavailableError",
+    "TrackingResult",
+    "btrack_library_path",
+    "check_btrack_library",
+    "track_objects",
+]
+
+FIX_BTRACK_COMMAND = "napari-cellstate doctor --fix-btrack"
+DEFAULT_TRACKER_CONFIG = Path(__file__).parent / "data" / "btrack_cell_config.json"
+
+
+class BtrackUnavailableError(RuntimeError):
+    """btrack is missing or its compiled library cannot be loaded."""
+
+
+def btrack_library_path() -> Path:
+    """Where the installed btrack keeps ``libtracker.so`` (btrack is not imported)."""
+    spec = importlib.util.find_spec("btrack")
+    if spec is None or not spec.submodule_search_locations:
+        raise BtrackUnavailableError("btrack is not installed: pip install btrack")
+    suffix = {"darwin": ".dylib", "win32": ".DLL"}.get(sys.platform, ".so")
+    return Path(next(iter(spec.submodule_search_locations))) / "libs" / f"libtracker{suffix}"
+
+
+def check_btrack_library() -> tuple[bool, str]:
+    """Try to load btrack's library; return (loads, one-line explanation)."""
+    try:
+        path = btrack_library_path()
+    except BtrackUnavailableError as err:
+        return False, str(err)
+    if not path.exists():
+        return False, f"btrack's library is missing at {path}"
+    try:
+        ctypes.CDLL(str(path))
+    except OSError as err:
+        return False, f"btrack's library does not load: {err}"
+    return True, f"btrack's library loads ({path})"
+
+
+def _import_btrack():
+    """Import btrack after checking its library, with its console logging quietened."""
+    loads, why = check_btrack_library()
+    if not loads:
+        raise BtrackUnavailableError(f"{why}. Rebuild it for this machine with: {FIX_BTRACK_COMMAND}")
+    import btrack
+
+    logger = logging.getLogger("btrack")
+    for handler in list(logger.handlers):
+        logger.removeHandler(handler)
+    logger.setLevel(logging.WARNING)
+    return btrack
+
+
+@contextmanager
+def quiet_native_output(enabled: bool = True):
+    """Send C-level stdout/stderr (GLPK, btrack's C++) to a temporary file while active."""
+    if not enabled:
+        yield
+        return
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = os.dup(1), os.dup(2)
+    with tempfile.TemporaryFile() as sink:
+        os.dup2(sink.fileno(), 1)
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            os.close(saved[0])
+            os.close(saved[1])
+
+
+@dataclass
+class TrackingResult:
+    """Tracks of a set of objects.
+
+    Attributes
+    ----------
+    objects : DataFrame
+        The input rows with ``track_id`` and ``parent_track_id`` (0 = none) added.
+    graph : dict of int to list of int
+        Division graph in napari Tracks form: ``{daughter: [parent]}``.
+    """
+
+    objects: pd.DataFrame
+    graph: dict[int, list[int]]
+
+
+def track_objects(
+    objects: pd.DataFrame,
+    shape_yx: tuple[int, int],
+    *,
+    config_path: os.PathLike | str | None = None,
+    max_search_radius_px: float = 50.0,
+    verbose: bool = False,
+) -> TrackingResult:
+    """Link objects into tracks with btrack, keeping divisions.
+
+    Parameters
+    ----------
+    objects : DataFrame
+        One row per object with columns ``t`` (frame) and ``y``, ``x`` (px).
+    shape_yx : tuple of int
+        Frame size (rows, columns) in px.
+    config_path : path, optional
+        A btrack JSON configuration; the packaged cell model by default.
+    max_search_radius_px : float, default=50.0
+        How far an object may move between frames.
+    verbose : bool, default=False
+        Show the optimiser's console output.
+    """
+    missing = {"t", "y", "x"} - set(objects.columns)
+    if missing:
+        raise ValueError(f"objects lacks columns {sorted(missing)}; it needs t, y and x.")
+    btrack = _import_btrack()
+    localizations = {
+        "t": objects["t"].to_numpy(int),
+        "x": objects["x"].to_numpy(float),
+        "y": objects["y"].to_numpy(float),
+        "z": np.zeros(len(objects)),
+    }
+    with quiet_native_output(not verbose), btrack.BayesianTracker(verbose=verbose) as tracker:
+        tracker.configure(str(config_path or DEFAULT_TRACKER_CONFIG))
+        tracker.max_search_radius = max_search_radius_px
+        tracker.tracking_updates = ["MOTION"]
+        tracker.append(localizations)
+        tracker.volume = ((0, shape_yx[1]), (0, shape_yx[0]))
+        tracker.track(step_size=100)
+        tracker.optimize()
+        tracklets = list(tracker.tracks)
+
+    track_id = np.zeros(len(objects), np.int64)
+    parent_of: dict[int, int] = {}
+    for tracklet in tracklets:
+        refs = np.asarray(tracklet.refs)
+        track_id[refs[refs >= 0]] = tracklet.ID
+        if tracklet.parent != tracklet.ID:
+            parent_of[tracklet.ID] = int(tracklet.parent)
+    result = objects.copy()
+    result["track_id"] = track_id
+    result["parent_track_id"] = result["track_id"].map(parent_of).fillna(0).astype(np.int64)
+    return TrackingResult(objects=result, graph={d: [p] for d, p in parent_of.items()})

@@ -1,0 +1,1 @@
+"""Everything napari: layer conversions, sample data, widgets."""
