@@ -1,0 +1,20 @@
+from pathlib import Path
+
+import pytest
+
+from napari_cellstate.core.config import SimulationConfig
+from napari_cellstate.core.simulate import simulate_movie
+
+REAL_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "real"
+
+
+@pytest.fixture(scope="session")
+def default_sample():
+    """The built-in sample exactly as users get it (about 4 s)."""
+    return simulate_movie(SimulationConfig())
+
+
+@pytest.fixture(scope="session")
+def small_sample():
+    """A small, fast movie with a few divisions."""
+    return simulate_movie(SimulationConfig(shape_yx=(256, 256), n_frames=24, n_cells=20, n_divisions=6, seed=3))

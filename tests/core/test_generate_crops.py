@@ -1,0 +1,67 @@
+import numpy as np
+import pytest
+from skimage.measure import label, regionprops
+
+from napari_cellstate.core.config import CropGeneratorConfig
+from napari_cellstate.core.simulate import generate_crops
+
+
+@pytest.fixture(scope="module")
+def batch():
+    return generate_crops(2000, seed=7)
+
+
+def test_crops_are_balanced_and_shaped(batch):
+    assert batch.images.shape == (2000, 64, 64)
+    assert batch.images.dtype == np.uint16
+    assert batch.labels.sum() == 1000
+    assert (batch.factors["state"] == "metaphase").to_numpy().tolist() == (batch.labels == 1).tolist()
+
+
+def test_factors_separate_the_classes_imperfectly(batch):
+    f = batch.factors
+    meta, inter = f[batch.labels == 1], f[batch.labels == 0]
+    assert meta["area"].median() < 0.4 * inter["area"].median()
+    assert meta["eccentricity"].median() > 0.85
+    assert meta["brightness"].mean() > 1.8 * inter["brightness"].mean()
+    # some metaphase plates are seen end-on (small and round): morphology is not a perfect cue
+    assert 0.05 < (meta["eccentricity"] < 0.6).mean() < 0.3
+
+
+def test_neighbourhood_shortcut_follows_its_strength():
+    with_shortcut = generate_crops(3000, CropGeneratorConfig(neighbour_exclusion_strength=1.0), seed=1).factors
+    without = generate_crops(3000, CropGeneratorConfig(neighbour_exclusion_strength=0.0), seed=1).factors
+
+    def gap(f):
+        counts = f.groupby("state", observed=True)["neighbour_count"].mean()
+        return counts["interphase"] - counts["metaphase"]
+
+    assert gap(with_shortcut) > 0.5
+    assert abs(gap(without)) < 0.5 * gap(with_shortcut)
+
+
+def test_orientation_factor_matches_what_regionprops_measures(batch):
+    f = batch.factors
+    errors = []
+    for i in np.flatnonzero((f["eccentricity"] > 0.7).to_numpy())[:80]:
+        crop = batch.images[i].astype(float)
+        mask = label(crop > crop.min() + 0.5 * (np.percentile(crop, 99.5) - crop.min()))
+        centre = mask[32, 32] or mask[31, 31]
+        if not centre:
+            continue
+        measured = next(r for r in regionprops(mask) if r.label == centre).orientation
+        diff = (measured - f["orientation"].iloc[i] + np.pi / 2) % np.pi - np.pi / 2
+        errors.append(abs(diff))
+    assert len(errors) > 40
+    assert np.median(errors) < 0.2
+
+
+def test_same_seed_same_crops():
+    a, b = generate_crops(50, seed=3), generate_crops(50, seed=3)
+    np.testing.assert_array_equal(a.images, b.images)
+    assert not np.array_equal(a.images, generate_crops(50, seed=4).images)
+
+
+def test_bad_count_is_refused():
+    with pytest.raises(ValueError, match="at least 1"):
+        generate_crops(0)
