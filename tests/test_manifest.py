@@ -13,6 +13,7 @@ def test_manifest_is_found_and_its_imports_resolve():
 def test_npe2_validate_command_passes():
     done = subprocess.run(
         [sys.executable, "-m", "npe2", "validate", "napari-cellstate", "--imports"],
-        capture_output=True, text=True,
+        capture_output=True,
+        text=True,
     )
     assert done.returncode == 0, done.stdout + done.stderr

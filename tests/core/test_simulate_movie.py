@@ -61,12 +61,12 @@ def test_divisions_form_a_lineage(default_sample):
     for daughter, parent in default_sample.lineage.items():
         children.setdefault(parent, []).append(daughter)
         assert spans.loc[daughter, "min"] == spans.loc[parent, "max"] + 1
-        first_state = objects.query("track_id == @daughter").sort_values("t")["state"].iloc[0]
+        first_state = objects[objects["track_id"] == daughter].sort_values("t")["state"].iloc[0]
         assert first_state == "telophase"
     assert all(len(d) == 2 for d in children.values())
     # a mother passes through the mitotic phases in order
     mother = next(iter(children))
-    order = objects.query("track_id == @mother").sort_values("t")["state"].astype(str).tolist()
+    order = objects[objects["track_id"] == mother].sort_values("t")["state"].astype(str).tolist()
     seen = [s for i, s in enumerate(order) if i == 0 or order[i - 1] != s]
     assert seen[-3:] == ["prometaphase", "metaphase", "anaphase"]
 

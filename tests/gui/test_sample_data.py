@@ -20,7 +20,8 @@ def test_sample_opens_with_movie_labels_and_coloured_cells(make_napari_viewer):
     assert {"track_id", "t", "state", "area", "eccentricity", "neighbour_count"} <= set(features.columns)
     assert (features["state"] == "metaphase").sum() >= 40
     metaphase = (features["state"] == "metaphase").to_numpy()
-    np.testing.assert_allclose(cells.border_color[metaphase], transform_color([STATE_COLOURS["metaphase"]] * metaphase.sum()))
+    expected = transform_color([STATE_COLOURS["metaphase"]] * metaphase.sum())
+    np.testing.assert_allclose(cells.border_color[metaphase], expected)
     assert (labels.features["index"] == labels.features["track_id"]).all()
 
     viewer.dims.set_point(0, int(features.loc[metaphase, "t"].iloc[0]))
