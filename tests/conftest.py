@@ -1,11 +1,7 @@
-from pathlib import Path
-
 import pytest
 
 from napari_cellstate.core.config import SimulationConfig
 from napari_cellstate.core.simulate import simulate_movie
-
-REAL_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "real"
 
 
 @pytest.fixture(scope="session")

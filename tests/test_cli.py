@@ -29,3 +29,11 @@ def test_simulate_takes_settings_and_reports_bad_ones(tmp_path, capsys):
     assert tifffile.imread(out / "movie.tif").shape[0] == 3
     assert cli.main(["simulate", "--out", str(out), "--frames", "1"]) == 2
     assert "n_frames" in capsys.readouterr().err
+
+
+def test_saved_files_get_the_usual_permissions(tmp_path):
+    from napari_cellstate.core import io
+
+    path = io.write_json_atomic(tmp_path / "a.json", {"a": 1})
+    assert json.loads(path.read_text()) == {"a": 1}
+    assert path.stat().st_mode & 0o777 == 0o666 & ~io._UMASK

@@ -20,6 +20,15 @@ import pandas as pd
 __all__ = ["atomic_path", "save_simulation", "write_json_atomic"]
 
 
+def _read_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _read_umask()  # read once at import: os.umask is process-wide, unsafe to flip later in threads
+
+
 @contextmanager
 def atomic_path(path: os.PathLike | str):
     """Yield a temporary path next to ``path``; rename it over ``path`` on success.
@@ -38,6 +47,7 @@ def atomic_path(path: os.PathLike | str):
     tmp = Path(tmp_name)
     try:
         yield tmp
+        tmp.chmod(0o666 & ~_UMASK)  # mkstemp makes files private; give the usual mode
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)

@@ -7,6 +7,7 @@ import pandas as pd
 from napari.types import LayerDataTuple
 from napari.utils.colormaps.standardize_color import transform_color
 
+from ..core.preview import display_range
 from ..core.states import STATE_COLOURS
 
 MOVIE_LAYER = "cellstate movie"
@@ -14,15 +15,21 @@ LABELS_LAYER = "cellstate labels"
 CELLS_LAYER = "cellstate cells"
 
 
-def _scale(pixel_size_um: float) -> tuple[float, float, float]:
-    return (1.0, pixel_size_um, pixel_size_um)
+def _placement(pixel_size_um: float) -> dict:
+    """Scale, units and axis names shared by every layer over a (T, Y, X) movie."""
+    return {"scale": (1.0, pixel_size_um, pixel_size_um), "units": ("s", "um", "um"), "axis_labels": ("t", "y", "x")}
 
 
 def movie_layer(movie: np.ndarray, pixel_size_um: float, name: str = MOVIE_LAYER) -> LayerDataTuple:
     """Image layer of a (T, Y, X) movie in micrometres."""
     return (
         movie,
-        {"name": name, "scale": _scale(pixel_size_um), "units": ("s", "um", "um"), "colormap": "gray"},
+        {
+            "name": name,
+            **_placement(pixel_size_um),
+            "colormap": "gray",
+            "contrast_limits": display_range(movie[len(movie) // 2]),
+        },
         "image",
     )
 
@@ -36,10 +43,9 @@ def labels_layer(
         labels,
         {
             "name": name,
-            "scale": _scale(pixel_size_um),
-            "units": ("s", "um", "um"),
+            **_placement(pixel_size_um),
             "features": features,
-            "opacity": 0.35,
+            "opacity": 0.25,
         },
         "labels",
     )
@@ -51,8 +57,7 @@ def cells_layer(objects: pd.DataFrame, pixel_size_um: float, name: str = CELLS_L
     data = objects[["t", "y", "x"]].to_numpy(float)
     kwargs = {
         "name": name,
-        "scale": _scale(pixel_size_um),
-        "units": ("s", "um", "um"),
+        **_placement(pixel_size_um),
         "features": objects.reset_index(drop=True),
         "face_color": "transparent",
         "border_color": colours,
