@@ -6,9 +6,18 @@ Physical quantities carry their unit in the name; defaults follow
 
 from __future__ import annotations
 
+from enum import Enum
+
 from pydantic import BaseModel, ConfigDict, Field
 
-__all__ = ["CropGeneratorConfig", "ImagingConfig", "SimulationConfig"]
+__all__ = [
+    "CropConfig",
+    "CropGeneratorConfig",
+    "ImagingConfig",
+    "SegmentationConfig",
+    "SimulationConfig",
+    "ThresholdMethod",
+]
 
 
 class _Config(BaseModel):
@@ -66,3 +75,37 @@ class CropGeneratorConfig(_Config):
     neighbour_radius_um: float = Field(20.0, gt=0)
     end_on_plate_fraction: float = Field(0.15, ge=0, le=1)
     imaging: ImagingConfig = Field(default_factory=ImagingConfig)
+
+
+class ThresholdMethod(str, Enum):
+    """How nuclei are told from background."""
+
+    OTSU = "otsu"  # one threshold per frame
+    LOCAL = "local"  # a threshold per neighbourhood, for uneven illumination
+
+
+class SegmentationConfig(_Config):
+    """Nuclei per frame: smooth, threshold, split touching nuclei, filter by size."""
+
+    pixel_size_um: float = Field(0.33, gt=0)
+    smoothing_um: float = Field(0.5, ge=0, description="Gaussian smoothing before thresholding.")
+    threshold: ThresholdMethod = ThresholdMethod.OTSU
+    local_block_um: float = Field(40.0, gt=0, description="Neighbourhood of the local threshold.")
+    threshold_scale: float = Field(1.0, gt=0, description="Multiplies the threshold (lower finds dimmer nuclei).")
+    split_touching: bool = Field(True, description="Distance-transform watershed between touching nuclei.")
+    min_separation_um: float = Field(5.0, gt=0, description="Closest two nucleus centres can be.")
+    min_area_um2: float = Field(8.0, ge=0)
+    max_area_um2: float = Field(400.0, gt=0)
+    fill_holes: bool = True
+
+
+class CropConfig(_Config):
+    """Single-cell crops around each object."""
+
+    size_px: int = Field(64, ge=8, description="Crop side in px (after rescaling).")
+    pixel_size_um: float | None = Field(
+        None, gt=0, description="Rescale crops to this pixel size; None keeps the movie's."
+    )
+    standardise: bool = Field(True, description="Subtract the crop mean, divide by its std.")
+    clip: float | None = Field(4.0, gt=0, description="Clip standardised values to +-clip.")
+    mask_neighbours: bool = Field(False, description="Blank every labelled nucleus but the central one.")
