@@ -6,7 +6,7 @@ Physical quantities carry their unit in the name; defaults follow
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -77,7 +77,7 @@ class CropGeneratorConfig(_Config):
     imaging: ImagingConfig = Field(default_factory=ImagingConfig)
 
 
-class ThresholdMethod(str, Enum):
+class ThresholdMethod(StrEnum):
     """How nuclei are told from background."""
 
     OTSU = "otsu"  # one threshold per frame
