@@ -1,0 +1,142 @@
+"""Cell labels made by a person: kept in the project folder as they are made.
+
+Labels are keyed by ``object_id`` and also remember ``t, y, x``, so they can
+be matched again to the objects of a later segmentation or tracking run.
+Every change is written at once (atomically), so closing napari loses nothing.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .io import atomic_path
+
+__all__ = ["LABEL_COLUMNS", "LabelStore"]
+
+LABEL_COLUMNS = ["object_id", "track_id", "t", "y", "x", "label"]
+
+
+class LabelStore:
+    """Labels of cells, saved to ``path`` (CSV) after every change, with undo.
+
+    Parameters
+    ----------
+    path : path
+        CSV file, usually ``<project>/labels.csv``; loaded if it exists.
+    """
+
+    def __init__(self, path: os.PathLike | str) -> None:
+        self.path = Path(path)
+        self._history: list[pd.DataFrame] = []
+        self.table = self._read(self.path) if self.path.exists() else pd.DataFrame(columns=LABEL_COLUMNS)
+
+    @staticmethod
+    def _read(path: Path) -> pd.DataFrame:
+        try:
+            table = pd.read_csv(path, dtype={"label": str}, keep_default_na=False)
+        except (pd.errors.ParserError, UnicodeDecodeError) as err:
+            raise ValueError(f"{path} is not a labels CSV ({err}).") from err
+        missing = sorted({"t", "y", "x", "label"} - set(table.columns))
+        if missing:
+            raise ValueError(f"{path} lacks columns {missing}; a labels CSV needs t, y, x and label.")
+        for column in ("object_id", "track_id"):
+            if column not in table.columns:
+                table[column] = 0
+        return table[LABEL_COLUMNS]
+
+    def _save(self) -> None:
+        with atomic_path(self.path) as tmp:
+            self.table.to_csv(tmp, index=False)
+
+    def _change(self, table: pd.DataFrame) -> None:
+        self._history.append(self.table)
+        self.table = table.reset_index(drop=True)
+        self._save()
+
+    def assign(self, objects: pd.DataFrame, label: str) -> int:
+        """Give ``label`` to these objects (rows of the objects table); "" removes their labels.
+
+        Returns the number of objects changed.
+        """
+        label = label.strip()
+        kept = self.table[~self.table["object_id"].isin(objects["object_id"])]
+        if label:
+            new = objects[["object_id", "track_id", "t", "y", "x"]].assign(label=label)
+            kept = pd.concat([kept, new], ignore_index=True) if len(kept) else new
+        self._change(kept[LABEL_COLUMNS])
+        return len(objects)
+
+    def propagate(self, objects: pd.DataFrame, track_id: int, label: str, t_start: int, t_stop: int) -> int:
+        """Label every object of a track between frames ``t_start`` and ``t_stop`` (inclusive)."""
+        rows = objects[(objects["track_id"] == track_id) & objects["t"].between(t_start, t_stop)]
+        if rows.empty:
+            raise ValueError(f"Track {track_id} has no cells between frames {t_start} and {t_stop}.")
+        return self.assign(rows, label)
+
+    def undo(self) -> bool:
+        """Go back one change; False if there is nothing to undo."""
+        if not self._history:
+            return False
+        self.table = self._history.pop()
+        self._save()
+        return True
+
+    def counts(self) -> dict[str, int]:
+        """Labelled cells per class."""
+        return self.table["label"].value_counts().sort_index().to_dict()
+
+    def labels_for(self, objects: pd.DataFrame) -> pd.Series:
+        """The label of each object ("" if none), aligned with ``objects``."""
+        mapping = dict(zip(self.table["object_id"], self.table["label"], strict=True))
+        return objects["object_id"].map(mapping).fillna("").astype(str)
+
+    def export_csv(self, path: os.PathLike | str) -> Path:
+        """Write the labels to a CSV elsewhere (atomically)."""
+        path = Path(path)
+        with atomic_path(path) as tmp:
+            self.table.to_csv(tmp, index=False)
+        return path
+
+    def import_csv(self, path: os.PathLike | str, objects: pd.DataFrame, max_distance_px: float = 5.0) -> int:
+        """Add labels from a CSV, matched to ``objects`` by frame and nearest centre.
+
+        Matching by position (not id) lets labels made on another run of
+        segmentation or tracking be reused. Returns how many were matched.
+        """
+        incoming = self._read(Path(path))
+        matched = _match_by_position(incoming, objects, max_distance_px)
+        if matched.empty:
+            raise ValueError(f"None of the {len(incoming)} labels in {path} is within {max_distance_px} px of a cell.")
+        kept = self.table[~self.table["object_id"].isin(matched["object_id"])]
+        self._change(pd.concat([kept, matched[LABEL_COLUMNS]], ignore_index=True) if len(kept) else matched)
+        return len(matched)
+
+    def import_ground_truth(self, truth: pd.DataFrame, objects: pd.DataFrame, max_distance_px: float = 5.0) -> int:
+        """Label cells with the simulator's true ``state`` (matched by position)."""
+        incoming = truth.rename(columns={"state": "label"})[["t", "y", "x", "label"]].astype({"label": str})
+        matched = _match_by_position(incoming, objects, max_distance_px)
+        self._change(matched[LABEL_COLUMNS])
+        return len(matched)
+
+
+def _match_by_position(labels: pd.DataFrame, objects: pd.DataFrame, max_distance_px: float) -> pd.DataFrame:
+    """Each label row joined with the nearest object of the same frame, if close enough."""
+    from scipy.spatial import cKDTree
+
+    found = []
+    for t, rows in labels.groupby("t"):
+        candidates = objects[objects["t"] == t]
+        if candidates.empty:
+            continue
+        tree = cKDTree(candidates[["y", "x"]].to_numpy())
+        distance, index = tree.query(rows[["y", "x"]].to_numpy(), distance_upper_bound=max_distance_px)
+        ok = np.isfinite(distance)
+        hit = candidates.iloc[index[ok]][["object_id", "track_id", "t", "y", "x"]].reset_index(drop=True)
+        found.append(hit.assign(label=rows["label"].to_numpy()[ok]))
+    if not found:
+        return pd.DataFrame(columns=LABEL_COLUMNS)
+    return pd.concat(found, ignore_index=True).drop_duplicates("object_id", keep="last")

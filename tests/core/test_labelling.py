@@ -1,0 +1,67 @@
+import pandas as pd
+import pytest
+
+from napari_cellstate.core.labelling import LabelStore
+from napari_cellstate.core.objects import validate_objects
+
+
+@pytest.fixture
+def objects(small_sample):
+    return validate_objects(small_sample.objects.assign(object_id=range(1, len(small_sample.objects) + 1)))
+
+
+def test_labels_survive_closing_and_reopening(tmp_path, objects):
+    store = LabelStore(tmp_path / "labels.csv")
+    store.assign(objects.iloc[:3], "metaphase")
+    store.assign(objects.iloc[3:5], "interphase")
+    reopened = LabelStore(tmp_path / "labels.csv")
+    assert reopened.counts() == {"interphase": 2, "metaphase": 3}
+    assert reopened.labels_for(objects.iloc[:6]).tolist() == ["metaphase"] * 3 + ["interphase"] * 2 + [""]
+
+
+def test_propagate_along_a_track_in_a_frame_range(tmp_path, objects):
+    store = LabelStore(tmp_path / "labels.csv")
+    track = objects["track_id"].value_counts().index[0]
+    changed = store.propagate(objects, track, "interphase", 2, 6)
+    assert changed == 5
+    labelled = objects[store.labels_for(objects) == "interphase"]
+    assert set(labelled["track_id"]) == {track}
+    assert labelled["t"].tolist() == [2, 3, 4, 5, 6]
+    with pytest.raises(ValueError, match="has no cells between frames"):
+        store.propagate(objects, track, "interphase", 500, 600)
+
+
+def test_undo_and_relabel(tmp_path, objects):
+    store = LabelStore(tmp_path / "labels.csv")
+    store.assign(objects.iloc[:2], "metaphase")
+    store.assign(objects.iloc[:1], "interphase")
+    assert store.counts() == {"interphase": 1, "metaphase": 1}
+    assert store.undo()
+    assert LabelStore(tmp_path / "labels.csv").counts() == {"metaphase": 2}
+    store.assign(objects.iloc[:2], "")
+    assert store.counts() == {}
+    assert store.undo() and store.undo() and not store.undo()
+
+
+def test_export_then_import_onto_a_new_run_matches_by_position(tmp_path, objects):
+    store = LabelStore(tmp_path / "labels.csv")
+    store.assign(objects.iloc[10:20], "metaphase")
+    exported = store.export_csv(tmp_path / "out.csv")
+    rerun = objects.assign(object_id=objects["object_id"] + 1000, y=objects["y"] + 1.0)
+    other = LabelStore(tmp_path / "other.csv")
+    assert other.import_csv(exported, rerun) == 10
+    assert (other.labels_for(rerun).iloc[10:20] == "metaphase").all()
+
+
+def test_import_ground_truth_from_the_simulator(tmp_path, small_sample, objects):
+    store = LabelStore(tmp_path / "labels.csv")
+    store.import_ground_truth(small_sample.objects, objects)
+    truth = small_sample.objects["state"].astype(str).value_counts().to_dict()
+    assert store.counts() == truth
+
+
+def test_a_foreign_csv_is_refused(tmp_path, objects):
+    path = tmp_path / "bad.csv"
+    pd.DataFrame({"a": [1]}).to_csv(path, index=False)
+    with pytest.raises(ValueError, match="lacks columns"):
+        LabelStore(path)
