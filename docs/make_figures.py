@@ -4,11 +4,14 @@
 2. docs/images/realism.png: synthetic crops next to crops of real H2B/DNA data
    from ../shared/data/real, each at its own frame's display range.
 3. docs/images/viewer.png: the sample in a real napari viewer.
+4. docs/images/track_crop.png: the Track & crop and Label cells widgets after a run.
+5. docs/images/segmentation_real.png: segmentation outlines on real Drosophila H2B-GFP frames.
 """
 
 from __future__ import annotations
 
 import sys
+import tempfile
 from pathlib import Path
 
 import matplotlib
@@ -119,13 +122,82 @@ def viewer_screenshot() -> Path:
     return path
 
 
+def widgets_screenshot() -> Path:
+    import napari
+
+    from napari_cellstate.core.config import CropConfig
+    from napari_cellstate.core.pipeline import track_and_crop
+    from napari_cellstate.gui._widgets.label_cells import LabelCellsWidget
+    from napari_cellstate.gui._widgets.track_crop import TrackCropWidget
+
+    viewer = napari.Viewer(show=False)
+    viewer.window.resize(1500, 900)
+    viewer.open_sample("napari-cellstate", "synthetic_h2b")
+    viewer.layers["true nuclei"].visible = False
+    viewer.layers["true states"].visible = False
+    tracker = TrackCropWidget(viewer)
+    tracker.project.value = tempfile.mkdtemp(prefix="cellstate-figures-")
+    viewer.window.add_dock_widget(tracker, name="Track & crop")
+    result = track_and_crop(
+        viewer.layers["synthetic H2B"].data,
+        pixel_size_um=0.33,
+        crops=CropConfig(),
+        project=tracker.project.value,
+        source="synthetic H2B",
+    )
+    tracker._show(result)
+    labeller = LabelCellsWidget(viewer)
+    labeller.project.value = tracker.project.value
+    viewer.window.add_dock_widget(labeller, name="Label cells", tabify=True)
+    labeller.cells.value = "cellstate cells"
+    labeller.open_store()
+    frame = 46
+    viewer.dims.set_point(0, frame)
+    viewer.layers.selection.active = viewer.layers["cellstate cells"]
+    cells = viewer.layers["cellstate cells"]
+    here = np.flatnonzero(cells.features["t"].to_numpy() == frame)
+    cells.selected_data = set(here[:12].tolist())
+    labeller.label_selected("interphase")
+    tracker._show_selected_crop()
+    path = OUT / "track_crop.png"
+    viewer.screenshot(str(path), canvas_only=False, flash=False)
+    viewer.close()
+    return path
+
+
+def segmentation_real_figure() -> Path:
+    from skimage.segmentation import find_boundaries
+
+    from napari_cellstate.core.config import SegmentationConfig, ThresholdMethod
+    from napari_cellstate.core.segment import segment_frame
+
+    movie = tifffile.imread(REAL / "drosophila_histone_gfp_63t.tif")
+    cfg = SegmentationConfig(pixel_size_um=0.33, threshold=ThresholdMethod.LOCAL)
+    fig, axes = plt.subplots(1, 3, figsize=(15, 3.4))
+    for ax, t in zip(axes, (5, 30, 55), strict=True):
+        labels = segment_frame(movie[t], cfg)
+        ax.imshow(movie[t], cmap="gray", vmin=np.percentile(movie[t], 0.5), vmax=np.percentile(movie[t], 99.8))
+        edges = np.ma.masked_where(~find_boundaries(labels), np.ones(labels.shape))
+        ax.imshow(edges, cmap="autumn", alpha=1.0, interpolation="nearest")
+        ax.set_title(f"frame {t}: {labels.max()} nuclei found", fontsize=10)
+        ax.axis("off")
+    fig.tight_layout()
+    path = OUT / "segmentation_real.png"
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+    return path
+
+
 def main() -> None:
     OUT.mkdir(parents=True, exist_ok=True)
     result = simulate_movie(SimulationConfig())
     print(save_movie_preview(result, OUT / "sample_frame.png"))
     print(realism_figure(result))
+    if REAL.exists():
+        print(segmentation_real_figure())
     if "--no-gui" not in sys.argv:
         print(viewer_screenshot())
+        print(widgets_screenshot())
 
 
 if __name__ == "__main__":

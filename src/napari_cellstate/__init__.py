@@ -16,10 +16,30 @@ except PackageNotFoundError:  # running from a source tree
 __getattr__, __dir__, __all__ = lazy_loader.attach(
     __name__,
     submod_attrs={
-        "core.config": ["CropGeneratorConfig", "ImagingConfig", "SimulationConfig"],
+        "core.config": [
+            "CropConfig",
+            "CropGeneratorConfig",
+            "ImagingConfig",
+            "SegmentationConfig",
+            "SimulationConfig",
+            "TrackingConfig",
+        ],
+        "core.crops": ["extract_crops", "iter_extract_crops"],
+        "core.dataset": [
+            "Project",
+            "append_crop_dataset",
+            "import_crop_folder",
+            "load_crop_dataset",
+            "open_or_create",
+            "write_crop_dataset",
+        ],
+        "core.labelling": ["LabelStore"],
+        "core.pipeline": ["iter_track_and_crop", "track_and_crop"],
+        "core.segment": ["segment_movie", "iter_segment_movie", "detection_scores"],
+        "core.track_metrics": ["score_tracking"],
         "core.simulate": ["generate_crops", "iter_simulate_movie", "simulate_movie"],
         "core.track": ["track_objects"],
-        "core.io": ["save_simulation"],
+        "core.io": ["read_movie", "save_simulation"],
     },
 )
 __all__ = [*__all__, "__version__"]

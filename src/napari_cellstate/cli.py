@@ -40,14 +40,81 @@ def _simulate_to(folder: Path, cfg) -> None:
         print(f"  {name:13s} {path}")
 
 
+def _print_progress(event) -> None:
+    if event.total <= 1 or event.step == event.total or event.step % 20 == 0:
+        print(f"  {event.message}", flush=True)
+
+
+def _track_and_crop(movie, project: Path, source: str, pixel_size_um: float, labels=None, crop_cfg=None, seg_cfg=None):
+    from .core.config import CropConfig
+    from .core.pipeline import iter_track_and_crop
+    from .core.progress import run_to_completion
+
+    start = time.perf_counter()
+    result = run_to_completion(
+        iter_track_and_crop(
+            movie,
+            pixel_size_um=pixel_size_um,
+            labels=labels,
+            segmentation=seg_cfg,
+            crops=crop_cfg or CropConfig(),
+            project=project,
+            source=source,
+        ),
+        _print_progress,
+    )
+    objects = result.objects
+    print(
+        f"{len(objects)} cells, {objects['track_id'].nunique()} tracks, {len(result.graph)} daughters, "
+        f"{len(result.crops.crops)} crops in {time.perf_counter() - start:.1f} s -> {project}"
+    )
+    return result
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     """Run the whole flow that exists so far on the built-in synthetic sample."""
     from .core.config import SimulationConfig
+    from .core.labelling import LabelStore
+    from .core.segment import detection_scores
+    from .core.simulate import simulate_movie
+    from .core.track_metrics import score_tracking
 
     folder = Path(args.out)
     print(f"napari-cellstate demo: writing to {folder.resolve()}")
-    _simulate_to(folder, SimulationConfig(seed=args.seed))
+    cfg = SimulationConfig(seed=args.seed)
+    _simulate_to(folder, cfg)
+    truth = simulate_movie(cfg)  # same seed, same movie: cheaper than re-reading the files
+    print("segmenting, tracking and cropping the movie:")
+    project = folder / "project"
+    result = _track_and_crop(truth.movie, project, "synthetic", cfg.pixel_size_um)
+    detection = detection_scores(truth.labels, result.labels)
+    scores = score_tracking(
+        truth.objects.assign(object_id=truth.objects["track_id"]), truth.labels, result.objects, result.labels
+    )
+    labelled = LabelStore(project / "labels.csv").import_ground_truth(truth.objects, result.objects)
+    print(
+        f"segmentation F1 {detection['f1']:.3f} (IoU >= 0.5); tracking TRA {scores['TRA']:.3f}, "
+        f"DET {scores['DET']:.3f}, link accuracy {scores['link_accuracy']:.3f}, "
+        f"division F1 {scores['division_f1']:.2f}"
+    )
+    print(f"{labelled} cells labelled from the ground truth in {project / 'labels.csv'}")
     print(f"Open {folder / 'preview.png'} to see the movie with its true states.")
+    return 0
+
+
+def cmd_track(args: argparse.Namespace) -> int:
+    """Segment (or read labels), track and crop a user's movie into a project folder."""
+    from .core.config import CropConfig, SegmentationConfig
+    from .core.io import read_movie
+    from .core.movie import max_project_z
+
+    movie = read_movie(args.movie)
+    if args.max_project:
+        movie = max_project_z(movie)
+    labels = read_movie(args.labels) if args.labels else None
+    crop_cfg = CropConfig(size_px=args.crop_size, mask_neighbours=args.mask_neighbours)
+    seg_cfg = SegmentationConfig(pixel_size_um=args.pixel_size, threshold=args.threshold)
+    _track_and_crop(movie, Path(args.project), Path(args.movie).stem, args.pixel_size, labels, crop_cfg, seg_cfg)
     return 0
 
 
@@ -107,6 +174,17 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--exclusion-strength", type=float, help="0 removes the neighbourhood shortcut")
     sim.add_argument("--seed", type=int)
     sim.set_defaults(func=cmd_simulate)
+
+    trk = sub.add_parser("track", help="segment, track and crop a movie (TIFF or zarr) into a project folder")
+    trk.add_argument("movie", help="(T, Y, X) movie: .tif/.tiff or .zarr")
+    trk.add_argument("--project", required=True, help="project folder (created if needed)")
+    trk.add_argument("--pixel-size", type=float, required=True, help="pixel size in micrometres")
+    trk.add_argument("--labels", help="existing (T, Y, X) segmentation to use instead of segmenting")
+    trk.add_argument("--threshold", choices=["otsu", "local"], default="otsu")
+    trk.add_argument("--crop-size", type=int, default=64)
+    trk.add_argument("--mask-neighbours", action="store_true", help="blank every nucleus but the central one")
+    trk.add_argument("--max-project", action="store_true", help="maximum projection of a (T, Z, Y, X) movie")
+    trk.set_defaults(func=cmd_track)
 
     doc = sub.add_parser("doctor", help="check btrack, OpenGL, torch and Julia on this machine")
     doc.add_argument("--fix-btrack", action="store_true", help="rebuild btrack's library with this machine's compiler")

@@ -40,7 +40,9 @@ def test_undo_and_relabel(tmp_path, objects):
     assert LabelStore(tmp_path / "labels.csv").counts() == {"metaphase": 2}
     store.assign(objects.iloc[:2], "")
     assert store.counts() == {}
-    assert store.undo() and store.undo() and not store.undo()
+    assert store.undo()
+    assert store.undo()
+    assert not store.undo()
 
 
 def test_export_then_import_onto_a_new_run_matches_by_position(tmp_path, objects):

@@ -58,3 +58,21 @@ def test_rebuilt_library_replaced_one_that_failed_here():
     probe = subprocess.run([sys.executable, "-c", f"import ctypes; ctypes.CDLL({str(shipped)!r})"], capture_output=True)
     assert probe.returncode != 0
     ctypes.CDLL(str(target))
+
+
+def test_a_sister_appearing_beside_a_track_becomes_a_division():
+    import pandas as pd
+
+    from napari_cellstate.core.track import recover_divisions
+
+    frames = range(8)
+    mother_then_daughter = pd.DataFrame({"t": frames, "y": 50.0, "x": [50.0 + t for t in frames], "track_id": 1})
+    sister = pd.DataFrame({"t": range(4, 8), "y": 58.0, "x": [54.0 + t for t in range(4)], "track_id": 2})
+    far_away = pd.DataFrame({"t": range(4, 8), "y": 200.0, "x": 200.0, "track_id": 3})
+    table = pd.concat([mother_then_daughter, sister, far_away], ignore_index=True).assign(parent_track_id=0)
+    out = recover_divisions(table, radius_px=15)
+    mother = out[(out["track_id"] == 1)]
+    assert mother["t"].max() == 3
+    daughters = out[out["parent_track_id"] == 1]["track_id"].unique()
+    assert sorted(daughters.tolist()) == [2, 4]
+    assert (out[out["track_id"] == 3]["parent_track_id"] == 0).all()

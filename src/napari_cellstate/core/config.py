@@ -17,6 +17,7 @@ __all__ = [
     "SegmentationConfig",
     "SimulationConfig",
     "ThresholdMethod",
+    "TrackingConfig",
 ]
 
 
@@ -91,7 +92,9 @@ class SegmentationConfig(_Config):
     smoothing_um: float = Field(0.5, ge=0, description="Gaussian smoothing before thresholding.")
     threshold: ThresholdMethod = ThresholdMethod.OTSU
     local_block_um: float = Field(40.0, gt=0, description="Neighbourhood of the local threshold.")
-    threshold_scale: float = Field(1.0, gt=0, description="Multiplies the threshold (lower finds dimmer nuclei).")
+    threshold_scale: float = Field(
+        1.0, gt=0, description="Scales the threshold's height above the background (lower finds dimmer nuclei)."
+    )
     split_touching: bool = Field(True, description="Distance-transform watershed between touching nuclei.")
     min_separation_um: float = Field(5.0, gt=0, description="Closest two nucleus centres can be.")
     min_area_um2: float = Field(8.0, ge=0)
@@ -109,3 +112,14 @@ class CropConfig(_Config):
     standardise: bool = Field(True, description="Subtract the crop mean, divide by its std.")
     clip: float | None = Field(4.0, gt=0, description="Clip standardised values to +-clip.")
     mask_neighbours: bool = Field(False, description="Blank every labelled nucleus but the central one.")
+
+
+class TrackingConfig(_Config):
+    """btrack settings: the packaged cell model unless a user's JSON is given."""
+
+    max_search_radius_um: float = Field(15.0, gt=0, description="How far a cell may move between frames.")
+    division_radius_um: float | None = Field(
+        6.0, gt=0, description="Recover divisions: a new track this close to another one splits it; None = off."
+    )
+    config_path: str | None = Field(None, description="A btrack JSON configuration replacing the packaged one.")
+    verbose: bool = Field(False, description="Show btrack's and the optimiser's console output.")

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-__all__ = ["atomic_path", "save_simulation", "write_json_atomic"]
+__all__ = ["atomic_path", "read_movie", "save_simulation", "write_json_atomic"]
 
 
 def _read_umask() -> int:
@@ -103,3 +103,30 @@ def save_simulation(result, folder: os.PathLike | str) -> dict[str, Path]:
         ),
         "settings": write_json_atomic(folder / "simulation.json", cfg.model_dump(mode="json")),
     }
+
+
+def read_movie(path: os.PathLike | str):
+    """Open a movie lazily: a TIFF (through its zarr view, so frames load on demand) or a zarr array.
+
+    Raises
+    ------
+    FileNotFoundError, ValueError
+        When the file is missing or not a TIFF/zarr image.
+    """
+    import zarr
+
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path} does not exist.")
+    if path.suffix.lower() in (".tif", ".tiff"):
+        import tifffile
+
+        try:
+            store = tifffile.imread(path, aszarr=True)
+        except (tifffile.TiffFileError, ValueError) as err:
+            raise ValueError(f"{path} is not a readable TIFF: {err}") from err
+        opened = zarr.open(store, mode="r")
+        return opened if isinstance(opened, zarr.Array) else opened[next(iter(opened.array_keys()))]
+    if path.suffix.lower() == ".zarr" or (path / "zarr.json").exists() or (path / ".zarray").exists():
+        return zarr.open_array(str(path), mode="r")
+    raise ValueError(f"{path}: expected a .tif/.tiff file or a .zarr folder holding a (T, Y, X) movie.")

@@ -15,7 +15,7 @@ import pandas as pd
 
 from .io import atomic_path
 
-__all__ = ["LABEL_COLUMNS", "LabelStore"]
+__all__ = ["LABEL_COLUMNS", "LabelStore", "nearest_object"]
 
 LABEL_COLUMNS = ["object_id", "track_id", "t", "y", "x", "label"]
 
@@ -92,7 +92,7 @@ class LabelStore:
     def labels_for(self, objects: pd.DataFrame) -> pd.Series:
         """The label of each object ("" if none), aligned with ``objects``."""
         mapping = dict(zip(self.table["object_id"], self.table["label"], strict=True))
-        return objects["object_id"].map(mapping).fillna("").astype(str)
+        return objects["object_id"].map(lambda object_id: mapping.get(object_id, "")).astype(str)
 
     def export_csv(self, path: os.PathLike | str) -> Path:
         """Write the labels to a CSV elsewhere (atomically)."""
@@ -121,6 +121,16 @@ class LabelStore:
         matched = _match_by_position(incoming, objects, max_distance_px)
         self._change(matched[LABEL_COLUMNS])
         return len(matched)
+
+
+def nearest_object(objects: pd.DataFrame, t: int, y: float, x: float, max_distance_px: float) -> pd.DataFrame:
+    """The object of frame ``t`` nearest to (y, x), as a one-row table, or an empty table if none is close."""
+    frame = objects[objects["t"] == t]
+    if frame.empty:
+        return frame
+    distance = np.hypot(frame["y"].to_numpy() - y, frame["x"].to_numpy() - x)
+    best = int(np.argmin(distance))
+    return frame.iloc[[best]] if distance[best] <= max_distance_px else frame.iloc[:0]
 
 
 def _match_by_position(labels: pd.DataFrame, objects: pd.DataFrame, max_distance_px: float) -> pd.DataFrame:

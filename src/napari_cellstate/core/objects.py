@@ -54,7 +54,9 @@ def validate_objects(table: pd.DataFrame) -> pd.DataFrame:
     for name, dtype in OBJECT_COLUMNS.items():
         if name not in table.columns:
             table[name] = defaults.get(name, 0 if dtype == "int64" else np.nan)
-        table[name] = table[name].fillna("" if dtype == "string" else 0).astype(dtype)
+        if dtype != "float64":  # unknown measurements stay NaN; ids default to 0, labels to ""
+            table[name] = table[name].fillna("" if dtype == "string" else 0)
+        table[name] = table[name].astype(dtype)
     extra = [c for c in table.columns if c not in OBJECT_COLUMNS]
     return table[[*OBJECT_COLUMNS, *extra]]
 

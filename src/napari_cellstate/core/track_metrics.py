@@ -65,18 +65,28 @@ def score_tracking(
     )
     with warnings.catch_warnings(), contextlib.redirect_stderr(io.StringIO()):  # no progress bars
         warnings.simplefilter("ignore")
-        results, _ = run_metrics(gt, pred, CTCMatcher(), [CTCMetrics(), DivisionMetrics()])
+        results, _ = run_metrics(gt, pred, CTCMatcher(), [CTCMetrics(), DivisionMetrics(max_frame_buffer=2)])
     ctc = next(r for r in results if r["metric"]["name"] == "CTCMetrics")["results"]
-    division = next(r for r in results if r["metric"]["name"] == "DivisionMetrics")["results"]["Frame Buffer 0"]
+    divisions = next(r for r in results if r["metric"]["name"] == "DivisionMetrics")["results"]
+    division, tolerant = divisions["Frame Buffer 0"], divisions["Frame Buffer 2"]
     fn_edges, gt_edges = ctc.get("fn_edges", 0), gt.graph.number_of_edges()
     return {
         "TRA": float(ctc["TRA"]),
         "DET": float(ctc["DET"]),
         "LNK": float(ctc["LNK"]),
         "link_accuracy": 1.0 - fn_edges / gt_edges if gt_edges else float("nan"),
-        "division_f1": float(division["Division F1"]),
+        "division_f1": _f1(division),
+        "division_f1_within_2_frames": _f1(tolerant),
         "division_recall": float(division["Division Recall"]),
         "division_precision": float(division["Division Precision"]),
         "true_divisions": int(division["Total GT Divisions"]),
         "predicted_divisions": int(division["Total Predicted Divisions"]),
     }
+
+
+def _f1(result: dict) -> float:
+    """Division F1, 0 (not NaN) when nothing matched but divisions existed."""
+    f1 = result["Division F1"]
+    if np.isnan(f1) and result["Total GT Divisions"] > 0:
+        return 0.0
+    return float(f1)

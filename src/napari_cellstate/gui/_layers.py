@@ -35,10 +35,18 @@ def movie_layer(movie: np.ndarray, pixel_size_um: float, name: str = MOVIE_LAYER
 
 
 def labels_layer(
-    labels: np.ndarray, objects: pd.DataFrame, pixel_size_um: float, name: str = LABELS_LAYER
+    labels: np.ndarray,
+    objects: pd.DataFrame,
+    pixel_size_um: float,
+    name: str = LABELS_LAYER,
+    id_column: str = "object_id",
 ) -> LayerDataTuple:
-    """Labels layer whose features are the objects table (label id in ``index``)."""
-    features = objects.drop_duplicates("track_id").assign(index=lambda f: f["track_id"]).reset_index(drop=True)
+    """Labels layer whose features are the objects table (label id in ``index``).
+
+    ``id_column`` names the column holding each object's value in ``labels``
+    (``track_id`` for the simulator's ground truth).
+    """
+    features = objects.drop_duplicates(id_column).assign(index=lambda f: f[id_column]).reset_index(drop=True)
     return (
         labels,
         {
@@ -51,9 +59,17 @@ def labels_layer(
     )
 
 
-def cells_layer(objects: pd.DataFrame, pixel_size_um: float, name: str = CELLS_LAYER) -> LayerDataTuple:
-    """Points layer: a ring per cell per frame, coloured by its ``state``; the table is its features."""
-    colours = transform_color([STATE_COLOURS.get(str(s), "#ffffff") for s in objects["state"]])
+def label_colours(labels: pd.Series) -> np.ndarray:
+    """RGBA per cell: the state's colour, white for user classes, grey when unlabelled."""
+    names = labels.astype(str)
+    return transform_color([STATE_COLOURS.get(n, "#ffffff") if n else "#7f7f7f" for n in names])
+
+
+def cells_layer(
+    objects: pd.DataFrame, pixel_size_um: float, name: str = CELLS_LAYER, colour_by: str = "label"
+) -> LayerDataTuple:
+    """Points layer: a ring per cell per frame coloured by ``colour_by``; the table is its features."""
+    colours = label_colours(objects[colour_by])
     data = objects[["t", "y", "x"]].to_numpy(float)
     kwargs = {
         "name": name,
@@ -67,3 +83,27 @@ def cells_layer(objects: pd.DataFrame, pixel_size_um: float, name: str = CELLS_L
         "out_of_slice_display": False,
     }
     return (data, kwargs, "points")
+
+
+TRACKS_LAYER = "cellstate tracks"
+CROP_LAYER = "cellstate selected crop"
+
+
+def tracks_layer(objects: pd.DataFrame, graph: dict[int, list[int]], pixel_size_um: float) -> LayerDataTuple:
+    """Tracks layer (divisions in ``graph``) with the objects table as per-point features."""
+    tracked = objects[objects["track_id"] > 0].sort_values(["track_id", "t"]).reset_index(drop=True)
+    data = tracked[["track_id", "t", "y", "x"]].to_numpy(float)
+    kwargs = {
+        "name": TRACKS_LAYER,
+        **_placement(pixel_size_um),
+        "features": tracked,
+        "graph": {int(k): [int(p) for p in v] for k, v in graph.items()},
+        "tail_length": 10,
+        "tail_width": 2,
+    }
+    return (data, kwargs, "tracks")
+
+
+def crop_layer(crop: np.ndarray, title: str) -> LayerDataTuple:
+    """A single crop shown on its own (outside the movie's coordinates)."""
+    return (crop, {"name": CROP_LAYER, "colormap": "gray", "metadata": {"title": title}}, "image")

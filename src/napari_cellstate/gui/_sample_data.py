@@ -15,6 +15,6 @@ def make_synthetic_sample() -> list[LayerDataTuple]:
     px = result.config.pixel_size_um
     return [
         movie_layer(result.movie, px, name="synthetic H2B"),
-        labels_layer(result.labels, result.objects, px, name="true nuclei"),
-        cells_layer(result.objects, px, name="true states"),
+        labels_layer(result.labels, result.objects, px, name="true nuclei", id_column="track_id"),
+        cells_layer(result.objects, px, name="true states", colour_by="state"),
     ]

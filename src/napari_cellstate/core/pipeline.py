@@ -1,0 +1,162 @@
+"""From a movie to tracked objects and crops: the steps the GUI, API and CLI share.
+
+``iter_track_and_crop`` chains segmentation (or the user's labels), per-object
+measurement, btrack tracking and crop extraction, yielding progress between
+frames so a caller can show it and stop; it returns a
+:class:`TrackAndCropResult` and, given a project folder, stores the crop
+dataset there.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Generator
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from .config import CropConfig, SegmentationConfig, TrackingConfig
+from .crops import CropResult, iter_extract_crops
+from .movie import check_movie
+from .objects import measure_frame, validate_objects
+from .progress import Progress, run_to_completion
+from .segment import NoCellsFoundError, iter_segment_movie
+from .track import track_objects
+
+__all__ = ["TrackAndCropResult", "iter_track_and_crop", "relabel_unique", "track_and_crop"]
+
+
+@dataclass
+class TrackAndCropResult:
+    """What the movie-to-crops step produces.
+
+    Attributes
+    ----------
+    labels : ndarray of shape (T, Y, X), dtype int32
+        Segmentation; each object's value is its ``object_id``.
+    objects : DataFrame
+        The objects table, with ``track_id`` and ``parent_track_id``.
+    graph : dict of int to list of int
+        Divisions, ``{daughter_track: [parent_track]}``.
+    crops : CropResult or None
+    """
+
+    labels: np.ndarray
+    objects: pd.DataFrame
+    graph: dict[int, list[int]]
+    crops: CropResult | None
+
+
+def relabel_unique(labels) -> Generator[Progress, None, np.ndarray]:
+    """Give every object of a (T, Y, X) label stack an id unique across frames.
+
+    Tools like cellpose number objects 1..n in every frame; object ids must
+    not repeat between frames.
+    """
+    out = np.zeros(labels.shape, np.int32)
+    offset = 0
+    for t in range(labels.shape[0]):
+        frame = np.asarray(labels[t])
+        ids, inverse = np.unique(frame, return_inverse=True)
+        has_background = ids[0] == 0
+        new_ids = np.arange(len(ids), dtype=np.int32) + offset + (0 if has_background else 1)
+        if has_background:
+            new_ids[0] = 0
+        out[t] = new_ids[inverse.reshape(frame.shape)]
+        offset = max(offset, int(out[t].max()))
+        yield Progress(t + 1, labels.shape[0], f"relabelling frame {t + 1}")
+    return out
+
+
+def iter_track_and_crop(
+    movie,
+    *,
+    pixel_size_um: float,
+    labels=None,
+    segmentation: SegmentationConfig | None = None,
+    tracking: TrackingConfig | None = None,
+    crops: CropConfig | None = None,
+    project: os.PathLike | str | None = None,
+    source: str = "movie",
+    rgb: bool = False,
+) -> Generator[Progress, None, TrackAndCropResult]:
+    """Segment (unless ``labels`` are given), measure, track and crop a movie.
+
+    Parameters
+    ----------
+    movie : array-like of shape (T, Y, X)
+        numpy, dask or zarr; read one frame at a time.
+    pixel_size_um : float
+        Pixel size of the movie in micrometres.
+    labels : array-like of shape (T, Y, X), optional
+        An existing segmentation (cellpose, StarDist, ilastik...); skips segmentation.
+    crops : CropConfig, optional
+        Crop settings; ``None`` skips crop extraction.
+    project : path, optional
+        Project folder to store the crop dataset in (created if needed).
+    source : str, default="movie"
+        Name of the movie in the crop dataset.
+    rgb : bool, default=False
+        Whether the viewer shows the image as RGB (refused with an explanation).
+    """
+    check_movie(movie, rgb=rgb)
+    tracking = tracking or TrackingConfig()
+    n_frames = movie.shape[0]
+    if labels is None:
+        cfg = (segmentation or SegmentationConfig()).model_copy(update={"pixel_size_um": pixel_size_um})
+        labels = yield from _relay(iter_segment_movie(movie, cfg), "segmenting")
+    else:
+        if tuple(labels.shape) != tuple(movie.shape):
+            raise ValueError(
+                f"The labels have shape {tuple(labels.shape)} but the image has {tuple(movie.shape)}: "
+                "choose the Labels layer made from this movie (same frames and size)."
+            )
+        labels = yield from _relay(relabel_unique(labels), "reading labels")
+        if not labels.any():
+            raise NoCellsFoundError("The labels contain no objects: every pixel is 0.")
+
+    tables = []
+    for t in range(n_frames):
+        tables.append(measure_frame(labels[t], np.asarray(movie[t]), t))
+        yield Progress(t + 1, n_frames, f"measuring frame {t + 1}/{n_frames}")
+    objects = validate_objects(pd.concat(tables, ignore_index=True))
+
+    yield Progress(0, 1, "tracking with btrack")
+    tracked = track_objects(
+        objects,
+        tuple(movie.shape[1:]),
+        config_path=tracking.config_path,
+        max_search_radius_px=tracking.max_search_radius_um / pixel_size_um,
+        division_radius_px=tracking.division_radius_um and tracking.division_radius_um / pixel_size_um,
+        verbose=tracking.verbose,
+    )
+    objects = tracked.objects
+    yield Progress(1, 1, f"tracked {objects['track_id'].nunique()} cells, {len(tracked.graph)} daughters")
+
+    crop_result = None
+    if crops is not None:
+        crop_result = yield from _relay(
+            iter_extract_crops(movie, objects, crops, labels=labels, pixel_size_um=pixel_size_um), "cropping"
+        )
+        if project is not None:
+            from .dataset import open_or_create, write_crop_dataset
+
+            write_crop_dataset(open_or_create(project), crop_result, source, pixel_size_um)
+            yield Progress(1, 1, f"saved {len(crop_result.crops)} crops to {project}")
+    return TrackAndCropResult(labels=labels, objects=objects, graph=tracked.graph, crops=crop_result)
+
+
+def _relay(steps: Generator[Progress, None, object], stage: str):
+    """Pass a sub-step's progress on with the stage named; return its result."""
+    while True:
+        try:
+            event = next(steps)
+        except StopIteration as stop:
+            return stop.value
+        yield Progress(event.step, event.total, f"{stage}: {event.message}" if event.message else stage)
+
+
+def track_and_crop(movie, **kwargs) -> TrackAndCropResult:
+    """Blocking form of :func:`iter_track_and_crop`."""
+    return run_to_completion(iter_track_and_crop(movie, **kwargs))

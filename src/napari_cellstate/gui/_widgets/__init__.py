@@ -1,0 +1,1 @@
+"""Dock widgets: thin Qt front ends over core calls."""

@@ -1,0 +1,148 @@
+"""Track & crop: segment (or take a Labels layer), track with btrack, cut crops."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import napari
+import numpy as np
+from magicgui.widgets import ComboBox, Container, FloatSpinBox, LineEdit
+from qtpy.QtWidgets import QVBoxLayout, QWidget
+
+from ...core.config import CropConfig, SegmentationConfig, ThresholdMethod, TrackingConfig
+from ...core.pipeline import TrackAndCropResult, iter_track_and_crop
+from .._layers import CELLS_LAYER, LABELS_LAYER, cells_layer, crop_layer, labels_layer, tracks_layer
+from .._workers import RunPanel
+
+SEGMENT_CHOICE = "(segment the movie)"
+
+
+class TrackCropWidget(QWidget):
+    """Choose a movie (and optionally its Labels), set a few parameters, Run."""
+
+    def __init__(self, napari_viewer: napari.viewer.Viewer) -> None:
+        super().__init__()
+        self.viewer = napari_viewer
+        self.result: TrackAndCropResult | None = None
+        self.image = ComboBox(label="movie", choices=self._image_choices)
+        self.labels = ComboBox(label="labels", choices=self._labels_choices)
+        self.pixel_size_um = FloatSpinBox(label="pixel size (µm)", value=0.33, min=0.01, max=100, step=0.01)
+        self.threshold = ComboBox(label="threshold", choices=[m.value for m in ThresholdMethod], value="otsu")
+        self.threshold_scale = FloatSpinBox(label="threshold scale", value=1.0, min=0.1, max=5, step=0.05)
+        self.min_separation_um = FloatSpinBox(label="min separation (µm)", value=5.0, min=0.5, max=100)
+        self.max_search_radius_um = FloatSpinBox(label="max move / frame (µm)", value=15.0, min=0.5, max=500)
+        self.crop_size = FloatSpinBox(label="crop size (px)", value=64, min=8, max=512, step=2)
+        self.project = LineEdit(label="project folder", value=str(Path.cwd() / "cellstate-project"))
+        self.form = Container(
+            widgets=[
+                self.image,
+                self.labels,
+                self.pixel_size_um,
+                self.threshold,
+                self.threshold_scale,
+                self.min_separation_um,
+                self.max_search_radius_um,
+                self.crop_size,
+                self.project,
+            ]
+        )
+        self.panel = RunPanel("Track && crop")
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.form.native)
+        layout.addWidget(self.panel)
+        layout.addStretch()
+        self.panel.run_button.clicked.connect(self.run)
+        self.image.changed.connect(self._guess_pixel_size)
+        for event in (self.viewer.layers.events.inserted, self.viewer.layers.events.removed):
+            event.connect(self._refresh_choices)
+        self._guess_pixel_size()
+
+    def _image_choices(self, _widget=None) -> list[str]:
+        return [layer.name for layer in self.viewer.layers if isinstance(layer, napari.layers.Image)]
+
+    def _labels_choices(self, _widget=None) -> list[str]:
+        return [SEGMENT_CHOICE] + [
+            layer.name
+            for layer in self.viewer.layers
+            if isinstance(layer, napari.layers.Labels) and layer.name != LABELS_LAYER
+        ]
+
+    def _refresh_choices(self, _event=None) -> None:
+        self.image.reset_choices()
+        self.labels.reset_choices()
+
+    def _guess_pixel_size(self, _value=None) -> None:
+        if self.image.value and self.image.value in self.viewer.layers:
+            scale = self.viewer.layers[self.image.value].scale[-1]
+            if scale != 1:
+                self.pixel_size_um.value = float(scale)
+
+    def configs(self) -> tuple[SegmentationConfig, TrackingConfig, CropConfig]:
+        """The settings shown in the widget as core configs."""
+        px = self.pixel_size_um.value
+        segmentation = SegmentationConfig(
+            pixel_size_um=px,
+            threshold=self.threshold.value,
+            threshold_scale=self.threshold_scale.value,
+            min_separation_um=self.min_separation_um.value,
+        )
+        tracking = TrackingConfig(max_search_radius_um=self.max_search_radius_um.value)
+        crops = CropConfig(size_px=int(self.crop_size.value))
+        return segmentation, tracking, crops
+
+    def run(self) -> None:
+        """Start the work in a thread; layers are added when it returns."""
+        if not self.image.value:
+            self.panel.status.setText("Open a movie first (File > Open, or File > Open Sample).")
+            return
+        layer = self.viewer.layers[self.image.value]
+        labels = None
+        if self.labels.value and self.labels.value != SEGMENT_CHOICE:
+            labels = self.viewer.layers[self.labels.value].data
+        segmentation, tracking, crops = self.configs()
+        self.panel.start(
+            iter_track_and_crop,
+            self._show,
+            layer.data,
+            pixel_size_um=self.pixel_size_um.value,
+            labels=labels,
+            segmentation=segmentation,
+            tracking=tracking,
+            crops=crops,
+            project=self.project.value or None,
+            source=layer.name,
+            rgb=layer.rgb,
+        )
+
+    def _show(self, result: TrackAndCropResult) -> None:
+        self.result = result
+        px = self.pixel_size_um.value
+        for data, kwargs, kind in (
+            labels_layer(result.labels, result.objects, px),
+            tracks_layer(result.objects, result.graph, px),
+            cells_layer(result.objects, px),
+        ):
+            name = kwargs["name"]
+            if name in self.viewer.layers:
+                self.viewer.layers.remove(name)
+            getattr(self.viewer, f"add_{kind}")(data, **kwargs)
+        self.viewer.layers[CELLS_LAYER].selected_data.events.items_changed.connect(self._show_selected_crop)
+        n_tracks = result.objects["track_id"].nunique()
+        self.panel.status.setText(
+            f"{len(result.objects)} cells in {n_tracks} tracks, {len(result.graph)} daughters; "
+            f"{0 if result.crops is None else len(result.crops.crops)} crops saved to {self.project.value}"
+        )
+
+    def _show_selected_crop(self, _event=None) -> None:
+        cells = self.viewer.layers[CELLS_LAYER]
+        if self.result is None or self.result.crops is None or not cells.selected_data:
+            return
+        index = int(sorted(cells.selected_data)[-1])
+        row = self.result.objects.iloc[index]
+        data, kwargs, _ = crop_layer(
+            np.asarray(self.result.crops.crops[index]), f"track {row['track_id']}, frame {row['t']}"
+        )
+        if kwargs["name"] in self.viewer.layers:
+            self.viewer.layers[kwargs["name"]].data = data
+        else:
+            self.viewer.add_image(data, **kwargs)

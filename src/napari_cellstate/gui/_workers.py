@@ -1,0 +1,90 @@
+"""Run a core ``iter_*`` generator off the GUI thread with progress, Cancel and clear errors."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Generator
+from typing import Any
+
+from napari.qt.threading import GeneratorWorker, create_worker
+from napari.utils.notifications import show_error, show_info
+from qtpy.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QPushButton, QVBoxLayout, QWidget
+
+from ..core.progress import Progress
+
+
+class RunPanel(QWidget):
+    """Run and Cancel buttons, a progress bar and a status line for one long step.
+
+    ``start`` runs the generator in a napari worker thread; the GUI never waits on it.
+    """
+
+    def __init__(self, run_text: str = "Run", parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.run_button = QPushButton(run_text)
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.setEnabled(False)
+        self.progress = QProgressBar()
+        self.progress.setRange(0, 1)
+        self.progress.setValue(0)
+        self.status = QLabel("")
+        self.status.setWordWrap(True)
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.run_button)
+        buttons.addWidget(self.cancel_button)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addLayout(buttons)
+        layout.addWidget(self.progress)
+        layout.addWidget(self.status)
+        self.worker: GeneratorWorker | None = None
+        self.last_error: Exception | None = None
+
+    def start(
+        self,
+        steps: Callable[..., Generator[Progress, None, Any]],
+        on_done: Callable[[Any], None],
+        *args: Any,
+        **kwargs: Any,
+    ) -> GeneratorWorker:
+        """Run ``steps(*args, **kwargs)`` in a worker; call ``on_done(result)`` on the GUI thread."""
+        self.last_error = None
+        worker = create_worker(steps, *args, **kwargs, _start_thread=False, _ignore_errors=True)  # shown below
+        worker.yielded.connect(self._show_progress)
+        worker.returned.connect(on_done)
+        worker.errored.connect(self._show_error)
+        worker.finished.connect(self._finished)
+        self.cancel_button.clicked.connect(worker.quit)
+        self.run_button.setEnabled(False)
+        self.cancel_button.setEnabled(True)
+        self.status.setStyleSheet("")
+        self.status.setText("starting ...")
+        self.worker = worker
+        worker.start()
+        return worker
+
+    def _show_progress(self, event: Progress) -> None:
+        self.progress.setRange(0, max(event.total, 1))
+        self.progress.setValue(event.step)
+        self.status.setText(event.message)
+
+    def _show_error(self, error: Exception) -> None:
+        self.last_error = error
+        self.status.setStyleSheet("color: #ff6b6b")
+        self.status.setText(str(error))
+        show_error(str(error))
+
+    def _finished(self) -> None:
+        if self.worker is not None and self.worker.abort_requested and self.last_error is None:
+            self.status.setText("cancelled")
+            show_info("cancelled")
+        with contextlib.suppress(TypeError, RuntimeError):  # nothing connected
+            self.cancel_button.clicked.disconnect()
+        self.run_button.setEnabled(True)
+        self.cancel_button.setEnabled(False)
+        self.worker = None
+
+    def cancel(self) -> None:
+        """Ask the running step to stop at its next progress event."""
+        if self.worker is not None:
+            self.worker.quit()

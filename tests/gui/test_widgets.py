@@ -1,0 +1,111 @@
+import numpy as np
+import pytest
+from app_model.types import KeyBinding
+
+from napari_cellstate.gui._layers import CELLS_LAYER, CROP_LAYER, LABELS_LAYER, TRACKS_LAYER
+from napari_cellstate.gui._widgets.label_cells import LabelCellsWidget
+from napari_cellstate.gui._widgets.track_crop import TrackCropWidget
+
+pytestmark = pytest.mark.gui
+
+
+def _run(widget, qtbot):
+    widget.run()
+    qtbot.waitUntil(lambda: widget.panel.worker is None, timeout=120_000)
+
+
+def test_track_crop_widget_adds_layers_with_features(make_napari_viewer, qtbot, small_sample, tmp_path):
+    viewer = make_napari_viewer()
+    viewer.add_image(small_sample.movie, name="movie", scale=(1, 0.33, 0.33))
+    widget = TrackCropWidget(viewer)
+    assert widget.pixel_size_um.value == pytest.approx(0.33)
+    widget.project.value = str(tmp_path / "project")
+    _run(widget, qtbot)
+    assert widget.panel.last_error is None, widget.panel.status.text()
+
+    cells = viewer.layers[CELLS_LAYER]
+    assert {"object_id", "track_id", "t", "y", "x", "area", "label"} <= set(cells.features.columns)
+    assert len(cells.data) == len(widget.result.objects)
+    tracks = viewer.layers[TRACKS_LAYER]
+    assert tracks.graph, "divisions appear in the Tracks layer graph"
+    assert viewer.layers[LABELS_LAYER].data.max() == widget.result.objects["object_id"].max()
+    assert (tmp_path / "project" / "crops.zarr").exists()
+
+    cells.selected_data = {5}
+    assert viewer.layers[CROP_LAYER].data.shape == (64, 64)
+
+
+def test_track_crop_widget_explains_bad_input(make_napari_viewer, qtbot, tmp_path):
+    viewer = make_napari_viewer()
+    viewer.add_image(np.random.default_rng(0).integers(0, 255, (4, 64, 64, 3), dtype=np.uint8), name="rgb", rgb=True)
+    widget = TrackCropWidget(viewer)
+    widget.project.value = str(tmp_path / "project")
+    _run(widget, qtbot)
+    assert "RGB" in widget.panel.status.text()
+    assert CELLS_LAYER not in viewer.layers
+    assert not (tmp_path / "project" / "crops.zarr").exists()
+
+
+def test_track_crop_can_be_cancelled(make_napari_viewer, qtbot, default_sample, tmp_path):
+    viewer = make_napari_viewer()
+    viewer.add_image(default_sample.movie, name="movie")
+    widget = TrackCropWidget(viewer)
+    widget.project.value = str(tmp_path / "project")
+    widget.run()
+    widget.panel.cancel()
+    qtbot.waitUntil(lambda: widget.panel.worker is None, timeout=60_000)
+    assert widget.panel.status.text() == "cancelled"
+    assert CELLS_LAYER not in viewer.layers
+
+
+def test_labelling_by_click_and_key_is_saved_and_undoable(make_napari_viewer, small_sample, tmp_path):
+    viewer = make_napari_viewer()
+    objects = small_sample.objects
+    viewer.add_points(objects[["t", "y", "x"]].to_numpy(), features=objects, name="cells")
+    widget = LabelCellsWidget(viewer)
+    widget.project.value = str(tmp_path / "project")
+    widget.cells.value = "cells"
+    widget.open_store()
+
+    first = objects.iloc[0]
+    widget.classes.setCurrentRow(1)  # metaphase
+    assert widget.label_at((first["t"], first["y"] + 2, first["x"] - 2)) == 1
+    layer = viewer.layers["cells"]
+    assert layer.features["label"].iloc[0] == "metaphase"
+    np.testing.assert_allclose(layer.border_color[0][:3], [0xE7 / 255, 0x29 / 255, 0x8A / 255], atol=0.01)
+
+    layer.selected_data = {1, 2}
+    layer.keymap[KeyBinding.from_str("i")](layer)  # the "i" key
+    assert widget.store.counts() == {"interphase": 2, "metaphase": 1}
+
+    widget.undo()
+    assert widget.store.counts() == {"metaphase": 1}
+
+    reopened = LabelCellsWidget(viewer)
+    reopened.project.value = str(tmp_path / "project")
+    reopened.cells.value = "cells"
+    reopened.open_store()
+    assert reopened.store.counts() == {"metaphase": 1}
+
+
+def test_propagate_and_ground_truth_import(make_napari_viewer, small_sample, tmp_path):
+    from napari_cellstate.core.io import save_simulation
+
+    viewer = make_napari_viewer()
+    objects = small_sample.objects
+    viewer.add_points(objects[["t", "y", "x"]].to_numpy(), features=objects, name="cells")
+    widget = LabelCellsWidget(viewer)
+    widget.project.value = str(tmp_path / "project")
+    widget.cells.value = "cells"
+    widget.open_store()
+
+    track = objects["track_id"].value_counts().index[0]
+    index = int(np.flatnonzero((objects["track_id"] == track).to_numpy())[0])
+    viewer.layers["cells"].selected_data = {index}
+    widget.label_selected("interphase")
+    widget.t_from.value, widget.t_to.value = 0, 5
+    assert widget.propagate_selected() == len(objects[(objects["track_id"] == track) & (objects["t"] <= 5)])
+
+    written = save_simulation(small_sample, tmp_path / "sim")
+    assert widget.import_truth(str(written["ground_truth"])) == len(objects)
+    assert widget.store.counts() == objects["state"].astype(str).value_counts().to_dict()
