@@ -7,10 +7,18 @@ from napari_cellstate import cli
 
 
 def test_demo_writes_movie_truth_and_preview(tmp_path, capsys):
+    from napari_cellstate.core.dataset import load_crop_dataset
+    from napari_cellstate.core.labelling import LabelStore
+
     out = tmp_path / "demo"
     assert cli.main(["demo", "--out", str(out)]) == 0
     printed = capsys.readouterr().out
     assert "metaphase" in printed
+    assert "segmentation F1" in printed
+    crops = load_crop_dataset(out / "project")
+    assert crops.crops.shape[1:] == (64, 64)
+    assert len(crops.objects) > 5000
+    assert LabelStore(out / "project" / "labels.csv").counts()["metaphase"] >= 40
     movie = tifffile.imread(out / "movie.tif")
     labels = tifffile.imread(out / "labels.tif")
     assert movie.shape == labels.shape == (60, 512, 512)
@@ -37,3 +45,24 @@ def test_saved_files_get_the_usual_permissions(tmp_path):
     path = io.write_json_atomic(tmp_path / "a.json", {"a": 1})
     assert json.loads(path.read_text()) == {"a": 1}
     assert path.stat().st_mode & 0o777 == 0o666 & ~io._UMASK
+
+
+def test_track_command_turns_a_tiff_into_a_project(tmp_path, small_sample, capsys):
+    from napari_cellstate.core.dataset import load_crop_dataset
+    from napari_cellstate.core.io import save_simulation
+
+    written = save_simulation(small_sample, tmp_path / "sim")
+    project = tmp_path / "project"
+    args = ["track", str(written["movie"]), "--project", str(project), "--pixel-size", "0.33"]
+    assert cli.main(args) == 0
+    assert "tracks" in capsys.readouterr().out
+    assert len(load_crop_dataset(project).objects) > 400
+
+
+def test_track_command_explains_a_missing_or_foreign_file(tmp_path, capsys):
+    assert cli.main(["track", str(tmp_path / "nope.tif"), "--project", str(tmp_path / "p"), "--pixel-size", "1"]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    other = tmp_path / "notes.txt"
+    other.write_text("hello")
+    assert cli.main(["track", str(other), "--project", str(tmp_path / "p"), "--pixel-size", "1"]) == 2
+    assert "expected a .tif" in capsys.readouterr().err

@@ -73,3 +73,22 @@ def test_empty_labels_are_refused(small_sample):
 def test_rgb_layers_are_refused_with_the_fix(small_sample):
     with pytest.raises(MovieError, match="Split RGB"):
         track_and_crop(small_sample.movie, pixel_size_um=0.33, rgb=True)
+
+
+def test_the_segmentation_is_kept_in_the_project(pipeline_run):
+    import zarr
+
+    result, project = pipeline_run
+    stored = zarr.open_array(str(project / "segmentation.zarr"), mode="r")
+    assert stored.shape == (60, 512, 512)
+    assert int(stored[10].max()) == int(np.asarray(result.labels[10]).max())
+    assert not list(project.glob(".segmentation*"))
+
+
+def test_a_failed_run_leaves_nothing_half_written(tmp_path):
+    rng = np.random.default_rng(0)
+    noise = (100 + rng.normal(0, 2, (5, 64, 64))).astype(np.uint16)
+    with pytest.raises(NoCellsFoundError):
+        track_and_crop(noise, pixel_size_um=0.33, crops=CropConfig(), project=tmp_path / "p")
+    leftovers = [p.name for p in (tmp_path / "p").iterdir()]
+    assert leftovers == ["project.json"]

@@ -76,3 +76,28 @@ def test_a_sister_appearing_beside_a_track_becomes_a_division():
     daughters = out[out["parent_track_id"] == 1]["track_id"].unique()
     assert sorted(daughters.tolist()) == [2, 4]
     assert (out[out["track_id"] == 3]["parent_track_id"] == 0).all()
+
+
+def test_a_users_btrack_configuration_replaces_the_packaged_one(tmp_path, small_sample):
+    import json
+
+    from napari_cellstate.core.track import DEFAULT_TRACKER_CONFIG
+
+    config = json.loads(DEFAULT_TRACKER_CONFIG.read_text())
+    config["TrackerConfig"]["MotionModel"]["max_lost"] = 1
+    path = tmp_path / "mine.json"
+    path.write_text(json.dumps(config))
+    result = track_objects(small_sample.objects[["t", "y", "x"]], small_sample.config.shape_yx, config_path=path)
+    assert result.objects["track_id"].nunique() >= small_sample.objects["track_id"].nunique() - 2
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [(None, "does not exist"), ("{not json", "not valid JSON"), ('{"a": 1}', "not a btrack configuration")],
+)
+def test_a_broken_btrack_configuration_is_explained(tmp_path, small_sample, content, message):
+    path = tmp_path / "config.json"
+    if content is not None:
+        path.write_text(content)
+    with pytest.raises(ValueError, match=message):
+        track_objects(small_sample.objects[["t", "y", "x"]], (256, 256), config_path=path)

@@ -64,6 +64,7 @@ __all__ = [
     "load_crop_dataset",
     "open_or_create",
     "read_crop_folder",
+    "replace_store",
     "split_by_track",
     "write_crop_dataset",
 ]
@@ -418,8 +419,8 @@ def _damaged(path: Path, what: str) -> ProjectError:
     )
 
 
-def _aside(project: Project, kind: str) -> list[Path]:
-    return sorted(project.path.glob(f".{CROPS_STORE}.{kind}-*"), key=lambda p: p.stat().st_mtime)
+def _aside(project: Project, kind: str, name: str = CROPS_STORE) -> list[Path]:
+    return sorted(project.path.glob(f".{name}.{kind}-*"), key=lambda p: p.stat().st_mtime)
 
 
 def _live_store(project: Project) -> Path | None:
@@ -430,34 +431,40 @@ def _live_store(project: Project) -> Path | None:
     return old[-1] if old else None
 
 
-def _recover(project: Project) -> None:
-    """Before a write: put back a dataset left aside by a crash and delete half-built stores."""
-    old = _aside(project, "old")
-    if old and not project.crops_path.exists():
-        os.replace(old.pop(), project.crops_path)
-    for leftover in [*old, *_aside(project, "new")]:
+def _recover(project: Project, name: str = CROPS_STORE) -> None:
+    """Before a write: put back a store left aside by a crash and delete half-built stores."""
+    target = project.path / name
+    old = _aside(project, "old", name)
+    if old and not target.exists():
+        os.replace(old.pop(), target)
+    for leftover in [*old, *_aside(project, "new", name)]:
         shutil.rmtree(leftover, ignore_errors=True)
 
 
-def _replace_store(project: Project, build) -> None:
-    """Build a store with ``build(folder)`` in a hidden folder, then swap it in for ``crops.zarr``."""
-    _recover(project)
+def replace_store(project: Project, build, name: str = CROPS_STORE) -> Path:
+    """Build a folder with ``build(folder)`` under a hidden name, then swap it in as ``<project>/<name>``.
+
+    A crash at any point leaves either the old or the new complete store.
+    """
+    _recover(project, name)
+    target = project.path / name
     token = uuid.uuid4().hex[:12]
-    new = project.path / f".{CROPS_STORE}.new-{token}"
-    old = project.path / f".{CROPS_STORE}.old-{token}"
+    new = project.path / f".{name}.new-{token}"
+    old = project.path / f".{name}.old-{token}"
     try:
         build(new)
-        if project.crops_path.exists():
-            os.replace(project.crops_path, old)
+        if target.exists():
+            os.replace(target, old)
         try:
-            os.replace(new, project.crops_path)
+            os.replace(new, target)
         except BaseException:
-            if old.exists() and not project.crops_path.exists():
-                os.replace(old, project.crops_path)
+            if old.exists() and not target.exists():
+                os.replace(old, target)
             raise
     finally:
         shutil.rmtree(new, ignore_errors=True)
     shutil.rmtree(old, ignore_errors=True)
+    return target
 
 
 def _build_store(folder: Path, blocks, n: int, size: int, objects: pd.DataFrame, metadata: dict) -> None:
@@ -622,7 +629,7 @@ def write_crop_dataset(
         "versions": _versions(),
     }
     blocks = ((start, crops[start : start + CHUNK_CROPS]) for start in range(0, len(crops), CHUNK_CROPS))
-    _replace_store(project, lambda folder: _build_store(folder, blocks, len(crops), crops.shape[1], table, metadata))
+    replace_store(project, lambda folder: _build_store(folder, blocks, len(crops), crops.shape[1], table, metadata))
     return load_crop_dataset(project)
 
 
@@ -712,7 +719,7 @@ def append_crop_dataset(
         ],
         "versions": _versions(),
     }
-    _replace_store(project, lambda folder: _build_store(folder, blocks(), n, size, table, metadata))
+    replace_store(project, lambda folder: _build_store(folder, blocks(), n, size, table, metadata))
     return load_crop_dataset(project)
 
 

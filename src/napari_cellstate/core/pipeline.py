@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 from collections.abc import Generator
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -24,7 +25,9 @@ from .progress import Progress, run_to_completion
 from .segment import NoCellsFoundError, iter_segment_movie
 from .track import track_objects
 
-__all__ = ["TrackAndCropResult", "iter_track_and_crop", "relabel_unique", "track_and_crop"]
+SEGMENTATION_STORE = "segmentation.zarr"
+
+__all__ = ["SEGMENTATION_STORE", "TrackAndCropResult", "iter_track_and_crop", "relabel_unique", "track_and_crop"]
 
 
 @dataclass
@@ -33,8 +36,9 @@ class TrackAndCropResult:
 
     Attributes
     ----------
-    labels : ndarray of shape (T, Y, X), dtype int32
-        Segmentation; each object's value is its ``object_id``.
+    labels : array of shape (T, Y, X), dtype int32
+        Segmentation; each object's value is its ``object_id``. With a
+        project folder it is the zarr array ``<project>/segmentation.zarr``.
     objects : DataFrame
         The objects table, with ``track_id`` and ``parent_track_id``.
     graph : dict of int to list of int
@@ -105,7 +109,10 @@ def iter_track_and_crop(
     n_frames = movie.shape[0]
     if labels is None:
         cfg = (segmentation or SegmentationConfig()).model_copy(update={"pixel_size_um": pixel_size_um})
-        labels = yield from _relay(iter_segment_movie(movie, cfg), "segmenting")
+        if project is None:
+            labels = yield from _relay(iter_segment_movie(movie, cfg), "segmenting")
+        else:
+            labels = yield from _segment_into_project(movie, cfg, project)
     else:
         if tuple(labels.shape) != tuple(movie.shape):
             raise ValueError(
@@ -145,6 +152,28 @@ def iter_track_and_crop(
             write_crop_dataset(open_or_create(project), crop_result, source, pixel_size_um)
             yield Progress(1, 1, f"saved {len(crop_result.crops)} crops to {project}")
     return TrackAndCropResult(labels=labels, objects=objects, graph=tracked.graph, crops=crop_result)
+
+
+def _segment_into_project(movie, cfg: SegmentationConfig, project: os.PathLike | str):
+    """Segment frame by frame straight into ``<project>/segmentation.zarr`` (bounded memory, atomic)."""
+    import shutil
+    import tempfile
+
+    import zarr
+
+    from .dataset import open_or_create, replace_store
+
+    folder = open_or_create(project)
+    staging = Path(tempfile.mkdtemp(prefix=".segmentation-", dir=folder.path))
+    try:
+        out = zarr.open_array(
+            str(staging / "labels"), mode="w", shape=tuple(movie.shape), chunks=(1, *movie.shape[1:]), dtype="int32"
+        )
+        yield from _relay(iter_segment_movie(movie, cfg, out=out), "segmenting")
+        store = replace_store(folder, lambda new: os.replace(staging / "labels", new), SEGMENTATION_STORE)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return zarr.open_array(str(store), mode="r")
 
 
 def _relay(steps: Generator[Progress, None, object], stage: str):

@@ -28,6 +28,7 @@ __all__ = [
     "TrackingResult",
     "btrack_library_path",
     "check_btrack_library",
+    "check_tracker_config",
     "track_objects",
 ]
 
@@ -75,6 +76,25 @@ def _import_btrack():
         logger.removeHandler(handler)
     logger.setLevel(logging.WARNING)
     return btrack
+
+
+def check_tracker_config(path: os.PathLike | str) -> None:
+    """Refuse a btrack configuration file that is missing or not btrack's JSON, with the reason."""
+    import json
+
+    path = Path(path)
+    try:
+        content = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ValueError(f"The btrack configuration {path} does not exist.") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ValueError(f"The btrack configuration {path} is not valid JSON: {err}.") from None
+    tracker = content.get("TrackerConfig") if isinstance(content, dict) else None
+    if not isinstance(tracker, dict) or "MotionModel" not in tracker:
+        raise ValueError(
+            f"{path} is not a btrack configuration: it needs a TrackerConfig with a MotionModel "
+            f"(start from the packaged one: {DEFAULT_TRACKER_CONFIG})."
+        )
 
 
 @contextmanager
@@ -145,6 +165,8 @@ def track_objects(
     missing = {"t", "y", "x"} - set(objects.columns)
     if missing:
         raise ValueError(f"objects lacks columns {sorted(missing)}; it needs t, y and x.")
+    config_path = Path(config_path or DEFAULT_TRACKER_CONFIG)
+    check_tracker_config(config_path)
     btrack = _import_btrack()
     localizations = {
         "t": objects["t"].to_numpy(int),
@@ -153,7 +175,7 @@ def track_objects(
         "z": np.zeros(len(objects)),
     }
     with quiet_native_output(not verbose), btrack.BayesianTracker(verbose=verbose) as tracker:
-        tracker.configure(str(config_path or DEFAULT_TRACKER_CONFIG))
+        tracker.configure(str(config_path))
         tracker.max_search_radius = max_search_radius_px
         tracker.tracking_updates = ["MOTION"]
         tracker.append(localizations)
