@@ -148,7 +148,7 @@ def widgets_screenshot() -> Path:
     tracker._show(result)
     labeller = LabelCellsWidget(viewer)
     labeller.project.value = tracker.project.value
-    viewer.window.add_dock_widget(labeller, name="Label cells", tabify=True)
+    viewer.window.add_dock_widget(labeller, name="Label cells")
     labeller.cells.value = "cellstate cells"
     labeller.open_store()
     frame = 46
@@ -172,7 +172,8 @@ def segmentation_real_figure() -> Path:
     from napari_cellstate.core.segment import segment_frame
 
     movie = tifffile.imread(REAL / "drosophila_histone_gfp_63t.tif")
-    cfg = SegmentationConfig(pixel_size_um=0.33, threshold=ThresholdMethod.LOCAL)
+    # this embryo has bright histone granules between nuclei: raise the threshold and the minimum size
+    cfg = SegmentationConfig(pixel_size_um=0.33, threshold=ThresholdMethod.LOCAL, threshold_scale=2.0, min_area_um2=20)
     fig, axes = plt.subplots(1, 3, figsize=(15, 3.4))
     for ax, t in zip(axes, (5, 30, 55), strict=True):
         labels = segment_frame(movie[t], cfg)

@@ -13,6 +13,8 @@ from ..core.states import STATE_COLOURS
 MOVIE_LAYER = "cellstate movie"
 LABELS_LAYER = "cellstate labels"
 CELLS_LAYER = "cellstate cells"
+TRACKS_LAYER = "cellstate tracks"
+CROP_LAYER = "cellstate selected crop"
 
 
 def _placement(pixel_size_um: float) -> dict:
@@ -85,10 +87,6 @@ def cells_layer(
     return (data, kwargs, "points")
 
 
-TRACKS_LAYER = "cellstate tracks"
-CROP_LAYER = "cellstate selected crop"
-
-
 def tracks_layer(objects: pd.DataFrame, graph: dict[int, list[int]], pixel_size_um: float) -> LayerDataTuple:
     """Tracks layer (divisions in ``graph``) with the objects table as per-point features."""
     tracked = objects[objects["track_id"] > 0].sort_values(["track_id", "t"]).reset_index(drop=True)
@@ -104,6 +102,14 @@ def tracks_layer(objects: pd.DataFrame, graph: dict[int, list[int]], pixel_size_
     return (data, kwargs, "tracks")
 
 
-def crop_layer(crop: np.ndarray, title: str) -> LayerDataTuple:
-    """A single crop shown on its own (outside the movie's coordinates)."""
-    return (crop, {"name": CROP_LAYER, "colormap": "gray", "metadata": {"title": title}}, "image")
+def crop_layer(crop: np.ndarray, title: str, pixel_size_um: float, movie_width_px: int) -> LayerDataTuple:
+    """A single crop, shown at the movie's scale just right of the movie."""
+    kwargs = {
+        "name": CROP_LAYER,
+        "colormap": "gray",
+        "scale": (pixel_size_um, pixel_size_um),
+        "translate": (0.0, (movie_width_px + 8) * pixel_size_um),
+        "units": ("um", "um"),
+        "metadata": {"title": title},
+    }
+    return (crop, kwargs, "image")

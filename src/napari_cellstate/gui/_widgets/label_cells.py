@@ -45,6 +45,7 @@ class LabelCellsWidget(QWidget):
         self.classes = QListWidget()
         self.classes.addItems(DEFAULT_CLASSES)
         self.classes.setCurrentRow(0)
+        self.classes.setMaximumHeight(110)
         self.new_class = LineEdit(label="new class")
         self.counts = QLabel("no labels yet")
         self.click_to_label = QCheckBox("click a cell to label it with the chosen class")
@@ -228,6 +229,6 @@ class LabelCellsWidget(QWidget):
         features["label"] = self.store.labels_for(self.objects()).to_numpy()
         layer.features = features
         layer.border_color = label_colours(features["label"])
-        layer.text = {"string": "{label}", "color": "white", "size": 9, "anchor": "upper_left"}
+        layer.text = {"string": "{label}", "color": "white", "size": 7, "anchor": "upper_left"}
         counts = self.store.counts()
         self.counts.setText(", ".join(f"{k}: {v}" for k, v in counts.items()) or "no labels yet")

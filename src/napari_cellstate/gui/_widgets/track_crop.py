@@ -6,7 +6,7 @@ from pathlib import Path
 
 import napari
 import numpy as np
-from magicgui.widgets import ComboBox, Container, FloatSpinBox, LineEdit
+from magicgui.widgets import ComboBox, Container, FloatSpinBox, LineEdit, SpinBox
 from qtpy.QtWidgets import QVBoxLayout, QWidget
 
 from ...core.config import CropConfig, SegmentationConfig, ThresholdMethod, TrackingConfig
@@ -31,7 +31,7 @@ class TrackCropWidget(QWidget):
         self.threshold_scale = FloatSpinBox(label="threshold scale", value=1.0, min=0.1, max=5, step=0.05)
         self.min_separation_um = FloatSpinBox(label="min separation (µm)", value=5.0, min=0.5, max=100)
         self.max_search_radius_um = FloatSpinBox(label="max move / frame (µm)", value=15.0, min=0.5, max=500)
-        self.crop_size = FloatSpinBox(label="crop size (px)", value=64, min=8, max=512, step=2)
+        self.crop_size = SpinBox(label="crop size (px)", value=64, min=8, max=512, step=2)
         self.project = LineEdit(label="project folder", value=str(Path.cwd() / "cellstate-project"))
         self.form = Container(
             widgets=[
@@ -140,9 +140,14 @@ class TrackCropWidget(QWidget):
         index = int(sorted(cells.selected_data)[-1])
         row = self.result.objects.iloc[index]
         data, kwargs, _ = crop_layer(
-            np.asarray(self.result.crops.crops[index]), f"track {row['track_id']}, frame {row['t']}"
+            np.asarray(self.result.crops.crops[index]),
+            f"track {row['track_id']}, frame {row['t']}",
+            self.pixel_size_um.value,
+            self.result.labels.shape[-1],
         )
         if kwargs["name"] in self.viewer.layers:
             self.viewer.layers[kwargs["name"]].data = data
+            self.viewer.layers[kwargs["name"]].reset_contrast_limits()
         else:
             self.viewer.add_image(data, **kwargs)
+        self.panel.status.setText(f"selected crop: {kwargs['metadata']['title']}")
