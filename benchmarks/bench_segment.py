@@ -10,25 +10,15 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
-import time
 
 import numpy as np
+from _timing import median_seconds  # benchmarks/_timing.py (run from the repo root)
 from scipy import ndimage as ndi
 from skimage.filters import threshold_otsu
 
 from napari_cellstate.core.config import SegmentationConfig, SimulationConfig, ThresholdMethod
 from napari_cellstate.core.segment import detection_scores, segment_movie
 from napari_cellstate.core.simulate import simulate_movie
-
-
-def median_seconds(fn, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def smooth_and_otsu(movie: np.ndarray, sigma_px: float) -> np.ndarray:

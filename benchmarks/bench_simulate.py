@@ -10,22 +10,12 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
-import time
 
 import numpy as np
+from _timing import median_seconds  # benchmarks/_timing.py (run from the repo root)
 
 from napari_cellstate.core.config import SimulationConfig
 from napari_cellstate.core.simulate import generate_crops, simulate_movie
-
-
-def median_seconds(fn, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def noise_baseline(shape: tuple[int, ...]) -> None:

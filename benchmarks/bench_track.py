@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import statistics
-import time
 
 import numpy as np
+from _timing import median_seconds  # benchmarks/_timing.py (run from the repo root)
 from scipy import ndimage
 from scipy.spatial import cKDTree
 from skimage.filters import threshold_otsu
@@ -23,15 +22,6 @@ from napari_cellstate.core.pipeline import track_and_crop
 from napari_cellstate.core.simulate import simulate_movie
 from napari_cellstate.core.track import track_objects
 from napari_cellstate.core.track_metrics import score_tracking
-
-
-def median_seconds(fn, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def nearest_neighbour_links(objects) -> int:

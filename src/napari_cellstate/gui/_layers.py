@@ -18,8 +18,12 @@ CROP_LAYER = "cellstate selected crop"
 
 
 def _placement(pixel_size_um: float) -> dict:
-    """Scale, units and axis names shared by every layer over a (T, Y, X) movie."""
-    return {"scale": (1.0, pixel_size_um, pixel_size_um), "units": ("s", "um", "um"), "axis_labels": ("t", "y", "x")}
+    """Scale (frames, um, um) and axis names shared by every layer over a (T, Y, X) movie.
+
+    No units are set: napari ignores them (with a warning) when the user's own
+    movie layer has none.
+    """
+    return {"scale": (1.0, pixel_size_um, pixel_size_um), "axis_labels": ("t", "y", "x")}
 
 
 def movie_layer(movie: np.ndarray, pixel_size_um: float, name: str = MOVIE_LAYER) -> LayerDataTuple:
@@ -109,7 +113,6 @@ def crop_layer(crop: np.ndarray, title: str, pixel_size_um: float, movie_width_p
         "colormap": "gray",
         "scale": (pixel_size_um, pixel_size_um),
         "translate": (0.0, (movie_width_px + 8) * pixel_size_um),
-        "units": ("um", "um"),
         "metadata": {"title": title},
     }
     return (crop, kwargs, "image")

@@ -7,9 +7,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
-from skimage.measure import regionprops_table
 
 from ..config import SimulationConfig
+from ..objects import measure_frame
 from ..progress import Progress, run_to_completion
 from ..states import CellState, state_names
 from ._appearance import CellTraits, appearance, sample_traits, spacing_radius
@@ -255,22 +255,9 @@ def _measure(movie: np.ndarray, labels: np.ndarray, states: pd.DataFrame, radius
     """Ground-truth measurements of each labelled nucleus, joined with its state."""
     tables = []
     for t, (frame, mask) in enumerate(zip(movie, labels, strict=True)):
-        props = pd.DataFrame(
-            regionprops_table(
-                mask,
-                intensity_image=frame,
-                properties=(
-                    "label",
-                    "centroid",
-                    "area",
-                    "axis_major_length",
-                    "axis_minor_length",
-                    "eccentricity",
-                    "orientation",
-                    "intensity_mean",
-                ),
-            )
-        ).rename(columns={"label": "track_id", "centroid-0": "y", "centroid-1": "x"})
+        # the same measurements as for a user's segmentation; here the label is the track id
+        props = measure_frame(mask, frame, t).drop(columns=["track_id", "parent_track_id", "label", "t"])
+        props = props.rename(columns={"object_id": "track_id"})
         centres = props[["y", "x"]].to_numpy()
         dist = np.sqrt(((centres[:, None] - centres[None]) ** 2).sum(-1))
         props["neighbour_count"] = (dist <= radius_px).sum(axis=1) - 1
