@@ -16,8 +16,11 @@ __all__ = [
     "ImagingConfig",
     "SegmentationConfig",
     "SimulationConfig",
+    "TCEstimator",
     "ThresholdMethod",
     "TrackingConfig",
+    "TrainConfig",
+    "VAEConfig",
 ]
 
 
@@ -123,3 +126,36 @@ class TrackingConfig(_Config):
     )
     config_path: str | None = Field(None, description="A btrack JSON configuration replacing the packaged one.")
     verbose: bool = Field(False, description="Show btrack's and the optimiser's console output.")
+
+
+class TCEstimator(StrEnum):
+    """How the β-TCVAE estimates log q(z) from a minibatch (Chen et al. 2018)."""
+
+    MWS = "mws"  # minibatch-weighted sampling
+    MSS = "mss"  # minibatch-stratified sampling
+
+
+class VAEConfig(_Config):
+    """The β-TCVAE: architecture and loss weights (α·MI + β·TC + γ·dimension-wise KL)."""
+
+    crop_size_px: int = Field(64, ge=16, description="Input crop side; a power of two.")
+    n_latents: int = Field(32, ge=1)
+    channels: tuple[int, ...] = Field((8, 16, 32, 64), description="Filters of each encoder block.")
+    dense_units: int = Field(256, ge=1)
+    alpha: float = Field(1.0, ge=0, description="Weight of the index-code mutual information.")
+    beta: float = Field(6.0, ge=0, description="Weight of the total correlation.")
+    gamma: float = Field(1.0, ge=0, description="Weight of the dimension-wise KL.")
+    estimator: TCEstimator = TCEstimator.MWS
+
+
+class TrainConfig(_Config):
+    """One training loop for every model: the VAE, the heads and the CNN."""
+
+    epochs: int = Field(10, ge=1)
+    batch_size: int = Field(256, ge=1, description="Global batch (split across processes under torchrun).")
+    learning_rate: float = Field(1e-3, gt=0)
+    weight_decay: float = Field(0.0, ge=0)
+    seed: int = 0
+    device: str = Field("auto", description="auto, cpu, cuda, cuda:N or mps.")
+    mixed_precision: bool = Field(True, description="bfloat16 autocast on CUDA; ignored on CPU.")
+    checkpoint_every_epochs: int = Field(1, ge=1)
