@@ -152,6 +152,54 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     return 0 if all(c.ok is not False for c in checks if c.name == "btrack") else 1
 
 
+def cmd_train_vae(args: argparse.Namespace) -> int:
+    """Train (or fine-tune) a β-TCVAE on synthetic crops or a project's crops, and save it."""
+    import numpy as np
+
+    from .core.config import TrainConfig, VAEConfig
+    from .core.progress import run_to_completion
+    from .core.vae import save_vae
+    from .core.vae_train import evaluate_on_synthetic, iter_train_vae, synthetic_training_crops
+
+    if args.synthetic:
+        crops, _ = synthetic_training_crops(args.n_crops, seed=args.seed)
+        data = {"source": "synthetic crop generator", "n_crops": args.n_crops, "generator_seed": args.seed}
+    else:
+        from .core.dataset import load_crop_dataset
+
+        dataset = load_crop_dataset(args.project)
+        train_rows = np.flatnonzero((dataset.objects["split"] == "train").to_numpy())
+        crops = np.asarray(dataset.crops)[train_rows]
+        data = {"source": str(args.project), "n_crops": len(crops), "split": "train"}
+    training = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, seed=args.seed, learning_rate=args.lr)
+    vae = VAEConfig(crop_size_px=int(crops.shape[-1]), beta=args.beta)
+    print(f"training a beta-TCVAE on {len(crops)} crops for {args.epochs} epochs ...", flush=True)
+
+    def report(event):
+        if event.metrics.get("epoch_end"):
+            terms = ", ".join(f"{k} {v:.2f}" for k, v in event.metrics.items() if k not in ("epoch", "epoch_end"))
+            print(f"  epoch {int(event.metrics['epoch'])}: {terms}", flush=True)
+
+    model, card = run_to_completion(
+        iter_train_vae(
+            crops, vae, training, start_from=args.start_from, checkpoint_dir=args.checkpoints, resume=args.resume
+        ),
+        report,
+    )
+    card["data"].update(data)
+    if args.synthetic:
+        card["metrics"]["synthetic"] = evaluate_on_synthetic(model)
+        metrics = card["metrics"]["synthetic"]
+        print(
+            f"reconstruction MSE {metrics['reconstruction_mse']:.3f}, MIG {metrics['mig']:.3f}, "
+            f"strongest |r|: "
+            + ", ".join(f"{k} {v['latent']} {v['r']:.2f}" for k, v in metrics["strongest_latent"].items())
+        )
+    written = save_vae(args.out, model, card)
+    print(f"saved {written}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (exposed for documentation and tests)."""
     parser = argparse.ArgumentParser(
@@ -185,6 +233,22 @@ def build_parser() -> argparse.ArgumentParser:
     trk.add_argument("--mask-neighbours", action="store_true", help="blank every nucleus but the central one")
     trk.add_argument("--max-project", action="store_true", help="maximum projection of a (T, Z, Y, X) movie")
     trk.set_defaults(func=cmd_track)
+
+    tv = sub.add_parser("train-vae", help="train or fine-tune the beta-TCVAE (synthetic crops or a project's)")
+    source = tv.add_mutually_exclusive_group(required=True)
+    source.add_argument("--synthetic", action="store_true", help="train on the synthetic crop generator")
+    source.add_argument("--project", help="train on a project's crop dataset (its train split)")
+    tv.add_argument("--out", required=True, help="model path (writes .safetensors and .json)")
+    tv.add_argument("--start-from", help="a saved model to fine-tune")
+    tv.add_argument("--n-crops", type=int, default=20000)
+    tv.add_argument("--epochs", type=int, default=10)
+    tv.add_argument("--batch-size", type=int, default=256)
+    tv.add_argument("--lr", type=float, default=1e-3)
+    tv.add_argument("--beta", type=float, default=6.0)
+    tv.add_argument("--seed", type=int, default=0)
+    tv.add_argument("--checkpoints", help="folder for checkpoints (resume with --resume)")
+    tv.add_argument("--resume", action="store_true")
+    tv.set_defaults(func=cmd_train_vae)
 
     doc = sub.add_parser("doctor", help="check btrack, OpenGL, torch and Julia on this machine")
     doc.add_argument("--fix-btrack", action="store_true", help="rebuild btrack's library with this machine's compiler")
