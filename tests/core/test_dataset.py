@@ -506,3 +506,29 @@ def test_positions_json_errors(tmp_path, crop_folder):
     incomplete.write_text(json.dumps({"cell_a": {"t": 1, "y": 2}}))
     with pytest.raises(ValueError, match=r"'cell_a'.*needs numbers 't' \(or 'frame'\), 'y' and 'x'"):
         read_crop_folder(crop_folder, positions_json=incomplete)
+
+
+def test_latent_columns_are_added_atomically_and_kept(tmp_path, small_sample):
+    from napari_cellstate.core.config import CropConfig
+    from napari_cellstate.core.crops import extract_crops
+    from napari_cellstate.core.dataset import (
+        load_crop_dataset,
+        open_or_create,
+        set_object_columns,
+        write_crop_dataset,
+    )
+    from napari_cellstate.core.objects import validate_objects
+
+    objects = validate_objects(small_sample.objects.assign(object_id=small_sample.objects["track_id"]))
+    result = extract_crops(small_sample.movie, objects.iloc[:50], CropConfig(size_px=32))
+    write_crop_dataset(open_or_create(tmp_path / "p"), result, "small", 0.33)
+    latents = pd.DataFrame({"z0": np.arange(50.0), "z1": -np.arange(50.0)})
+    updated = set_object_columns(tmp_path / "p", latents)
+    assert updated.objects["z1"].tolist() == (-np.arange(50.0)).tolist()
+    again = load_crop_dataset(tmp_path / "p")
+    np.testing.assert_array_equal(np.asarray(again.crops), result.crops)
+    assert not [p for p in (tmp_path / "p").iterdir() if p.name.startswith(".")]
+    with pytest.raises(ValueError, match="rows given"):
+        set_object_columns(tmp_path / "p", latents.iloc[:3])
+    with pytest.raises(ValueError, match="cannot be replaced"):
+        set_object_columns(tmp_path / "p", pd.DataFrame({"area": np.zeros(50)}))

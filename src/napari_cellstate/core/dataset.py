@@ -65,6 +65,7 @@ __all__ = [
     "open_or_create",
     "read_crop_folder",
     "replace_store",
+    "set_object_columns",
     "split_by_track",
     "write_crop_dataset",
 ]
@@ -999,3 +1000,29 @@ def import_crop_folder(
     return write_crop_dataset(
         project, result, source, result.settings["pixel_size_um"], test_fraction=test_fraction, seed=seed
     )
+
+
+def set_object_columns(project: Project | os.PathLike | str, columns: pd.DataFrame) -> CropDataset:
+    """Add or replace columns of the dataset's objects table (e.g. latents), atomically.
+
+    Parameters
+    ----------
+    columns : DataFrame
+        One row per crop, in dataset order; each column is added, or replaces
+        the column of the same name. The standard columns cannot be replaced.
+    """
+    project = _as_project(project)
+    existing = load_crop_dataset(project)
+    if len(columns) != len(existing):
+        raise ValueError(f"{len(columns)} rows given for a dataset of {len(existing)} crops.")
+    protected = sorted(set(columns.columns) & set(OBJECT_COLUMNS) | set(columns.columns) & set(_DATASET_COLUMNS))
+    if protected:
+        raise ValueError(f"Columns {protected} belong to the objects table and cannot be replaced this way.")
+    table = existing.objects.copy()
+    for name in columns.columns:
+        table[name] = columns[name].to_numpy()
+    metadata = {**existing.metadata, "modified": _now()}
+    crops, n = existing.crops, existing.crops.shape[0]
+    blocks = ((start, np.asarray(crops[start : start + CHUNK_CROPS])) for start in range(0, n, CHUNK_CROPS))
+    replace_store(project, lambda folder: _build_store(folder, blocks, n, crops.shape[1], table, metadata))
+    return load_crop_dataset(project)
