@@ -13,6 +13,7 @@ from collections.abc import Generator
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from .config import CropGeneratorConfig, TrainConfig, VAEConfig
 from .crops import standardise_crops
@@ -21,12 +22,16 @@ from .progress import Progress, run_to_completion
 __all__ = [
     "DEFAULT_VAE_PATH",
     "VAETask",
+    "decode_latents",
     "encode_crops",
     "evaluate_on_synthetic",
+    "iter_encode_project",
     "iter_train_vae",
+    "latent_columns",
     "load_default_vae",
     "synthetic_training_crops",
     "train_vae",
+    "traversal_grid",
 ]
 
 DEFAULT_VAE_PATH = Path(__file__).parent / "data" / "vae_default"
@@ -203,3 +208,69 @@ def evaluate_on_synthetic(model, n: int = 4000, seed: int = 12345) -> dict:
         ],
         "active_latents": [f"z{j}" for j in active],
     }
+
+
+def decode_latents(model, z: np.ndarray) -> np.ndarray:
+    """Images of latent vectors: (N, D) -> (N, S, S) float32."""
+    import torch
+
+    with torch.inference_mode():
+        return model.decode(torch.as_tensor(np.asarray(z, dtype=np.float32))).float().numpy()[:, 0]
+
+
+def traversal_grid(model, base: np.ndarray, latents: list[int], values: np.ndarray | None = None) -> np.ndarray:
+    """The Fig. 1-style traversal: one row per latent, ``base`` with that latent set to each value.
+
+    Returns
+    -------
+    ndarray of shape (len(latents) * S, len(values) * S)
+    """
+    values = np.linspace(-3, 3, 7) if values is None else np.asarray(values, dtype=float)
+    base = np.asarray(base, dtype=np.float32)
+    z = np.repeat(base[None], len(latents) * len(values), axis=0)
+    for row, j in enumerate(latents):
+        z[row * len(values) : (row + 1) * len(values), j] = values
+    images = decode_latents(model, z)
+    size = images.shape[-1]
+    return (
+        images.reshape(len(latents), len(values), size, size)
+        .transpose(0, 2, 1, 3)
+        .reshape(len(latents) * size, len(values) * size)
+    )
+
+
+def latent_columns(mu: np.ndarray, logvar: np.ndarray) -> pd.DataFrame:
+    """Latents as table columns: ``z0 .. z{D-1}`` (means) and ``z0_logvar ..`` (log-variances)."""
+    dims = range(mu.shape[1])
+    return pd.concat(
+        [
+            pd.DataFrame(mu, columns=[f"z{j}" for j in dims]),
+            pd.DataFrame(logvar, columns=[f"z{j}_logvar" for j in dims]),
+        ],
+        axis=1,
+    )
+
+
+def iter_encode_project(
+    project: os.PathLike | str, model=None, *, batch_size: int = 512, device: str = "cpu"
+) -> Generator[Progress, None, pd.DataFrame]:
+    """Encode every crop of a project with ``model`` (default: the packaged one) into its objects table.
+
+    Returns the dataset's objects table with the latent columns.
+    """
+    from .dataset import load_crop_dataset, set_object_columns
+
+    if model is None:
+        model, _ = load_default_vae()
+    dataset = load_crop_dataset(project)
+    n = dataset.crops.shape[0]
+    means, logvars = [], []
+    for start in range(0, n, batch_size):
+        mu, logvar = encode_crops(
+            model, dataset.crops[start : start + batch_size], batch_size=batch_size, device=device
+        )
+        means.append(mu)
+        logvars.append(logvar)
+        yield Progress(min(start + batch_size, n), n, f"encoded {min(start + batch_size, n)}/{n} crops")
+    columns = latent_columns(np.concatenate(means), np.concatenate(logvars))
+    return set_object_columns(project, columns).objects
