@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 __all__ = [
     "CropConfig",
@@ -145,7 +145,24 @@ class VAEConfig(_Config):
     alpha: float = Field(1.0, ge=0, description="Weight of the index-code mutual information.")
     beta: float = Field(6.0, ge=0, description="Weight of the total correlation.")
     gamma: float = Field(1.0, ge=0, description="Weight of the dimension-wise KL.")
-    estimator: TCEstimator = TCEstimator.MWS
+    estimator: TCEstimator = Field(
+        TCEstimator.MSS,
+        description="MSS is unbiased; MWS is a lower bound whose MI/TC/DWKL carry constant log N offsets.",
+    )
+
+    @field_validator("crop_size_px")
+    @classmethod
+    def _power_of_two(cls, value: int) -> int:
+        if value & (value - 1):
+            raise ValueError(f"crop_size_px must be a power of two (16, 32, 64, 128 ...), got {value}")
+        return value
+
+    @field_validator("channels")
+    @classmethod
+    def _positive_channels(cls, value: tuple[int, ...]) -> tuple[int, ...]:
+        if not value or min(value) < 1:
+            raise ValueError(f"channels must be one or more positive filter counts, got {value}")
+        return value
 
 
 class TrainConfig(_Config):
