@@ -176,8 +176,8 @@ def cmd_train_vae(args: argparse.Namespace) -> int:
     print(f"training a beta-TCVAE on {len(crops)} crops for {args.epochs} epochs ...", flush=True)
 
     def report(event):
-        if event.metrics.get("epoch_end"):
-            terms = ", ".join(f"{k} {v:.2f}" for k, v in event.metrics.items() if k not in ("epoch", "epoch_end"))
+        if event.message.endswith("done"):  # the loop's epoch-end event
+            terms = ", ".join(f"{k} {v:.2f}" for k, v in event.metrics.items() if k not in ("epoch", "step"))
             print(f"  epoch {int(event.metrics['epoch'])}: {terms}", flush=True)
 
     model, card = run_to_completion(
