@@ -1,0 +1,43 @@
+import numpy as np
+import pytest
+
+from napari_cellstate.core.config import CropConfig, VAEConfig
+from napari_cellstate.core.crops import extract_crops
+from napari_cellstate.core.dataset import open_or_create, write_crop_dataset
+from napari_cellstate.core.objects import validate_objects
+from napari_cellstate.core.vae import BetaTCVAE, save_vae
+from napari_cellstate.gui._layers import CELLS_LAYER, cells_layer
+from napari_cellstate.gui._widgets.latent_explorer import EXPLORER_LAYER, TRAVERSAL_LAYER, LatentExplorerWidget
+
+pytestmark = pytest.mark.gui
+
+
+def test_encode_name_traverse_and_move_latents(make_napari_viewer, qtbot, small_sample, tmp_path):
+    objects = validate_objects(small_sample.objects.assign(object_id=range(1, len(small_sample.objects) + 1)))
+    result = extract_crops(small_sample.movie, objects, CropConfig(size_px=32))
+    write_crop_dataset(open_or_create(tmp_path / "p"), result, "small", 0.33)
+    model = BetaTCVAE(VAEConfig(crop_size_px=32, n_latents=4, channels=(4, 8), dense_units=32))
+    model_path = save_vae(tmp_path / "model", model, {})
+
+    viewer = make_napari_viewer()
+    data, kwargs, _ = cells_layer(objects, 0.33)
+    viewer.add_points(data, **kwargs)
+    widget = LatentExplorerWidget(viewer)
+    widget.project.value = str(tmp_path / "p")
+    widget.model_path.value = str(model_path)
+    widget.encode()
+    qtbot.waitUntil(lambda: widget.panel.worker is None, timeout=60_000)
+    assert widget.panel.last_error is None, widget.panel.status.text()
+
+    cells = viewer.layers[CELLS_LAYER]
+    assert {"z0", "z3"} <= set(cells.features.columns)
+    assert cells.features["z0"].notna().all()
+    assert "z" in widget.names.text()
+
+    cells.selected_data = {3}
+    latents = widget.chosen_latents()
+    assert 1 <= len(latents) <= 4
+    assert viewer.layers[TRAVERSAL_LAYER].data.shape == (32 * len(latents), 32 * 7)
+    before = viewer.layers[EXPLORER_LAYER].data.copy()
+    widget.sliders[0].setValue(widget.sliders[0].value() + 20)
+    assert not np.allclose(before, viewer.layers[EXPLORER_LAYER].data)
