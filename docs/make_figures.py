@@ -6,6 +6,7 @@
 3. docs/images/viewer.png: the sample in a real napari viewer.
 4. docs/images/track_crop.png: the Track & crop and Label cells widgets after a run.
 5. docs/images/segmentation_real.png: segmentation outlines on real Drosophila H2B-GFP frames.
+6. docs/images/vae_reconstructions.png and vae_traversal.png: the packaged beta-TCVAE.
 """
 
 from __future__ import annotations
@@ -189,6 +190,52 @@ def segmentation_real_figure() -> Path:
     return path
 
 
+def vae_figures() -> list[Path]:
+    from napari_cellstate.core.latents import latent_names, name_latents
+    from napari_cellstate.core.vae_train import (
+        decode_latents,
+        encode_crops,
+        load_default_vae,
+        synthetic_training_crops,
+        traversal_grid,
+    )
+
+    model, _ = load_default_vae()
+    crops, factors = synthetic_training_crops(2000, seed=2024)
+    mu, _ = encode_crops(model, crops)
+    recon = decode_latents(model, mu[:8])
+    fig, axes = plt.subplots(2, 8, figsize=(12, 3.3))
+    for k in range(8):
+        axes[0, k].imshow(crops[k], cmap="gray", vmin=-2, vmax=4)
+        axes[1, k].imshow(recon[k], cmap="gray", vmin=-2, vmax=4)
+        axes[0, k].set_title(str(factors["state"].iloc[k]), fontsize=8)
+    for ax in axes.flat:
+        ax.set_xticks([])
+        ax.set_yticks([])
+    axes[0, 0].set_ylabel("crop", fontsize=9)
+    axes[1, 0].set_ylabel("reconstruction", fontsize=9)
+    fig.tight_layout()
+    paths = [OUT / "vae_reconstructions.png"]
+    fig.savefig(paths[0], dpi=80)
+    plt.close(fig)
+
+    named = name_latents(mu, factors, columns=("area", "eccentricity", "orientation", "brightness", "neighbour_count"))
+    order = np.argsort(-np.abs(named["r"].to_numpy()))[:6]
+    base = mu[factors["state"].to_numpy() == "interphase"].mean(axis=0)
+    grid = traversal_grid(model, base, [int(j) for j in order])
+    labels = latent_names(named)
+    fig, ax = plt.subplots(figsize=(7, 6.4))
+    ax.imshow(grid, cmap="gray", vmin=-2, vmax=4)
+    ax.set_yticks(np.arange(len(order)) * 64 + 32, [labels[j] for j in order], fontsize=8)
+    ax.set_xticks(np.arange(7) * 64 + 32, [f"{v:+.0f}" for v in np.linspace(-3, 3, 7)], fontsize=8)
+    ax.set_xlabel("latent value (others at the mean interphase cell)", fontsize=9)
+    fig.tight_layout()
+    paths.append(OUT / "vae_traversal.png")
+    fig.savefig(paths[1], dpi=80)
+    plt.close(fig)
+    return paths
+
+
 def main() -> None:
     OUT.mkdir(parents=True, exist_ok=True)
     result = simulate_movie(SimulationConfig())
@@ -196,6 +243,7 @@ def main() -> None:
     print(realism_figure(result))
     if REAL.exists():
         print(segmentation_real_figure())
+    print(*vae_figures(), sep="\n")
     if "--no-gui" not in sys.argv:
         print(viewer_screenshot())
         print(widgets_screenshot())

@@ -7,6 +7,7 @@ PySR (which would fetch Julia) is never imported here.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -187,6 +188,8 @@ def cmd_train_vae(args: argparse.Namespace) -> int:
         report,
     )
     card["data"].update(data)
+    if int(os.environ.get("RANK", "0")) != 0:  # under torchrun only the first process evaluates and saves
+        return 0
     if args.synthetic:
         card["metrics"]["synthetic"] = evaluate_on_synthetic(model)
         metrics = card["metrics"]["synthetic"]
