@@ -15,10 +15,12 @@ def test_demo_writes_movie_truth_and_preview(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "metaphase" in printed
     assert "segmentation F1" in printed
+    assert "↔ area" in printed  # the packaged VAE names a latent after nuclear size
     crops = load_crop_dataset(out / "project")
     assert crops.crops.shape[1:] == (64, 64)
     assert len(crops.objects) > 5000
     assert LabelStore(out / "project" / "labels.csv").counts()["metaphase"] >= 40
+    assert {"z0", "z31", "z31_logvar"} <= set(crops.objects.columns)
     movie = tifffile.imread(out / "movie.tif")
     labels = tifffile.imread(out / "labels.tif")
     assert movie.shape == labels.shape == (60, 512, 512)
