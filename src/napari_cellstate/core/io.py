@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-__all__ = ["atomic_path", "read_movie", "save_simulation", "write_json_atomic"]
+__all__ = ["atomic_path", "read_movie", "save_simulation", "sha256_file", "write_json_atomic"]
 
 
 def _read_umask() -> int:
@@ -57,6 +57,17 @@ def _write_atomic(path: Path, write: Callable[[Path], Any]) -> Path:
     with atomic_path(path) as tmp:
         write(tmp)
     return path
+
+
+def sha256_file(path: os.PathLike | str) -> str:
+    """Hex SHA-256 of a file, read in 1 MiB pieces (detects damage a format's own checks miss)."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def write_json_atomic(path: os.PathLike | str, data: Any) -> Path:

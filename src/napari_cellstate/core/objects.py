@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 from skimage.measure import regionprops_table
 
-__all__ = ["OBJECT_COLUMNS", "empty_objects", "measure_frame", "validate_objects"]
+__all__ = ["MEASUREMENTS", "OBJECT_COLUMNS", "empty_objects", "measure_frame", "validate_objects"]
 
 #: Column name -> dtype of the objects table, in order.
 OBJECT_COLUMNS: dict[str, str] = {
@@ -30,6 +30,17 @@ OBJECT_COLUMNS: dict[str, str] = {
     "intensity_mean": "float64",
     "label": "string",
 }
+
+
+#: What is measured on every segmented object (``regionprops`` names).
+MEASUREMENTS = (
+    "area",
+    "axis_major_length",
+    "axis_minor_length",
+    "eccentricity",
+    "orientation",
+    "intensity_mean",
+)
 
 
 def empty_objects() -> pd.DataFrame:
@@ -77,16 +88,7 @@ def measure_frame(labels: np.ndarray, frame: np.ndarray, t: int) -> pd.DataFrame
         regionprops_table(
             np.asarray(labels),
             intensity_image=np.asarray(frame),
-            properties=(
-                "label",
-                "centroid",
-                "area",
-                "axis_major_length",
-                "axis_minor_length",
-                "eccentricity",
-                "orientation",
-                "intensity_mean",
-            ),
+            properties=("label", "centroid", *MEASUREMENTS),
         )
     ).rename(columns={"label": "object_id", "centroid-0": "y", "centroid-1": "x"})
     props["t"] = t

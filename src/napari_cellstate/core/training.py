@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import hashlib
 import json
 import math
 import os
@@ -57,7 +56,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from .config import TrainConfig
-from .io import write_json_atomic
+from .io import sha256_file, write_json_atomic
 from .progress import Progress, run_to_completion
 
 __all__ = [
@@ -419,14 +418,6 @@ def latest_checkpoint(checkpoint_dir: os.PathLike | str) -> Path | None:
     return max(found)[1] if found else None
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def _cpu_copy(tensor: torch.Tensor) -> torch.Tensor:
     return tensor.detach().to("cpu", copy=True).contiguous()  # a copy: tied weights must not share memory
 
@@ -483,7 +474,7 @@ def _write_checkpoint(
         save_file(training_tensors, staging / TRAINING_STATE_FILE)
         meta = {
             **meta,
-            "files": {name: {"sha256": _sha256(staging / name)} for name in (MODEL_FILE, TRAINING_STATE_FILE)},
+            "files": {name: {"sha256": sha256_file(staging / name)} for name in (MODEL_FILE, TRAINING_STATE_FILE)},
         }
         write_json_atomic(staging / STATE_FILE, meta)
         _remove_folder(folder)  # a damaged leftover of the same epoch, if any
@@ -526,7 +517,7 @@ def _read_checkpoint(folder: Path) -> tuple[dict, dict[str, torch.Tensor], dict[
         if missing:
             raise ValueError(f"{STATE_FILE} lacks {missing}")
         for name in (MODEL_FILE, TRAINING_STATE_FILE):
-            if _sha256(folder / name) != meta["files"][name]["sha256"]:
+            if sha256_file(folder / name) != meta["files"][name]["sha256"]:
                 raise ValueError(f"{name} does not match the checksum recorded in {STATE_FILE}")
         return meta, load_file(folder / MODEL_FILE), load_file(folder / TRAINING_STATE_FILE)
     except (OSError, ValueError, KeyError, TypeError, SafetensorError) as err:

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from ..config import SimulationConfig
-from ..objects import measure_frame
+from ..objects import MEASUREMENTS, measure_frame
 from ..progress import Progress, run_to_completion
 from ..states import CellState, state_names
 from ._appearance import CellTraits, appearance, sample_traits, spacing_radius
@@ -265,21 +265,7 @@ def _measure(movie: np.ndarray, labels: np.ndarray, states: pd.DataFrame, radius
         tables.append(props)
     measured = pd.concat(tables, ignore_index=True)
     objects = states.merge(measured, on=["t", "track_id"], how="inner", validate="one_to_one")
-    columns = [
-        "track_id",
-        "parent_track_id",
-        "t",
-        "y",
-        "x",
-        "state",
-        "area",
-        "axis_major_length",
-        "axis_minor_length",
-        "eccentricity",
-        "orientation",
-        "intensity_mean",
-        "neighbour_count",
-    ]
+    columns = ["track_id", "parent_track_id", "t", "y", "x", "state", *MEASUREMENTS, "neighbour_count"]
     objects = objects[columns].sort_values(["t", "track_id"], ignore_index=True)
     objects["state"] = objects["state"].astype(pd.CategoricalDtype([s.value for s in CellState]))
     return objects

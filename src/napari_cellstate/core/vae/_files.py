@@ -15,7 +15,6 @@ pickle, no ``torch.load``). Both are written atomically.
 from __future__ import annotations
 
 import enum
-import hashlib
 import json
 import os
 from pathlib import Path
@@ -25,7 +24,7 @@ import torch
 from pydantic import BaseModel, ValidationError
 
 from ..config import VAEConfig
-from ..io import atomic_path
+from ..io import atomic_path, sha256_file
 from ._model import BetaTCVAE
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "ModelFileError", "check_crop_size", "load_vae", "model_paths", "save_vae"]
@@ -92,14 +91,6 @@ def _json_default(value: Any) -> Any:
     raise TypeError(f"{type(value).__name__} is not JSON-serialisable")
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def save_vae(path: os.PathLike | str, model: BetaTCVAE, card: dict | None = None) -> Path:
     """Save a β-TCVAE as ``<path>.safetensors`` (weights) and ``<path>.json`` (model card), atomically.
 
@@ -158,7 +149,7 @@ def save_vae(path: os.PathLike | str, model: BetaTCVAE, card: dict | None = None
     state = {name: t.detach().to("cpu", torch.float32).contiguous() for name, t in model.state_dict().items()}
     with atomic_path(weights_path) as tmp:
         save_file(state, tmp, metadata={"format": FORMAT, "architecture": ARCHITECTURE})
-        digest = _sha256(tmp)
+        digest = sha256_file(tmp)
 
     full = {**header, "weights": {"file": weights_path.name, "sha256": digest}, **card_body}
     with atomic_path(card_path) as tmp:
@@ -246,7 +237,7 @@ def load_vae(path: os.PathLike | str, device: torch.device | str = "cpu") -> tup
 
     weights_info = card.get("weights")
     expected_sha = weights_info.get("sha256") if isinstance(weights_info, dict) else None
-    if expected_sha is not None and _sha256(weights_path) != expected_sha:
+    if expected_sha is not None and sha256_file(weights_path) != expected_sha:
         raise ModelFileError(
             f"{weights_path} is corrupted or is not the weights file its card {card_path.name} was saved with "
             "(SHA-256 mismatch)."
