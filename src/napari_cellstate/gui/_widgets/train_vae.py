@@ -1,0 +1,93 @@
+"""Train or fine-tune the β-TCVAE on a project's crops, with live loss curves."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import napari
+import numpy as np
+from magicgui.widgets import CheckBox, FloatSpinBox, LineEdit, SpinBox
+from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
+from matplotlib.figure import Figure
+from qtpy.QtWidgets import QVBoxLayout, QWidget
+
+from ...core.config import TrainConfig, VAEConfig
+from ...core.progress import Progress
+from .._workers import RunPanel
+
+CURVES = ("recon", "mi", "tc", "dwkl")
+REDRAW_EVERY_STEPS = 5
+
+
+class TrainVAEWidget(QWidget):
+    """Pick a project, a few settings and Train; the four loss terms are plotted as training runs."""
+
+    def __init__(self, napari_viewer: napari.viewer.Viewer) -> None:
+        super().__init__()
+        self.viewer = napari_viewer
+        self.project = LineEdit(label="project folder", value=str(Path.cwd() / "cellstate-project"))
+        self.output = LineEdit(label="save model as", value=str(Path.cwd() / "cellstate-project" / "vae"))
+        self.fine_tune = CheckBox(text="start from the packaged model", value=True)
+        self.epochs = SpinBox(label="epochs", value=5, min=1, max=1000)
+        self.batch_size = SpinBox(label="batch size", value=128, min=2, max=8192)
+        self.beta = FloatSpinBox(label="β (total correlation)", value=6.0, min=0.0, max=100.0)
+        self.panel = RunPanel("Train")
+        self.figure = Figure(figsize=(4, 3), tight_layout=True)
+        self.axes = self.figure.add_subplot(1, 1, 1)
+        self.canvas = FigureCanvasQTAgg(self.figure)
+        self.canvas.setMinimumHeight(220)
+        layout = QVBoxLayout(self)
+        for widget in (self.project, self.output, self.fine_tune, self.epochs, self.batch_size, self.beta):
+            layout.addWidget(widget.native)
+        layout.addWidget(self.panel)
+        layout.addWidget(self.canvas)
+        self.history: dict[str, list[float]] = {name: [] for name in CURVES}
+        self.saved: Path | None = None
+        self.panel.run_button.clicked.connect(self.train)
+
+    def train(self) -> None:
+        """Load the project's training crops and train in a worker thread."""
+        from ...core.dataset import load_crop_dataset
+        from ...core.vae_train import DEFAULT_VAE_PATH, iter_train_vae
+
+        try:
+            dataset = load_crop_dataset(self.project.value)
+        except ValueError as err:
+            self.panel.status.setText(str(err))
+            return
+        rows = np.flatnonzero((dataset.objects["split"] == "train").to_numpy())
+        crops = np.asarray(dataset.crops)[rows]
+        self.history = {name: [] for name in CURVES}
+        training = TrainConfig(epochs=self.epochs.value, batch_size=self.batch_size.value)
+        vae = VAEConfig(crop_size_px=int(crops.shape[-1]), beta=self.beta.value)
+        start_from = DEFAULT_VAE_PATH if self.fine_tune.value else None
+        worker = self.panel.start(iter_train_vae, self._save, crops, vae, training, start_from=start_from)
+        worker.yielded.connect(self._record)
+
+    def _record(self, event: Progress) -> None:
+        if event.message.endswith("done") or "recon" not in event.metrics:
+            return
+        for name in CURVES:
+            self.history[name].append(float(event.metrics.get(name, np.nan)))
+        if len(self.history["recon"]) % REDRAW_EVERY_STEPS == 1:
+            self.draw()
+
+    def draw(self) -> None:
+        """Plot the loss terms against the training step."""
+        self.axes.clear()
+        for name in CURVES:
+            if self.history[name]:
+                self.axes.plot(self.history[name], label=name)
+        self.axes.set_yscale("symlog")
+        self.axes.set_xlabel("step")
+        self.axes.legend(fontsize=7)
+        self.canvas.draw_idle()
+
+    def _save(self, result) -> None:
+        from ...core.vae import save_vae
+
+        model, card = result
+        card["data"]["source"] = self.project.value
+        self.saved = save_vae(self.output.value, model, card)
+        self.draw()
+        self.panel.status.setText(f"saved {self.saved}; use it in the Latent explorer's model box")
