@@ -624,9 +624,9 @@ def iter_train(
     evenly as possible (and each process's loss weighted by its share), or
     skipped when it has fewer samples than processes. Only rank 0 writes
     checkpoints; every process yields the same (globally averaged) progress
-    and must be driven to the end. Losses that are not per-sample means (the
-    β-TCVAE's minibatch TC estimator pairs samples within a batch) see
-    batches of ``batch_size / world_size`` per process.
+    and must be driven to the end. A loss that pairs samples within a batch
+    must gather the other processes' share itself, as the β-TCVAE's task
+    does (``vae_train.VAETask``), to equal the single-process loss.
 
     Parameters
     ----------

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import time
+import warnings
 from collections.abc import Generator
 from pathlib import Path
 
@@ -53,17 +54,76 @@ class _Crops:
 
 
 class VAETask:
-    """The β-TCVAE objective as a :class:`~napari_cellstate.core.training.TrainingTask`."""
+    """The β-TCVAE objective as a :class:`~napari_cellstate.core.training.TrainingTask`.
+
+    Exact under data parallelism: when ``torch.distributed`` runs several processes, each process gathers the
+    posterior parameters (mu, logvar) of the whole global batch and scores its own samples against all of them, so
+    the MI/TC/DWKL estimators see the global batch, as one process training on it would.
+    """
 
     def __init__(self, model) -> None:
         self.model = model
+        self.cfg = model.cfg  # kept here: under DDP ``self.model`` is the wrapper, which has no ``cfg``
 
     def loss(self, batch, dataset_size: int):
         """β-TCVAE loss of a batch, with the true dataset size for the estimators."""
+        x_hat, mu, logvar, z = self.model(batch)
+        return self.objective(batch, x_hat, mu, logvar, z, dataset_size)
+
+    def objective(self, x, x_hat, mu, logvar, z, dataset_size: int):
+        """The loss of this process's samples (a per-sample mean), against the global batch under DDP.
+
+        Gradients: :func:`iter_train` scales each process's loss by its share (``b_r·W/B``, 1 for an even split),
+        so the losses of the W processes sum to W times the global-batch mean loss L. The all-gather's backward
+        sums, into each process's own (mu, logvar), the gradients from every process's loss, and each process's
+        parameter gradient is the derivative of that sum along the paths through its own forward pass; DDP
+        averages these W gradients, which gives (1/W)·∇(W·L) = ∇L: the single-process gradient, with no extra
+        factor (``tests/core/test_vae_ddp.py`` checks it).
+        """
         from .vae import beta_tcvae_loss
 
-        x_hat, mu, logvar, z = self.model(batch)
-        return beta_tcvae_loss(batch, x_hat, mu, logvar, z, dataset_size, self.model.cfg)
+        gathered = _gather_posterior(mu, logvar)
+        if gathered is None:
+            return beta_tcvae_loss(x, x_hat, mu, logvar, z, dataset_size, self.cfg)
+        batch_mu, batch_logvar, offset = gathered
+        return beta_tcvae_loss(
+            x, x_hat, mu, logvar, z, dataset_size, self.cfg, batch_mu=batch_mu, batch_logvar=batch_logvar, offset=offset
+        )
+
+
+def _gather_posterior(mu, logvar):
+    """(mu, logvar) of the global batch and the offset of this process's rows, or None on one process.
+
+    ``iter_train`` splits the global batch contiguously in rank order (``torch.tensor_split``), so concatenating
+    the shares in rank order rebuilds it. A partial last batch may split unevenly: shares are padded to the largest
+    for the all-gather (which needs equal shapes) and trimmed after. The gather is autograd-aware, so gradients
+    flow back to the process that computed each row.
+    """
+    import torch
+
+    if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+        return None
+    world = torch.distributed.get_world_size()
+    if world == 1:
+        return None
+    from torch.distributed.nn.functional import all_gather
+
+    rank, rows = torch.distributed.get_rank(), mu.shape[0]
+    count_device = mu.device if torch.distributed.get_backend() == "nccl" else torch.device("cpu")
+    counts = [torch.zeros(1, dtype=torch.int64, device=count_device) for _ in range(world)]
+    torch.distributed.all_gather(counts, torch.tensor([rows], dtype=torch.int64, device=count_device))
+    sizes = [int(c.item()) for c in counts]
+    largest = max(sizes)
+    both = torch.cat([mu, logvar], dim=1)
+    if rows < largest:
+        both = torch.cat([both, both.new_zeros(largest - rows, both.shape[1])])
+    with warnings.catch_warnings():
+        # deprecated in recent torch for a private API; it still works, and it is the one torch >= 2.4 all have
+        warnings.filterwarnings("ignore", ".*all_gather is deprecated", FutureWarning)
+        parts = all_gather(both)
+    full = torch.cat([part[:size] for part, size in zip(parts, sizes, strict=True)])
+    d = mu.shape[1]
+    return full[:, :d], full[:, d:], sum(sizes[:rank])
 
 
 def synthetic_training_crops(

@@ -31,6 +31,12 @@ Two choices of W, both needing the TRUE dataset size N (a wrong N is a common bu
   brute-force aggregate posterior in ``tests/core/test_vae_loss.py``.
 
 The estimators work in float32 or float64 (half-precision inputs are promoted to float32).
+
+Data parallelism: under ``torchrun`` each process holds a contiguous share of the global minibatch. To reproduce
+the single-process estimate, a process scores its own rows against the whole batch: pass the all-gathered posterior
+parameters of the global batch as ``mu``/``logvar`` of :func:`estimate_log_qz` (or ``batch_mu``/``batch_logvar`` of
+:func:`beta_tcvae_loss`) and the position of the local rows in it as ``offset``; the rows of L and of W are then
+those of the global matrices (the MSS partner of global row r stays at column (r + 1) mod B).
 """
 
 from __future__ import annotations
@@ -89,14 +95,15 @@ def log_qz_matrix(z: Tensor, mu: Tensor, logvar: Tensor) -> Tensor:
 
     Parameters
     ----------
-    z : Tensor of shape (..., B, D)
-        One sample per item, z_i ~ q(z | x_i).
+    z : Tensor of shape (..., B, D) or (..., b, D)
+        One sample per item, z_i ~ q(z | x_i); may be only some rows (b <= B) of the minibatch, e.g. one
+        process's share under data parallelism.
     mu, logvar : Tensor of shape (..., B, D)
-        Posterior means and log-variances of the same items.
+        Posterior means and log-variances of the minibatch's items.
 
     Returns
     -------
-    Tensor of shape (..., B, B, D)
+    Tensor of shape (..., b, B, D)
         ``[..., i, j, d] = log N(z_id; mu_jd, exp(logvar_jd))``; leading dimensions are kept (independent batches).
 
     Examples
@@ -105,10 +112,10 @@ def log_qz_matrix(z: Tensor, mu: Tensor, logvar: Tensor) -> Tensor:
     >>> log_qz_matrix(torch.zeros(3, 2), torch.zeros(3, 2), torch.zeros(3, 2)).shape
     torch.Size([3, 3, 2])
     """
-    if not (z.shape == mu.shape == logvar.shape) or z.ndim < 2:
+    if mu.shape != logvar.shape or z.ndim < 2 or z.shape[:-2] != mu.shape[:-2] or z.shape[-1:] != mu.shape[-1:]:
         raise ValueError(
-            f"z, mu and logvar must share one shape (..., B, D); got {tuple(z.shape)}, {tuple(mu.shape)}, "
-            f"{tuple(logvar.shape)}."
+            f"mu and logvar must share one shape (..., B, D) and z be (..., b, D); got {tuple(z.shape)}, "
+            f"{tuple(mu.shape)}, {tuple(logvar.shape)}."
         )
     return gaussian_log_density(z.unsqueeze(-2), mu.unsqueeze(-3), logvar.unsqueeze(-3))
 
@@ -176,25 +183,29 @@ def estimate_log_qz(
     logvar: Tensor,
     dataset_size: int,
     estimator: TCEstimator | str = TCEstimator.MWS,
+    *,
+    offset: int = 0,
 ) -> tuple[Tensor, Tensor]:
     """Minibatch estimates of log q(z_i) and log Π_d q(z_id) under the aggregate posterior.
 
     Parameters
     ----------
-    z : Tensor of shape (..., B, D)
-        z_i ~ q(z | x_i) for each item of the minibatch.
+    z : Tensor of shape (..., b, D)
+        z_i ~ q(z | x_i) for items ``offset .. offset + b - 1`` of the minibatch (usually all of it: b = B).
     mu, logvar : Tensor of shape (..., B, D)
-        The items' posterior parameters.
+        The posterior parameters of the whole minibatch (under data parallelism: gathered from every process).
     dataset_size : int
         Number of items N in the whole training set (not the batch size).
     estimator : TCEstimator or str, default="mws"
         Minibatch-weighted (``"mws"``) or minibatch-stratified (``"mss"``) sampling; see the module docstring.
+    offset : int, default=0
+        Position in the minibatch of ``z``'s first row.
 
     Returns
     -------
-    log_qz : Tensor of shape (..., B)
+    log_qz : Tensor of shape (..., b)
         Estimate of log q(z_i).
-    log_prod_qzd : Tensor of shape (..., B)
+    log_prod_qzd : Tensor of shape (..., b)
         Estimate of Σ_d log q(z_id).
 
     Examples
@@ -207,7 +218,11 @@ def estimate_log_qz(
     """
     z, mu, logvar = _promote(z), _promote(mu), _promote(logvar)
     matrix = log_qz_matrix(z, mu, logvar)
-    log_w = log_importance_weights(z.shape[-2], dataset_size, estimator, dtype=matrix.dtype, device=matrix.device)
+    rows = z.shape[-2]
+    if not 0 <= offset <= mu.shape[-2] - rows:
+        raise ValueError(f"Rows {offset} .. {offset + rows - 1} do not lie in a minibatch of {mu.shape[-2]} items.")
+    log_w = log_importance_weights(mu.shape[-2], dataset_size, estimator, dtype=matrix.dtype, device=matrix.device)
+    log_w = log_w[offset : offset + rows]
     log_qz = torch.logsumexp(log_w + matrix.sum(-1), dim=-1)
     log_prod_qzd = torch.logsumexp(log_w.unsqueeze(-1) + matrix, dim=-2).sum(-1)
     return log_qz, log_prod_qzd
@@ -221,6 +236,10 @@ def beta_tcvae_loss(
     z: Tensor,
     dataset_size: int,
     cfg: VAEConfig,
+    *,
+    batch_mu: Tensor | None = None,
+    batch_logvar: Tensor | None = None,
+    offset: int = 0,
 ) -> tuple[Tensor, dict[str, Tensor]]:
     """β-TCVAE loss of one minibatch: reconstruction + α·MI + β·TC + γ·dimension-wise KL.
 
@@ -236,11 +255,17 @@ def beta_tcvae_loss(
         Number of crops in the whole training set (>= B); under data parallelism, the global count.
     cfg : VAEConfig
         Supplies ``alpha``, ``beta``, ``gamma`` and ``estimator``.
+    batch_mu, batch_logvar : Tensor of shape (B_global, D), optional
+        Under data parallelism: the posterior parameters of the whole global minibatch (all-gathered, in order),
+        of which ``x``, ``mu``, ``logvar`` and ``z`` are rows ``offset .. offset + B - 1``. The estimators then
+        score the local samples against the global batch, as a single process would. Give both or neither.
+    offset : int, default=0
+        Position of the local rows in the global minibatch (with ``batch_mu``).
 
     Returns
     -------
     loss : Tensor
-        Scalar, mean over the minibatch, in nats.
+        Scalar, mean over the (local) minibatch, in nats.
     terms : dict of str to Tensor
         Scalars: ``recon`` (0.5·sum of squared errors over pixels, the negative Gaussian log-likelihood with unit
         variance up to a constant), ``mi``, ``tc``, ``dwkl`` (minibatch estimates; ``mi + tc + dwkl`` equals the
@@ -268,13 +293,24 @@ def beta_tcvae_loss(
             f"mu, logvar and z must be (B, D) with B = {x.shape[0]} crops; got {tuple(mu.shape)}, "
             f"{tuple(logvar.shape)}, {tuple(z.shape)}."
         )
-    _check_sizes(x.shape[0], dataset_size)
-    x, x_hat, mu, logvar, z = (_promote(t) for t in (x, x_hat, mu, logvar, z))
+    if (batch_mu is None) != (batch_logvar is None):
+        raise ValueError("Give both batch_mu and batch_logvar (the global batch's posterior), or neither.")
+    if batch_mu is None:
+        batch_mu, batch_logvar, offset = mu, logvar, 0
+    elif batch_mu.ndim != 2 or batch_mu.shape != batch_logvar.shape or batch_mu.shape[1] != mu.shape[1]:
+        raise ValueError(
+            f"batch_mu and batch_logvar must be (B_global, D) with D = {mu.shape[1]}; got {tuple(batch_mu.shape)}, "
+            f"{tuple(batch_logvar.shape)}."
+        )
+    _check_sizes(batch_mu.shape[0], dataset_size)
+    x, x_hat, mu, logvar, z, batch_mu, batch_logvar = (
+        _promote(t) for t in (x, x_hat, mu, logvar, z, batch_mu, batch_logvar)
+    )
 
     recon = 0.5 * (x - x_hat).pow(2).flatten(1).sum(1).mean()
     log_qz_x = gaussian_log_density(z, mu, logvar).sum(-1)
     log_pz = gaussian_log_density(z, 0.0, 0.0).sum(-1)
-    log_qz, log_prod_qzd = estimate_log_qz(z, mu, logvar, dataset_size, cfg.estimator)
+    log_qz, log_prod_qzd = estimate_log_qz(z, batch_mu, batch_logvar, dataset_size, cfg.estimator, offset=offset)
 
     mi = (log_qz_x - log_qz).mean()
     tc = (log_qz - log_prod_qzd).mean()
