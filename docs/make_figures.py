@@ -7,6 +7,7 @@
 4. docs/images/track_crop.png: the Track & crop and Label cells widgets after a run.
 5. docs/images/segmentation_real.png: segmentation outlines on real Drosophila H2B-GFP frames.
 6. docs/images/vae_reconstructions.png and vae_traversal.png: the packaged beta-TCVAE.
+7. docs/images/latent_explorer.png: the Latent explorer after encoding, a cell selected.
 """
 
 from __future__ import annotations
@@ -236,6 +237,43 @@ def vae_figures() -> list[Path]:
     return paths
 
 
+def explorer_screenshot() -> Path:
+    import napari
+
+    from napari_cellstate.core.config import CropConfig
+    from napari_cellstate.core.pipeline import track_and_crop
+    from napari_cellstate.core.progress import run_to_completion
+    from napari_cellstate.core.vae_train import iter_encode_project
+    from napari_cellstate.gui._layers import cells_layer
+    from napari_cellstate.gui._widgets.latent_explorer import LatentExplorerWidget
+
+    viewer = napari.Viewer(show=False)
+    viewer.window.resize(1500, 900)
+    viewer.open_sample("napari-cellstate", "synthetic_h2b")
+    for name in ("true nuclei", "true states"):
+        viewer.layers[name].visible = False
+    project = tempfile.mkdtemp(prefix="cellstate-figures-")
+    result = track_and_crop(
+        viewer.layers["synthetic H2B"].data, pixel_size_um=0.33, crops=CropConfig(), project=project
+    )
+    data, kwargs, _ = cells_layer(result.objects, 0.33)
+    viewer.add_points(data, **kwargs)
+    explorer = LatentExplorerWidget(viewer)
+    explorer.project.value = project
+    viewer.window.add_dock_widget(explorer, name="Latent explorer")
+    model = explorer.load_model()
+    explorer._encoded(run_to_completion(iter_encode_project(project, model)))
+    frame = 46
+    viewer.dims.set_point(0, frame)
+    cells = viewer.layers["cellstate cells"]
+    cells.selected_data = {int(np.flatnonzero(cells.features["t"].to_numpy() == frame)[3])}
+    viewer.reset_view()
+    path = OUT / "latent_explorer.png"
+    viewer.screenshot(str(path), canvas_only=False, flash=False)
+    viewer.close()
+    return path
+
+
 def main() -> None:
     OUT.mkdir(parents=True, exist_ok=True)
     result = simulate_movie(SimulationConfig())
@@ -247,6 +285,7 @@ def main() -> None:
     if "--no-gui" not in sys.argv:
         print(viewer_screenshot())
         print(widgets_screenshot())
+        print(explorer_screenshot())
 
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@ from pathlib import Path
 import napari
 import numpy as np
 import pandas as pd
-from magicgui.widgets import LineEdit
+from magicgui.widgets import Container, LineEdit
 from qtpy.QtCore import Qt
 from qtpy.QtWidgets import QFormLayout, QLabel, QSlider, QVBoxLayout, QWidget
 
@@ -50,8 +50,7 @@ class LatentExplorerWidget(QWidget):
             self.slider_labels.append(label)
             sliders.addRow(label, slider)
         layout = QVBoxLayout(self)
-        for widget in (self.project, self.model_path, self.chosen):
-            layout.addWidget(widget.native)
+        layout.addWidget(Container(widgets=[self.project, self.model_path, self.chosen]).native)
         layout.addWidget(self.panel)
         layout.addWidget(self.names)
         layout.addLayout(sliders)
@@ -77,11 +76,11 @@ class LatentExplorerWidget(QWidget):
         dims = self.model.cfg.n_latents
         mu = objects[[f"z{j}" for j in range(dims)]].to_numpy()
         named = name_latents(mu, objects)
-        active = np.argsort(mu.std(axis=0))[::-1][:N_SLIDERS]
-        if not self.chosen.value.strip():
-            self.chosen.value = ", ".join(str(j) for j in sorted(active))
+        best_named = np.argsort(-np.abs(named["r"].to_numpy()))
+        if not self.chosen.value.strip():  # start with the latents most tied to morphology
+            self.chosen.value = ", ".join(str(j) for j in best_named[:N_SLIDERS])
         labels = latent_names(named)
-        self.names.setText("\n".join(labels[j] for j in np.argsort(-np.abs(named["r"].to_numpy()))[:8]))
+        self.names.setText("\n".join(labels[j] for j in best_named[:8]))
         if CELLS_LAYER in self.viewer.layers:
             cells = self.viewer.layers[CELLS_LAYER]
             latents = objects[["object_id", *[f"z{j}" for j in range(dims)]]]
@@ -138,5 +137,13 @@ class LatentExplorerWidget(QWidget):
     def _show(self, name: str, image: np.ndarray) -> None:
         if name in self.viewer.layers:
             self.viewer.layers[name].data = image
-        else:
-            self.viewer.add_image(image, name=name, colormap="gray", contrast_limits=(-2.0, 4.0))
+            return
+        placement = {}
+        if CELLS_LAYER in self.viewer.layers:  # beside the movie, at its pixel size
+            cells = self.viewer.layers[CELLS_LAYER]
+            px = float(cells.scale[-1])
+            right = float(cells.extent.world[1][-1]) + 40 * px
+            if name == EXPLORER_LAYER and TRAVERSAL_LAYER in self.viewer.layers:
+                right += self.viewer.layers[TRAVERSAL_LAYER].data.shape[1] * px + 10 * px
+            placement = {"scale": (px, px), "translate": (0.0, right)}
+        self.viewer.add_image(image, name=name, colormap="gray", contrast_limits=(-2.0, 4.0), **placement)
