@@ -102,11 +102,7 @@ def realism_figure(result) -> Path:
             ax.set_xticks([])
             ax.set_yticks([])
         row_axes[0].set_title(title, loc="left", fontsize=9)
-    fig.tight_layout()
-    path = OUT / "realism.png"
-    fig.savefig(path, dpi=80)
-    plt.close(fig)
-    return path
+    return _save(fig, "realism.png")
 
 
 def viewer_screenshot() -> Path:
@@ -124,29 +120,45 @@ def viewer_screenshot() -> Path:
     return path
 
 
-def widgets_screenshot() -> Path:
+def _tracked_sample_viewer():
+    """A 1500 x 900 viewer with the sample (truth hidden), segmented, tracked and cropped into a temp project."""
     import napari
 
     from napari_cellstate.core.config import CropConfig
     from napari_cellstate.core.pipeline import track_and_crop
-    from napari_cellstate.gui._widgets.label_cells import LabelCellsWidget
-    from napari_cellstate.gui._widgets.track_crop import TrackCropWidget
 
     viewer = napari.Viewer(show=False)
     viewer.window.resize(1500, 900)
     viewer.open_sample("napari-cellstate", "synthetic_h2b")
-    viewer.layers["true nuclei"].visible = False
-    viewer.layers["true states"].visible = False
-    tracker = TrackCropWidget(viewer)
-    tracker.project.value = tempfile.mkdtemp(prefix="cellstate-figures-")
-    viewer.window.add_dock_widget(tracker, name="Track & crop")
+    for name in ("true nuclei", "true states"):
+        viewer.layers[name].visible = False
+    project = tempfile.mkdtemp(prefix="cellstate-figures-")
     result = track_and_crop(
         viewer.layers["synthetic H2B"].data,
         pixel_size_um=0.33,
         crops=CropConfig(),
-        project=tracker.project.value,
+        project=project,
         source="synthetic H2B",
     )
+    return viewer, project, result
+
+
+def _save(fig, name: str) -> Path:
+    fig.tight_layout()
+    path = OUT / name
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+    return path
+
+
+def widgets_screenshot() -> Path:
+    from napari_cellstate.gui._widgets.label_cells import LabelCellsWidget
+    from napari_cellstate.gui._widgets.track_crop import TrackCropWidget
+
+    viewer, project, result = _tracked_sample_viewer()
+    tracker = TrackCropWidget(viewer)
+    tracker.project.value = project
+    viewer.window.add_dock_widget(tracker, name="Track & crop")
     tracker._show(result)
     labeller = LabelCellsWidget(viewer)
     labeller.project.value = tracker.project.value
@@ -184,11 +196,7 @@ def segmentation_real_figure() -> Path:
         ax.imshow(edges, cmap="autumn", alpha=1.0, interpolation="nearest")
         ax.set_title(f"frame {t}: {labels.max()} nuclei found", fontsize=10)
         ax.axis("off")
-    fig.tight_layout()
-    path = OUT / "segmentation_real.png"
-    fig.savefig(path, dpi=80)
-    plt.close(fig)
-    return path
+    return _save(fig, "segmentation_real.png")
 
 
 def vae_figures() -> list[Path]:
@@ -215,10 +223,7 @@ def vae_figures() -> list[Path]:
         ax.set_yticks([])
     axes[0, 0].set_ylabel("crop", fontsize=9)
     axes[1, 0].set_ylabel("reconstruction", fontsize=9)
-    fig.tight_layout()
-    paths = [OUT / "vae_reconstructions.png"]
-    fig.savefig(paths[0], dpi=80)
-    plt.close(fig)
+    paths = [_save(fig, "vae_reconstructions.png")]
 
     named = name_latents(mu, factors, columns=("area", "eccentricity", "orientation", "brightness", "neighbour_count"))
     order = np.argsort(-np.abs(named["r"].to_numpy()))[:6]
@@ -230,32 +235,17 @@ def vae_figures() -> list[Path]:
     ax.set_yticks(np.arange(len(order)) * 64 + 32, [labels[j] for j in order], fontsize=8)
     ax.set_xticks(np.arange(7) * 64 + 32, [f"{v:+.0f}" for v in np.linspace(-3, 3, 7)], fontsize=8)
     ax.set_xlabel("latent value (others at the mean interphase cell)", fontsize=9)
-    fig.tight_layout()
-    paths.append(OUT / "vae_traversal.png")
-    fig.savefig(paths[1], dpi=80)
-    plt.close(fig)
+    paths.append(_save(fig, "vae_traversal.png"))
     return paths
 
 
 def explorer_screenshot() -> Path:
-    import napari
-
-    from napari_cellstate.core.config import CropConfig
-    from napari_cellstate.core.pipeline import track_and_crop
     from napari_cellstate.core.progress import run_to_completion
     from napari_cellstate.core.vae_train import iter_encode_project
     from napari_cellstate.gui._layers import cells_layer
     from napari_cellstate.gui._widgets.latent_explorer import LatentExplorerWidget
 
-    viewer = napari.Viewer(show=False)
-    viewer.window.resize(1500, 900)
-    viewer.open_sample("napari-cellstate", "synthetic_h2b")
-    for name in ("true nuclei", "true states"):
-        viewer.layers[name].visible = False
-    project = tempfile.mkdtemp(prefix="cellstate-figures-")
-    result = track_and_crop(
-        viewer.layers["synthetic H2B"].data, pixel_size_um=0.33, crops=CropConfig(), project=project
-    )
+    viewer, project, result = _tracked_sample_viewer()
     data, kwargs, _ = cells_layer(result.objects, 0.33)
     viewer.add_points(data, **kwargs)
     explorer = LatentExplorerWidget(viewer)
