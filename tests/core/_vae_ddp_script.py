@@ -19,6 +19,7 @@ draws it: the runs differ only in how the batch is split.
 from __future__ import annotations
 
 import argparse
+import gc
 from pathlib import Path
 
 import torch
@@ -119,6 +120,10 @@ def main() -> None:
             save_file(weights, args.out / f"weights_{estimator}.safetensors")
             save_file(grads, args.out / f"grads_{estimator}.safetensors")
         dist.barrier()
+    # Leave together, with no DDP reducer alive: gloo threads torn down at interpreter exit can abort the process.
+    gc.collect()
+    dist.barrier()
+    dist.destroy_process_group()
 
 
 if __name__ == "__main__":
