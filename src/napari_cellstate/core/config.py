@@ -11,17 +11,29 @@ from enum import StrEnum
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 __all__ = [
+    "Activation",
+    "CNNConfig",
     "CropConfig",
     "CropGeneratorConfig",
+    "HeadConfig",
+    "HeadScheme",
     "ImagingConfig",
+    "RigLConfig",
     "SegmentationConfig",
     "SimulationConfig",
+    "SparsityDistribution",
     "TCEstimator",
     "ThresholdMethod",
     "TrackingConfig",
     "TrainConfig",
     "VAEConfig",
 ]
+
+
+def _power_of_two(value: int) -> int:
+    if value & (value - 1):
+        raise ValueError(f"crop_size_px must be a power of two (16, 32, 64, 128 ...), got {value}")
+    return value
 
 
 class _Config(BaseModel):
@@ -150,12 +162,7 @@ class VAEConfig(_Config):
         description="MSS is unbiased; MWS is a lower bound whose MI/TC/DWKL carry constant log N offsets.",
     )
 
-    @field_validator("crop_size_px")
-    @classmethod
-    def _power_of_two(cls, value: int) -> int:
-        if value & (value - 1):
-            raise ValueError(f"crop_size_px must be a power of two (16, 32, 64, 128 ...), got {value}")
-        return value
+    _power_of_two = field_validator("crop_size_px")(_power_of_two)
 
     @field_validator("channels")
     @classmethod
@@ -176,3 +183,71 @@ class TrainConfig(_Config):
     device: str = Field("auto", description="auto, cpu, cuda, cuda:N or mps.")
     mixed_precision: bool = Field(True, description="bfloat16 autocast on CUDA; ignored on CPU.")
     checkpoint_every_epochs: int = Field(1, ge=1)
+
+
+class HeadScheme(StrEnum):
+    """The paper's classification schemes (Scheme 4, symbolic, is distilled from Scheme 3)."""
+
+    CNN = "cnn"  # Scheme 1: a CNN reduces the crop to 32 numbers, then the dense head
+    DENSE = "dense"  # Scheme 2: the dense head on the β-TCVAE latents
+    SPARSE = "sparse"  # Scheme 3: the same head topology trained sparse with RigL
+
+    @property
+    def number(self) -> int:
+        """The scheme's number in the paper's Table 1."""
+        return list(HeadScheme).index(self) + 1
+
+
+class Activation(StrEnum):
+    """Activation of the head's hidden units."""
+
+    SILU = "silu"
+    RELU = "relu"
+    TANH = "tanh"
+    ELU = "elu"
+
+
+class HeadConfig(_Config):
+    """A head: an MLP from ``n_inputs`` features to one score f(x); f(x) >= 0 means metaphase."""
+
+    n_inputs: int = Field(32, ge=1, description="Latents (Schemes 2-3) or CNN features (Scheme 1).")
+    hidden: tuple[int, ...] = Field((16, 16, 16), description="Units of each hidden layer.")
+    activation: Activation = Activation.SILU
+
+    @field_validator("hidden")
+    @classmethod
+    def _positive_units(cls, value: tuple[int, ...]) -> tuple[int, ...]:
+        if min(value, default=1) < 1:
+            raise ValueError(f"every hidden layer needs at least one unit, got {value}")
+        return value
+
+
+class CNNConfig(_Config):
+    """Scheme 1's image encoder: conv blocks, then a dense layer to the head's inputs."""
+
+    crop_size_px: int = Field(64, ge=16)
+    channels: tuple[int, ...] = Field((8, 16, 32, 64), description="Filters of each conv block (each pools 2x).")
+
+    _power_of_two = field_validator("crop_size_px")(_power_of_two)
+
+
+class SparsityDistribution(StrEnum):
+    """How RigL spreads the active weights over the layers (Evci et al. 2020)."""
+
+    UNIFORM = "uniform"  # the same density in every layer
+    ERK = "erk"  # Erdős-Rényi-Kernel: density proportional to (fan_in + fan_out) / (fan_in * fan_out)
+
+
+class RigLConfig(_Config):
+    """RigL sparse training (Scheme 3); defaults follow the reference implementation."""
+
+    density: float = Field(0.03, gt=0, le=1, description="Fraction of the head's weights kept active.")
+    distribution: SparsityDistribution = SparsityDistribution.ERK
+    update_every_steps: int = Field(100, ge=1, description="ΔT: steps between connectivity updates.")
+    end_fraction: float = Field(0.75, gt=0, le=1, description="T_end as a fraction of the sparse training steps.")
+    drop_fraction: float = Field(0.3, gt=0, lt=1, description="α: the cosine schedule's initial drop fraction.")
+    warmup_epochs: int = Field(2, ge=0, description="Dense epochs before the network is made sparse.")
+    prune: bool = Field(True, description="Prune connections and units the trained network does not need.")
+    prune_tolerance: float = Field(
+        0.0, ge=0, le=1, description="Validation accuracy a pruned connection may cost (0: none)."
+    )

@@ -41,7 +41,8 @@ def _n_groups(channels: int) -> int:
     return 1
 
 
-def _conv_block(c_in: int, c_out: int) -> list[nn.Module]:
+def conv_block(c_in: int, c_out: int) -> list[nn.Module]:
+    """3x3 convolution, GroupNorm (not BatchNorm: exact under DDP), SiLU."""
     return [nn.Conv2d(c_in, c_out, kernel_size=3, padding=1), nn.GroupNorm(_n_groups(c_out), c_out), nn.SiLU()]
 
 
@@ -87,7 +88,7 @@ class BetaTCVAE(nn.Module):
 
         encoder: list[nn.Module] = []
         for c_in, c_out in zip([1, *channels[:-1]], channels, strict=True):
-            encoder += [*_conv_block(c_in, c_out), nn.MaxPool2d(2)]
+            encoder += [*conv_block(c_in, c_out), nn.MaxPool2d(2)]
         self.encoder = nn.Sequential(*encoder, nn.Flatten(), nn.Linear(flat, cfg.dense_units), nn.SiLU())
         self.mu_head = nn.Linear(cfg.dense_units, cfg.n_latents)
         self.logvar_head = nn.Linear(cfg.dense_units, cfg.n_latents)
@@ -98,7 +99,7 @@ class BetaTCVAE(nn.Module):
         decoder: list[nn.Module] = []
         outs = [*channels[-2::-1], channels[0]]
         for c_in, c_out in zip(channels[::-1], outs, strict=True):
-            decoder += [nn.Upsample(scale_factor=2, mode="nearest"), *_conv_block(c_in, c_out)]
+            decoder += [nn.Upsample(scale_factor=2, mode="nearest"), *conv_block(c_in, c_out)]
         self.decoder = nn.Sequential(*decoder, nn.Conv2d(channels[0], 1, kernel_size=1))
 
     def _check_crops(self, x: Tensor) -> None:

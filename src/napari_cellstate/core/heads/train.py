@@ -1,0 +1,275 @@
+"""Train and evaluate the heads of Schemes 1-3 with the project's one training loop.
+
+Labels are 1 for metaphase, 0 for interphase; a head's score f(x) >= 0 means metaphase. Mitosis is rare in a
+movie, so the loss weights each class by half the inverse of its frequency in the training set (a balanced
+objective), and evaluation reports the raw accuracy and the balanced accuracy (mean per-class recall).
+
+Before training, a validation part is split off the training rows (grouped by cell, like the train/test split):
+it scores every epoch and guides the sparse head's pruning, so the test rows are used for nothing but the final
+figures.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Generator
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from ..config import CNNConfig, HeadConfig, HeadScheme, RigLConfig, TrainConfig
+from ..progress import Progress, run_to_completion
+from ..training import iter_train
+from ._model import CNNClassifier, MLPHead
+from .data import HeadData
+from .prune import prune_head
+from .rigl import RigLSchedule
+
+__all__ = ["HeadResult", "HeadTask", "default_training", "evaluate", "iter_train_head", "predict", "train_head"]
+
+
+def default_training(scheme: HeadScheme | str, seed: int = 0) -> TrainConfig:
+    """Training settings that work for each scheme on a few thousand cells (CPU-friendly)."""
+    if HeadScheme(scheme) is HeadScheme.CNN:
+        return TrainConfig(epochs=6, batch_size=64, learning_rate=1e-3, seed=seed, device="auto")
+    return TrainConfig(epochs=40, batch_size=128, learning_rate=3e-3, seed=seed, device="cpu")
+
+
+class _Rows(torch.utils.data.Dataset):
+    """(inputs, label) pairs of in-memory arrays."""
+
+    def __init__(self, inputs, labels: np.ndarray) -> None:
+        self.inputs, self.labels = inputs.astype(np.float32, copy=False), labels.astype(np.float32)
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, index: int):
+        return torch.as_tensor(self.inputs[index]), torch.tensor(self.labels[index])
+
+
+class HeadTask:
+    """Class-balanced binary cross-entropy on the head's score (a logit), with RigL hooks for sparse heads.
+
+    Parameters
+    ----------
+    model : MLPHead or CNNClassifier
+    metaphase_fraction : float
+        Fraction of metaphase rows in the training set; each class gets half the total weight.
+    rigl : RigLSchedule, optional
+        Makes the head sparse (Scheme 3).
+    validation : (Tensor, Tensor), optional
+        Inputs and labels scored after each epoch (``val_accuracy``, ``val_balanced_accuracy``).
+    """
+
+    def __init__(self, model, metaphase_fraction: float, rigl: RigLSchedule | None = None, validation=None) -> None:
+        self.model = model
+        self.class_weights = torch.tensor([0.5 / (1 - metaphase_fraction), 0.5 / metaphase_fraction])
+        self.rigl = rigl
+        self.validation = validation
+
+    def after_backward(self, step: int, total_steps: int, optimizer) -> bool:
+        """RigL's hook (sparse heads); True skips the optimizer step."""
+        return self.rigl is not None and self.rigl.after_backward(step, total_steps, optimizer)
+
+    def after_optimizer_step(self, step: int, total_steps: int, optimizer) -> None:
+        """RigL's hook (sparse heads): re-apply the masks."""
+        if self.rigl is not None:
+            self.rigl.after_optimizer_step(step, total_steps, optimizer)
+
+    def loss(self, batch, dataset_size: int):
+        """Class-weighted BCE of one (inputs, labels) batch, and its accuracy."""
+        x, y = batch
+        score = self.model(x)
+        weights = self.class_weights.to(score.device)[y.long()]
+        loss = (torch.nn.functional.binary_cross_entropy_with_logits(score, y, reduction="none") * weights).mean()
+        return loss, {"accuracy": ((score >= 0) == y.bool()).float().mean()}
+
+    def on_epoch_end(self, epoch: int) -> dict[str, float]:
+        """Validation accuracies and (sparse heads) the active weight count."""
+        metrics = {}
+        if self.validation is not None:
+            x, y = self.validation
+            device = next(self.model.parameters()).device
+            scores = _scores(self.model, x, device)
+            metrics = {f"val_{k}": v for k, v in _accuracies(scores, y).items()}
+        if self.rigl is not None:
+            metrics["active_weights"] = float(_mlp(self.model).active_weights())
+        return metrics
+
+
+def _mlp(model) -> MLPHead:
+    return model.head if isinstance(model, CNNClassifier) else model
+
+
+def _scores(model, inputs, device, batch_size: int = 1024) -> np.ndarray:
+    out = []
+    for start in range(0, len(inputs), batch_size):
+        chunk = torch.as_tensor(np.asarray(inputs[start : start + batch_size], dtype=np.float32), device=device)
+        out.append(model(chunk).float().cpu().numpy())
+    return np.concatenate(out) if out else np.zeros(0, np.float32)
+
+
+def _accuracies(scores: np.ndarray, labels: np.ndarray) -> dict[str, float]:
+    predicted = scores >= 0
+    truth = np.asarray(labels).astype(bool)
+    recalls = [float(np.mean(predicted[truth == c] == c)) for c in (False, True) if np.any(truth == c)]
+    return {"accuracy": float(np.mean(predicted == truth)), "balanced_accuracy": float(np.mean(recalls))}
+
+
+@torch.no_grad()
+def predict(model, inputs, *, batch_size: int = 1024) -> np.ndarray:
+    """Scores f(x) of a head (latents in) or a CNN classifier (crops in); >= 0 means metaphase."""
+    was_training = model.training
+    model.eval()
+    try:
+        return _scores(model, inputs, next(model.parameters()).device, batch_size)
+    finally:
+        model.train(was_training)
+
+
+def evaluate(model, inputs, labels: np.ndarray) -> dict[str, float]:
+    """Accuracy, balanced accuracy and counts on labelled rows.
+
+    >>> head = MLPHead(HeadConfig(n_inputs=2, hidden=(2,)))
+    >>> sorted(evaluate(head, np.zeros((4, 2)), np.array([0, 0, 1, 1])))
+    ['accuracy', 'balanced_accuracy', 'n', 'n_metaphase']
+    """
+    scores = predict(model, inputs)
+    return {**_accuracies(scores, labels), "n": len(labels), "n_metaphase": int(np.sum(labels))}
+
+
+@dataclass
+class HeadResult:
+    """A trained head and what is known about it.
+
+    Attributes
+    ----------
+    model : MLPHead or CNNClassifier
+        On the CPU, in eval mode.
+    scheme : HeadScheme
+    metrics : dict
+        Test-set ``accuracy``, ``balanced_accuracy``, ``n``, ``n_metaphase``; ``active_weights``,
+        ``expression_size`` and ``used_inputs`` (indices) of the head.
+    history : list of dict
+        The training loop's per-epoch entries (loss, accuracy, validation accuracy, active weights).
+    card : dict
+        Data, hyperparameters, metrics, history and input names for the model file.
+    rigl_updates : list of dict
+        RigL's connectivity updates (Scheme 3).
+    """
+
+    model: MLPHead | CNNClassifier
+    scheme: HeadScheme
+    metrics: dict
+    history: list[dict]
+    card: dict
+    rigl_updates: list[dict] = field(default_factory=list)
+
+
+def _build(scheme: HeadScheme, n_inputs: int, crop_size: int, head: HeadConfig | None, cnn: CNNConfig | None):
+    head = head or HeadConfig(n_inputs=n_inputs)
+    if scheme is HeadScheme.CNN:
+        return CNNClassifier(cnn or CNNConfig(crop_size_px=crop_size), head)
+    if head.n_inputs != n_inputs:
+        raise ValueError(f"The head takes {head.n_inputs} inputs but the data has {n_inputs} latents per cell.")
+    return MLPHead(head)
+
+
+def iter_train_head(
+    scheme: HeadScheme | str,
+    data: HeadData,
+    *,
+    head: HeadConfig | None = None,
+    cnn: CNNConfig | None = None,
+    rigl: RigLConfig | None = None,
+    training: TrainConfig | None = None,
+    validation_fraction: float = 0.1,
+    checkpoint_dir=None,
+    resume: bool = False,
+) -> Generator[Progress, None, HeadResult]:
+    """Train one head of ``scheme`` on ``data``'s training rows and score it on its test rows.
+
+    Parameters
+    ----------
+    scheme : HeadScheme or str
+        ``"cnn"`` (Scheme 1, on crops), ``"dense"`` (Scheme 2) or ``"sparse"`` (Scheme 3, RigL), on latents.
+    data : HeadData
+        Inputs, labels and the train/test split (:func:`~napari_cellstate.core.heads.data.synthetic_head_data`,
+        :func:`~napari_cellstate.core.heads.data.project_head_data`).
+    head, cnn, rigl : optional
+        Architecture and RigL settings (defaults: the 32-16-16-16-1 SiLU head, the default CNN, RigL at 3 %
+        density with ERK, warm-up, and pruning).
+    training : TrainConfig, optional
+        Defaults to :func:`default_training`; the seed seeds the initial weights too.
+    validation_fraction : float, default=0.1
+        Training rows (grouped by cell) held out to validate each epoch and to guide pruning.
+
+    Yields
+    ------
+    Progress
+        The training loop's events, then one for pruning (Scheme 3).
+    """
+    scheme = HeadScheme(scheme)
+    training = training or default_training(scheme)
+    rigl = rigl or RigLConfig()
+    data.check_trainable()
+    inputs = data.inputs_for(scheme)
+    fit_rows, val_rows = data.validation_split(validation_fraction, seed=training.seed)
+    test_rows = data.rows("test")
+    labels = data.labels.astype(np.float32)
+
+    with torch.random.fork_rng():
+        torch.manual_seed(training.seed)
+        model = _build(scheme, data.n_latents, data.crop_size, head, cnn)
+    mlp = _mlp(model)
+    val_x = np.asarray(inputs[val_rows], dtype=np.float32) if len(val_rows) else None
+    validation = (val_x, labels[val_rows]) if val_x is not None else None
+    steps_per_epoch = -(-len(fit_rows) // training.batch_size)
+    schedule = RigLSchedule(mlp, rigl, steps_per_epoch) if scheme is HeadScheme.SPARSE else None
+    task = HeadTask(model, float(labels[fit_rows].mean()), schedule, validation)
+    started = time.perf_counter()
+    dataset = _Rows(inputs[fit_rows], labels[fit_rows])
+    result = yield from iter_train(task, dataset, training, checkpoint_dir=checkpoint_dir, resume=resume)
+    model.cpu().eval()
+
+    prune_report = None
+    if schedule is not None and rigl.prune and validation is not None:
+        yield Progress(result.step, result.step, "pruning the sparse head")
+        prune_report = prune_head(
+            mlp, torch.as_tensor(val_x), torch.as_tensor(validation[1]), rigl.prune_tolerance
+        ).as_dict()
+
+    from .analysis import expression_size
+
+    metrics = {
+        **evaluate(model, inputs[test_rows], labels[test_rows]),
+        "active_weights": mlp.active_weights(),
+        "expression_size": expression_size(mlp),
+        "used_inputs": mlp.used_inputs() if scheme is not HeadScheme.CNN else list(range(mlp.cfg.n_inputs)),
+    }
+    card = {
+        "scheme": scheme.value,
+        "input_names": data.input_names if scheme is not HeadScheme.CNN else None,
+        "data": data.describe(),
+        "hyperparameters": {
+            "head": mlp.cfg.model_dump(mode="json"),
+            "cnn": model.cfg.model_dump(mode="json") if scheme is HeadScheme.CNN else None,
+            "rigl": rigl.model_dump(mode="json") if scheme is HeadScheme.SPARSE else None,
+            "training": training.model_dump(mode="json"),
+            "validation_fraction": validation_fraction,
+        },
+        "metrics": {**metrics, "prune": prune_report},
+        "history": result.history,
+        "train_seconds": round(time.perf_counter() - started, 2),
+    }
+    updates = schedule.updates if schedule is not None else []
+    return HeadResult(
+        model=model, scheme=scheme, metrics=metrics, history=result.history, card=card, rigl_updates=updates
+    )
+
+
+def train_head(scheme: HeadScheme | str, data: HeadData, **kwargs) -> HeadResult:
+    """Blocking :func:`iter_train_head`."""
+    return run_to_completion(iter_train_head(scheme, data, **kwargs))
