@@ -22,3 +22,21 @@ def head_data():
     from napari_cellstate.core.heads.data import synthetic_head_data
 
     return synthetic_head_data(1500, seed=0)
+
+
+@pytest.fixture(scope="session")
+def labelled_project(small_sample, tmp_path_factory):
+    """A tracked, cropped, encoded project of the small sample, labelled from its ground truth."""
+    from napari_cellstate.core.config import CropConfig
+    from napari_cellstate.core.labelling import LabelStore
+    from napari_cellstate.core.pipeline import track_and_crop
+    from napari_cellstate.core.progress import run_to_completion
+    from napari_cellstate.core.vae_train import iter_encode_project
+
+    folder = tmp_path_factory.mktemp("labelled") / "project"
+    result = track_and_crop(
+        small_sample.movie, pixel_size_um=0.33, labels=small_sample.labels, crops=CropConfig(), project=folder
+    )
+    LabelStore(folder / "labels.csv").import_ground_truth(small_sample.objects, result.objects)
+    run_to_completion(iter_encode_project(folder))
+    return folder

@@ -83,12 +83,21 @@ class HeadData:
         return np.flatnonzero(self.split == part)
 
     def validation_split(self, fraction: float, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-        """Training rows divided into fitting and validation rows, by cell, about ``fraction`` for validation."""
+        """Training rows divided into fitting and validation rows, by cell, about ``fraction`` for validation.
+
+        Cells with and without metaphase rows are drawn separately, so a rare class still reaches both parts.
+        """
         train = self.rows("train")
-        cells = np.unique(self.groups[train])
+        groups = self.groups[train]
+        mitotic = np.unique(groups[self.labels[train] == 1])
+        others = np.setdiff1d(np.unique(groups), mitotic)
         rng = np.random.default_rng(seed)
-        held = set(rng.permutation(cells)[: round(fraction * len(cells))].tolist())
-        is_val = np.isin(self.groups[train], list(held))
+        # at least one cell of each kind when there are two or more, so validation sees both classes
+        held = [
+            rng.permutation(cells)[: max(round(fraction * len(cells)), int(fraction > 0 and len(cells) > 1))]
+            for cells in (mitotic, others)
+        ]
+        is_val = np.isin(groups, np.concatenate(held))
         return train[~is_val], train[is_val]
 
     def inputs_for(self, scheme: HeadScheme | str) -> np.ndarray:

@@ -11,6 +11,7 @@ figures.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Generator
 from dataclasses import dataclass, field
@@ -29,11 +30,21 @@ from .rigl import RigLSchedule
 __all__ = ["HeadResult", "HeadTask", "default_training", "evaluate", "iter_train_head", "predict", "train_head"]
 
 
-def default_training(scheme: HeadScheme | str, seed: int = 0) -> TrainConfig:
-    """Training settings that work for each scheme on a few thousand cells (CPU-friendly)."""
+#: Fewest optimisation steps an MLP head gets by default: small labelled sets train for more epochs.
+MIN_HEAD_STEPS = 2000
+
+
+def default_training(scheme: HeadScheme | str, seed: int = 0, n_rows: int | None = None) -> TrainConfig:
+    """Training settings that work for each scheme on a few hundred to a few thousand cells (CPU-friendly).
+
+    >>> default_training("dense", n_rows=300).epochs  # 3 steps per epoch: enough epochs for 2000 steps
+    667
+    """
     if HeadScheme(scheme) is HeadScheme.CNN:
         return TrainConfig(epochs=6, batch_size=64, learning_rate=1e-3, seed=seed, device="auto")
-    return TrainConfig(epochs=40, batch_size=128, learning_rate=3e-3, seed=seed, device="cpu")
+    batch_size = 128
+    epochs = 40 if n_rows is None else max(40, math.ceil(MIN_HEAD_STEPS / math.ceil(n_rows / batch_size)))
+    return TrainConfig(epochs=epochs, batch_size=batch_size, learning_rate=3e-3, seed=seed, device="cpu")
 
 
 class _Rows(torch.utils.data.Dataset):
@@ -212,11 +223,12 @@ def iter_train_head(
         The training loop's events, then one for pruning (Scheme 3).
     """
     scheme = HeadScheme(scheme)
-    training = training or default_training(scheme)
     rigl = rigl or RigLConfig()
     data.check_trainable()
     inputs = data.inputs_for(scheme)
-    fit_rows, val_rows = data.validation_split(validation_fraction, seed=training.seed)
+    seed = training.seed if training is not None else 0
+    fit_rows, val_rows = data.validation_split(validation_fraction, seed=seed)
+    training = training or default_training(scheme, seed, len(fit_rows))
     test_rows = data.rows("test")
     labels = data.labels.astype(np.float32)
 
@@ -235,7 +247,7 @@ def iter_train_head(
     model.cpu().eval()
 
     prune_report = None
-    if schedule is not None and rigl.prune and validation is not None:
+    if schedule is not None and rigl.prune and validation is not None and len(np.unique(validation[1])) == 2:
         yield Progress(result.step, result.step, "pruning the sparse head")
         prune_report = prune_head(
             mlp, torch.as_tensor(val_x), torch.as_tensor(validation[1]), rigl.prune_tolerance
