@@ -70,14 +70,25 @@ def drop_fraction(step: int, end_step: int, initial: float) -> float:
 
 @torch.no_grad()
 def sparsify_by_magnitude(head: MLPHead, counts: list[int]) -> None:
-    """Keep the ``counts[l]`` largest-magnitude weights of each layer (ties broken by position)."""
-    masks = []
-    for layer, count in zip(head.layers, counts, strict=True):
-        magnitude = layer.weight.abs().flatten()
-        keep = torch.argsort(magnitude, descending=True, stable=True)[:count]
-        mask = torch.zeros_like(magnitude)
-        mask[keep] = 1
-        masks.append(mask.view_as(layer.weight))
+    """Keep the ``counts[l]`` largest-magnitude weights of each layer, on paths that reach the output.
+
+    Layers are chosen from the output back: a layer's candidates are the connections into units that the next
+    layer kept, so every kept weight lies on a path to the output (a layer-by-layer choice can keep weights into
+    units that lead nowhere, and a head cut off from its inputs cannot learn back). Only when too few such
+    candidates exist is the rest filled from the other connections. Ties are broken by position.
+    """
+    masks: list[torch.Tensor] = []
+    live_targets = torch.ones(1, dtype=torch.bool)  # the output unit
+    for layer, count in zip(reversed(head.layers), reversed(counts), strict=True):
+        magnitude = layer.weight.abs()
+        reaches_output = live_targets[:, None].expand_as(magnitude).flatten()
+        order = torch.argsort(magnitude.flatten(), descending=True, stable=True)
+        ranked = torch.cat([order[reaches_output[order]], order[~reaches_output[order]]])
+        mask = torch.zeros(magnitude.numel())
+        mask[ranked[:count]] = 1
+        mask = mask.view_as(magnitude)
+        masks.insert(0, mask)
+        live_targets = mask.sum(dim=0) > 0
     head.set_masks(masks)
 
 

@@ -117,7 +117,7 @@ def _mlp(model) -> MLPHead:
 def _scores(model, inputs, device, batch_size: int = 1024) -> np.ndarray:
     out = []
     for start in range(0, len(inputs), batch_size):
-        chunk = torch.as_tensor(np.asarray(inputs[start : start + batch_size], dtype=np.float32), device=device)
+        chunk = torch.tensor(np.asarray(inputs[start : start + batch_size]), dtype=torch.float32, device=device)
         out.append(model(chunk).float().cpu().numpy())
     return np.concatenate(out) if out else np.zeros(0, np.float32)
 
