@@ -8,6 +8,10 @@
 5. docs/images/segmentation_real.png: segmentation outlines on real Drosophila H2B-GFP frames.
 6. docs/images/vae_reconstructions.png and vae_traversal.png: the packaged beta-TCVAE.
 7. docs/images/latent_explorer.png: the Latent explorer after encoding, a cell selected.
+8. docs/images/sparse_topology.png and sparse_subnetwork.png: a RigL sparse head (Scheme 3) read as the paper
+   reads it: its wiring and the response of its first sub-network, with decoded images along the axis.
+9. docs/images/train_heads.png: the Train heads widget after training on the sample's labelled cells and
+   applying the sparse head to the movie (cells filled by predicted class).
 """
 
 from __future__ import annotations
@@ -239,6 +243,32 @@ def vae_figures() -> list[Path]:
     return paths
 
 
+def sparse_head_figures() -> list[Path]:
+    from napari_cellstate.core.heads.analysis import decompose
+    from napari_cellstate.core.heads.data import synthetic_head_data
+    from napari_cellstate.core.heads.plots import subnetwork_figures, topology_figure
+    from napari_cellstate.core.heads.train import train_head
+    from napari_cellstate.core.vae_train import decode_latents, load_default_vae
+
+    vae, _ = load_default_vae()
+    data = synthetic_head_data(4000, seed=0, vae=vae, keep_crops=False)
+    head = train_head("sparse", data).model
+    subnets = decompose(head, data.input_names)
+    paths = []
+    for name, figure in (
+        ("sparse_topology.png", topology_figure(head, data.input_names, subnets)),
+        (
+            "sparse_subnetwork.png",
+            subnetwork_figures(head, subnets, data.latents, data.input_names, decode=lambda z: decode_latents(vae, z))[
+                0
+            ],
+        ),
+    ):
+        figure.savefig(OUT / name, dpi=80)
+        paths.append(OUT / name)
+    return paths
+
+
 def explorer_screenshot() -> Path:
     from napari_cellstate.core.progress import run_to_completion
     from napari_cellstate.core.vae_train import iter_encode_project
@@ -264,6 +294,38 @@ def explorer_screenshot() -> Path:
     return path
 
 
+def train_heads_screenshot() -> Path:
+    from napari_cellstate.core.heads.apply import apply_head
+    from napari_cellstate.core.heads.data import project_head_data
+    from napari_cellstate.core.labelling import LabelStore
+    from napari_cellstate.core.progress import run_to_completion
+    from napari_cellstate.core.vae_train import encode_project
+    from napari_cellstate.gui._layers import cells_layer
+    from napari_cellstate.gui._widgets.train_heads import TrainHeadsWidget, iter_train_heads
+
+    viewer, project, result = _tracked_sample_viewer()
+    truth = simulate_movie(SimulationConfig())
+    LabelStore(Path(project) / "labels.csv").import_ground_truth(truth.objects, result.objects)
+    encode_project(project)
+    data, kwargs, _ = cells_layer(result.objects, 0.33)
+    viewer.add_points(data, **kwargs)
+    widget = TrainHeadsWidget(viewer)
+    widget.project.value = project
+    widget.synthetic.value = False
+    viewer.window.add_dock_widget(widget, name="Train heads")
+    trained = run_to_completion(
+        iter_train_heads(lambda: (project_head_data(project), None), ["dense", "sparse"], [0, 1, 2])
+    )
+    widget._trained(trained)
+    widget._applied(apply_head(project, trained.best.results["sparse"].model))
+    viewer.dims.set_point(0, 46)
+    viewer.reset_view()
+    path = OUT / "train_heads.png"
+    viewer.screenshot(str(path), canvas_only=False, flash=False)
+    viewer.close()
+    return path
+
+
 def main() -> None:
     OUT.mkdir(parents=True, exist_ok=True)
     result = simulate_movie(SimulationConfig())
@@ -272,10 +334,12 @@ def main() -> None:
     if REAL.exists():
         print(segmentation_real_figure())
     print(*vae_figures(), sep="\n")
+    print(*sparse_head_figures(), sep="\n")
     if "--no-gui" not in sys.argv:
         print(viewer_screenshot())
         print(widgets_screenshot())
         print(explorer_screenshot())
+        print(train_heads_screenshot())
 
 
 if __name__ == "__main__":

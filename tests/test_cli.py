@@ -30,6 +30,15 @@ def test_demo_writes_movie_truth_and_preview(tmp_path, capsys):
     assert json.loads((out / "simulation.json").read_text())["seed"] == 0
     assert (out / "preview.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert not list(out.glob(".*.tmp")), "no temporary files left behind"
+    # the heads: Schemes 1-3 trained on the labelled cells, Table 1 written, the sparse head applied to the movie
+    table = pd.read_csv(out / "heads" / "table1_runs.csv")
+    assert set(table["scheme"]) == {"cnn", "dense", "sparse"}
+    assert (table["balanced_accuracy"] >= 0.8).all()
+    assert table.loc[table["scheme"] == "sparse", "active_weights"].max() <= 31
+    assert (out / "heads" / "sparse_head.safetensors").exists()
+    assert (out / "heads" / "sparse_topology.png").read_bytes()[:4] == b"\x89PNG"
+    assert {"head_score", "head_class"} <= set(load_crop_dataset(out / "project").objects.columns)
+    assert "agreement with the" in printed
 
 
 def test_simulate_takes_settings_and_reports_bad_ones(tmp_path, capsys):
@@ -68,3 +77,34 @@ def test_track_command_explains_a_missing_or_foreign_file(tmp_path, capsys):
     other.write_text("hello")
     assert cli.main(["track", str(other), "--project", str(tmp_path / "p"), "--pixel-size", "1"]) == 2
     assert "expected a .tif" in capsys.readouterr().err
+
+
+def test_head_commands_train_search_and_apply(tmp_path, labelled_project, capsys):
+    import shutil
+
+    out = tmp_path / "heads"
+    args = ["--synthetic", "--n-cells", "1500", "--out", str(out)]
+    assert cli.main(["train-heads", *args, "--schemes", "dense", "sparse", "--seeds", "2", "--epochs", "20"]) == 0
+    printed = capsys.readouterr().out
+    assert "| 3 | VAE | Sparse |" in printed
+    runs = pd.read_csv(out / "table1_runs.csv")
+    assert len(runs) == 4
+    assert (runs["accuracy"] >= 0.9).all()
+    assert {p.name for p in out.glob("*.png")} >= {"sparse_topology.png", "sparse_subnetwork_1.png"}
+
+    assert cli.main(["search-sparsity", *args, "--trials", "2"]) == 0
+    assert "Pareto front" in capsys.readouterr().out
+    assert (out / "sparsity_search.sqlite3").exists()
+    assert (out / "sparse_search_head.safetensors").exists()
+
+    project = tmp_path / "project"
+    shutil.copytree(labelled_project, project)
+    assert cli.main(["apply-head", str(project), str(out / "sparse_head")]) == 0
+    assert "agreement with the" in capsys.readouterr().out
+
+
+def test_head_commands_explain_bad_input(tmp_path, capsys):
+    assert cli.main(["search-sparsity", "--synthetic", "--trials", "1"]) == 2
+    assert "--out FOLDER" in capsys.readouterr().err
+    assert cli.main(["apply-head", str(tmp_path), str(tmp_path / "missing")]) == 2
+    assert "napari-cellstate apply-head:" in capsys.readouterr().err

@@ -1,4 +1,4 @@
-"""The ``napari-cellstate`` command: demo, doctor, simulate.
+"""The ``napari-cellstate`` command: demo, simulate, track, train-vae, encode, train-heads, apply-head, doctor.
 
 Heavy libraries are imported inside each command, so ``--help`` is instant and
 PySR (which would fetch Julia) is never imported here.
@@ -74,7 +74,9 @@ def _track_and_crop(movie, project: Path, source: str, pixel_size_um: float, lab
 
 def cmd_demo(args: argparse.Namespace) -> int:
     """Run the whole flow that exists so far on the built-in synthetic sample."""
+    from ._cli_heads import apply_to_project, encode_and_report, train_and_compare
     from .core.config import SimulationConfig
+    from .core.heads.data import project_head_data
     from .core.labelling import LabelStore
     from .core.segment import detection_scores
     from .core.simulate import simulate_movie
@@ -100,30 +102,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
         f"({scores['division_f1']:.2f} at the exact frame)"
     )
     print(f"{labelled} cells labelled from the ground truth in {project / 'labels.csv'}")
-    _encode_and_name(project)
+    encode_and_report(project)
+    print("training and comparing the heads on the labelled cells (Schemes 1-3, Table 1):")
+    train_and_compare(project_head_data(project), folder / "heads", ["cnn", "dense", "sparse"], range(args.seeds))
+    apply_to_project(project, str(folder / "heads" / "sparse_head"))
     print(f"Open {folder / 'preview.png'} to see the movie with its true states.")
     return 0
-
-
-def _encode_and_name(project: Path) -> None:
-    """Encode the project's crops with the packaged beta-TCVAE and print the best-named latents."""
-    import numpy as np
-
-    from .core.latents import latent_names, name_latents
-    from .core.progress import run_to_completion
-    from .core.vae_train import iter_encode_project, load_default_vae
-
-    model, _ = load_default_vae()
-    start = time.perf_counter()
-    objects = run_to_completion(iter_encode_project(project, model))
-    mu = objects[[f"z{j}" for j in range(model.cfg.n_latents)]].to_numpy()
-    named = name_latents(mu, objects)
-    best = np.argsort(-np.abs(named["r"].to_numpy()))[:4]
-    labels = latent_names(named)
-    print(
-        f"encoded {len(objects)} crops with the packaged beta-TCVAE in {time.perf_counter() - start:.1f} s; "
-        f"latents: {'; '.join(labels[j] for j in best)}"
-    )
 
 
 def cmd_track(args: argparse.Namespace) -> int:
@@ -180,14 +164,19 @@ def cmd_train_vae(args: argparse.Namespace) -> int:
     """Train (or fine-tune) a β-TCVAE on synthetic crops or a project's crops, and save it."""
     import numpy as np
 
-    from .core.config import TrainConfig, VAEConfig
+    from .core.config import CropGeneratorConfig, TrainConfig, VAEConfig
     from .core.progress import run_to_completion
     from .core.vae import save_vae
     from .core.vae_train import evaluate_on_synthetic, iter_train_vae, synthetic_training_crops
 
     if args.synthetic:
         crops, _ = synthetic_training_crops(args.n_crops, seed=args.seed)
-        data = {"source": "synthetic crop generator", "n_crops": args.n_crops, "generator_seed": args.seed}
+        data = {
+            "source": "synthetic crop generator",
+            "n_crops": args.n_crops,
+            "generator_seed": args.seed,
+            "generator": CropGeneratorConfig().model_dump(mode="json"),
+        }
     else:
         from .core.dataset import load_crop_dataset
 
@@ -228,6 +217,8 @@ def cmd_train_vae(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (exposed for documentation and tests)."""
+    from ._cli_heads import add_head_commands
+
     parser = argparse.ArgumentParser(
         prog="napari-cellstate",
         description="Interpretable cell-state models from H2B time-lapse movies.",
@@ -237,6 +228,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="run the pipeline on the built-in synthetic sample")
     demo.add_argument("--out", default=str(DEFAULT_DEMO_FOLDER), help="output folder (default: %(default)s)")
     demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("--seeds", type=int, default=1, help="heads per scheme in the comparison (default: %(default)s)")
     demo.set_defaults(func=cmd_demo)
 
     sim = sub.add_parser("simulate", help="simulate an H2B time-lapse with ground truth")
@@ -275,6 +267,8 @@ def build_parser() -> argparse.ArgumentParser:
     tv.add_argument("--checkpoints", help="folder for checkpoints (resume with --resume)")
     tv.add_argument("--resume", action="store_true")
     tv.set_defaults(func=cmd_train_vae)
+
+    add_head_commands(sub)
 
     doc = sub.add_parser("doctor", help="check btrack, OpenGL, torch and Julia on this machine")
     doc.add_argument("--fix-btrack", action="store_true", help="rebuild btrack's library with this machine's compiler")

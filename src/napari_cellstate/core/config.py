@@ -76,6 +76,9 @@ class SimulationConfig(_Config):
     )
     neighbour_radius_um: float = Field(20.0, gt=0, description="Radius for the neighbour count.")
     end_on_plate_fraction: float = Field(0.15, ge=0, le=1, description="Metaphase plates seen end-on.")
+    face_on_plate_fraction: float = Field(
+        0.12, ge=0, le=1, description="Metaphase plates seen face-on: round, as large as a young nucleus."
+    )
     imaging: ImagingConfig = Field(default_factory=ImagingConfig)
     seed: int = 0
 
@@ -90,6 +93,7 @@ class CropGeneratorConfig(_Config):
     neighbour_exclusion_strength: float = Field(1.0, ge=0, le=1)
     neighbour_radius_um: float = Field(20.0, gt=0)
     end_on_plate_fraction: float = Field(0.15, ge=0, le=1)
+    face_on_plate_fraction: float = Field(0.12, ge=0, le=1)
     imaging: ImagingConfig = Field(default_factory=ImagingConfig)
 
 
@@ -249,5 +253,5 @@ class RigLConfig(_Config):
     warmup_epochs: int = Field(2, ge=0, description="Dense epochs before the network is made sparse.")
     prune: bool = Field(True, description="Prune connections and units the trained network does not need.")
     prune_tolerance: float = Field(
-        0.0, ge=0, le=1, description="Validation accuracy a pruned connection may cost (0: none)."
+        0.01, ge=0, le=1, description="Training-set balanced accuracy pruning may give up (0: none)."
     )

@@ -16,7 +16,7 @@ import itertools
 import numpy as np
 import pandas as pd
 
-__all__ = ["MORPHOLOGY", "best_pairs", "latent_names", "mutual_information_gap", "name_latents"]
+__all__ = ["MORPHOLOGY", "best_pairs", "latent_names", "mutual_information_gap", "name_latents", "name_latents_within"]
 
 #: Measured quantities latents are named after (objects-table / crop-factor columns).
 MORPHOLOGY = ("area", "eccentricity", "orientation", "intensity_mean", "brightness", "neighbour_count")
@@ -82,6 +82,44 @@ def name_latents(latents: np.ndarray, table: pd.DataFrame, columns=MORPHOLOGY) -
     result.insert(0, "latent", [f"z{j}" for j in range(latents.shape[1])])
     result.insert(1, "best_match", [list(quantities)[k] for k in best])
     result.insert(2, "r", r[np.arange(len(best)), best])
+    return result
+
+
+def name_latents_within(
+    latents: np.ndarray, table: pd.DataFrame, groups: np.ndarray, columns=MORPHOLOGY
+) -> pd.DataFrame:
+    """:func:`name_latents` with correlations taken within each group (class) and averaged, weighted by size.
+
+    With labelled cells, pooled correlations are confounded by the label: metaphase cells are small, rough and
+    isolated at once, so a latent of the plate's texture also follows the neighbour count. Within a class that
+    shared cause is held fixed.
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(0)
+    >>> label = np.repeat([0, 1], 300)
+    >>> size = rng.normal(size=600) - 3 * label  # metaphase cells are small ...
+    >>> crowd = rng.normal(size=600) - 3 * label  # ... and isolated
+    >>> z = (size + 0.1 * rng.normal(size=600))[:, None]  # a latent of size only
+    >>> table = pd.DataFrame({"area": size, "neighbour_count": crowd})
+    >>> round(float(name_latents(z, table)["neighbour_count"].iloc[0]), 2)  # pooled: looks like crowding too
+    0.72
+    >>> round(float(name_latents_within(z, table, label)["neighbour_count"].iloc[0]), 2)
+    0.05
+    """
+    latents = np.asarray(latents, dtype=float)
+    groups = np.asarray(groups)
+    total = None
+    for group in np.unique(groups):
+        rows = np.flatnonzero(groups == group)
+        named = name_latents(latents[rows], table.iloc[rows].reset_index(drop=True), columns)
+        part = named.iloc[:, 3:].fillna(0.0) * len(rows) / len(groups)  # a quantity constant in a group: r = 0
+        total = part if total is None else total + part
+    best = total.abs().to_numpy().argmax(axis=1)
+    result = total.copy()
+    result.insert(0, "latent", [f"z{j}" for j in range(latents.shape[1])])
+    result.insert(1, "best_match", [total.columns[k] for k in best])
+    result.insert(2, "r", total.to_numpy()[np.arange(len(best)), best])
     return result
 
 

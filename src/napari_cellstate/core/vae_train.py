@@ -25,6 +25,7 @@ __all__ = [
     "VAETask",
     "decode_latents",
     "encode_crops",
+    "encode_project",
     "evaluate_on_synthetic",
     "iter_encode_project",
     "iter_train_vae",
@@ -334,3 +335,8 @@ def iter_encode_project(
         yield Progress(min(start + batch_size, n), n, f"encoded {min(start + batch_size, n)}/{n} crops")
     columns = latent_columns(np.concatenate(means), np.concatenate(logvars))
     return set_object_columns(project, columns).objects
+
+
+def encode_project(project: os.PathLike | str, model=None, **kwargs) -> pd.DataFrame:
+    """Blocking :func:`iter_encode_project`."""
+    return run_to_completion(iter_encode_project(project, model, **kwargs))

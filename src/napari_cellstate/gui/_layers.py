@@ -116,3 +116,45 @@ def crop_layer(crop: np.ndarray, title: str, pixel_size_um: float, movie_width_p
         "metadata": {"title": title},
     }
     return (crop, kwargs, "image")
+
+
+def colour_cells_by_class(
+    layer,
+    table: pd.DataFrame,
+    class_column: str,
+    *,
+    columns: tuple[str, ...] = (),
+    key: str = "object_id",
+    alpha: float = 0.45,
+) -> None:
+    """Copy a class column (and ``columns``) of ``table`` into a cells layer's features and fill each point by class.
+
+    Used to show predictions (e.g. a head's ``head_class``) on the time-lapse while the ring keeps the colour of
+    the user's label, so a prediction and a label can be compared at a glance. Rows are matched on ``key``;
+    cells absent from ``table`` keep a transparent face.
+
+    Parameters
+    ----------
+    layer : napari.layers.Points
+        The cells layer; its features must hold ``key``.
+    table : DataFrame
+        One row per cell with ``key`` and ``class_column`` (state names, coloured by ``STATE_COLOURS``).
+    class_column : str
+        The column to colour by.
+    columns : tuple of str, default=()
+        Further columns to copy (e.g. the score).
+    key : str, default="object_id"
+        Column identifying a cell in both tables.
+    alpha : float, default=0.45
+        Opacity of the fill, low enough to see the nucleus through it.
+    """
+    if key not in layer.features.columns:
+        raise ValueError(f"The layer '{layer.name}' has no '{key}' feature to match cells by.")
+    copied = [class_column, *columns]
+    features = layer.features.drop(columns=[c for c in copied if c in layer.features.columns])
+    features = features.merge(table[[key, *copied]].drop_duplicates(key), on=key, how="left")
+    classes = features[class_column].astype("string").fillna("")
+    colours = label_colours(classes)
+    colours[:, 3] = np.where(classes.to_numpy() == "", 0.0, alpha)
+    layer.features = features
+    layer.face_color = colours

@@ -144,12 +144,15 @@ class HeadData:
         }
 
 
-def _names(latents: np.ndarray, factors: pd.DataFrame | None) -> list[str]:
-    from ..latents import latent_names, name_latents
+def _names(latents: np.ndarray, factors: pd.DataFrame | None, labels: np.ndarray) -> list[str]:
+    """Latent names from correlations within each class (pooled ones would mirror the label, not the latent)."""
+    from ..latents import MORPHOLOGY, latent_names, name_latents_within
 
     if factors is None or len(factors) < 3:
         return [f"z{j}" for j in range(latents.shape[1])]
-    return latent_names(name_latents(latents, factors))
+    columns = [*MORPHOLOGY, *(c for c in ("texture_contrast", "edge_roughness") if c in factors.columns)]
+    table = factors.replace([np.inf, -np.inf], np.nan)
+    return latent_names(name_latents_within(latents, table, labels, columns))
 
 
 def synthetic_head_data(
@@ -179,7 +182,7 @@ def synthetic_head_data(
         groups=np.arange(n, dtype=np.int64),
         latents=latents.astype(np.float32),
         crops=crops if keep_crops else None,
-        input_names=_names(latents, factors),
+        input_names=_names(latents, factors, labels),
         source=f"synthetic crops (n={n}, seed={seed})",
         factors=factors.drop(columns="state").reset_index(drop=True),
     )
@@ -230,13 +233,14 @@ def project_head_data(project: os.PathLike | str, *, ignore_unmatched_labels: bo
     untracked = chosen["track_id"].to_numpy() == 0
     group_keys = group_keys.where(~untracked, "object/" + chosen["object_id"].astype(str))
     factors = chosen[[c for c in ("area", "eccentricity", "orientation", "intensity_mean") if c in chosen]]
+    binary = (labels.to_numpy()[rows] == CellState.METAPHASE.value).astype(np.int8)
     return HeadData(
-        labels=(labels.to_numpy()[rows] == CellState.METAPHASE.value).astype(np.int8),
+        labels=binary,
         split=chosen["split"].astype(str).to_numpy(),
         groups=pd.factorize(group_keys)[0].astype(np.int64),
         latents=latents,
         crops=_RowsOf(dataset.crops, rows),
-        input_names=_names(latents, factors.reset_index(drop=True)) if latents is not None else [],
+        input_names=_names(latents, factors.reset_index(drop=True), binary) if latents is not None else [],
         source=str(folder),
         factors=factors.reset_index(drop=True),
     )

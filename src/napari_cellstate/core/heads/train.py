@@ -4,9 +4,9 @@ Labels are 1 for metaphase, 0 for interphase; a head's score f(x) >= 0 means met
 movie, so the loss weights each class by half the inverse of its frequency in the training set (a balanced
 objective), and evaluation reports the raw accuracy and the balanced accuracy (mean per-class recall).
 
-Before training, a validation part is split off the training rows (grouped by cell, like the train/test split):
-it scores every epoch and guides the sparse head's pruning, so the test rows are used for nothing but the final
-figures.
+Before training, a validation part is split off the training rows (grouped by cell, like the train/test split)
+to score every epoch; the sparse head's pruning is judged on all training rows. The test rows are used for
+nothing but the final figures.
 """
 
 from __future__ import annotations
@@ -215,7 +215,7 @@ def iter_train_head(
     training : TrainConfig, optional
         Defaults to :func:`default_training`; the seed seeds the initial weights too.
     validation_fraction : float, default=0.1
-        Training rows (grouped by cell) held out to validate each epoch and to guide pruning.
+        Training rows (grouped by cell) held out to validate each epoch.
 
     Yields
     ------
@@ -247,11 +247,13 @@ def iter_train_head(
     model.cpu().eval()
 
     prune_report = None
-    if schedule is not None and rigl.prune and validation is not None and len(np.unique(validation[1])) == 2:
+    if schedule is not None and rigl.prune:
+        # judged on all training rows: a small validation part (a few mitotic cells) would let pruning cut
+        # connections that set the decision threshold; removing connections cannot overfit
         yield Progress(result.step, result.step, "pruning the sparse head")
-        prune_report = prune_head(
-            mlp, torch.as_tensor(val_x), torch.as_tensor(validation[1]), rigl.prune_tolerance
-        ).as_dict()
+        train_rows = data.rows("train")
+        prune_x, prune_y = torch.as_tensor(inputs[train_rows]), torch.as_tensor(labels[train_rows])
+        prune_report = prune_head(mlp, prune_x, prune_y, rigl.prune_tolerance).as_dict()
 
     from .analysis import expression_size
 

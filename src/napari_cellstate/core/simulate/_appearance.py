@@ -2,8 +2,9 @@
 
 Sizes follow the paper's data at about 0.33 um/px: interphase nuclei 9-14 um
 long with aspect ratio 1.0-1.6, metaphase plates 7-10 x 2-3 um and 2-3x
-brighter per pixel. Some plates are seen end-on (small and round) and newborn
-daughters are small and bright, so morphology is informative but not perfect.
+brighter per pixel. Some plates are seen end-on (small and round), some face-on
+(a round rosette of chromosome clumps as large as a young interphase nucleus), and
+newborn daughters are small and bright, so morphology is informative but not perfect.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ class CellTraits:
     plate_gain: np.ndarray
     plate_angle_rad: np.ndarray
     end_on: np.ndarray
+    face_on: np.ndarray
 
     def __len__(self) -> int:
         return len(self.aspect)
@@ -54,9 +56,14 @@ class CellTraits:
 
 
 def sample_traits(
-    rng: np.random.Generator, n: int, pixel_size_um: float, end_on_fraction: float, n_tiles: int
+    rng: np.random.Generator,
+    n: int,
+    pixel_size_um: float,
+    end_on_fraction: float,
+    n_tiles: int,
+    face_on_fraction: float = 0.0,
 ) -> CellTraits:
-    """Draw ``n`` cells' traits."""
+    """Draw ``n`` cells' traits; a plate is seen end-on, face-on or (mostly) from the side."""
     um = 1.0 / pixel_size_um
     length_max = rng.uniform(12.5, 14.0, n) * um  # long axis just before mitosis
     aspect = rng.uniform(1.0, 1.6, n)
@@ -81,7 +88,8 @@ def sample_traits(
         plate_width=rng.uniform(2.0, 3.0, n) * um,
         plate_gain=rng.uniform(2.0, 3.0, n),
         plate_angle_rad=rng.uniform(-np.pi / 2, np.pi / 2, n),
-        end_on=rng.random(n) < end_on_fraction,
+        end_on=(view := rng.random(n)) < end_on_fraction,
+        face_on=(view >= end_on_fraction) & (view < end_on_fraction + face_on_fraction),
     )
 
 
@@ -171,6 +179,14 @@ def appearance(
     contrast[plate] = 0.35
     scale[plate] = 0.9
     roughness[plate] = 1.0
+    # seen along the spindle, the plate is a rosette of chromosome clumps: round, as wide as the plate is long
+    face_on = (state == _META) & traits.face_on & ~traits.end_on
+    semi_major[face_on] = semi_minor[face_on] = traits.plate_length[face_on] * 0.45
+    gain[face_on] = traits.brightness_gain[face_on] * traits.plate_gain[face_on] * 0.6
+    contrast[face_on] = 1.3
+    threshold[face_on] = 0.45
+    scale[face_on] = 1.2
+    roughness[face_on] = 2.5
 
     is_ana = state == _ANA
     semi_major[is_ana] *= 0.9

@@ -41,10 +41,11 @@ class CropBatch:
     labels : ndarray of shape (N,), dtype int8
         1 for metaphase, 0 for interphase.
     factors : DataFrame
-        ``state, area, eccentricity, orientation, brightness, neighbour_count,
-        nearest_neighbour_px`` of each crop's central nucleus (area in px^2,
-        orientation in radians as in ``skimage.measure.regionprops``,
-        brightness in photons per pixel).
+        ``state, area, eccentricity, orientation, brightness, texture_contrast,
+        edge_roughness, neighbour_count, nearest_neighbour_px`` of each crop's
+        central nucleus (area in px^2, orientation in radians as in
+        ``skimage.measure.regionprops``, brightness in photons per pixel;
+        texture contrast and edge roughness are high for condensed chromatin).
     """
 
     images: np.ndarray
@@ -98,7 +99,7 @@ def generate_crops(n: int, cfg: CropGeneratorConfig | None = None, seed: int = 0
     bank = make_texture_bank(rng)
 
     is_meta = rng.permutation(n) < n // 2
-    traits = sample_traits(rng, n, cfg.pixel_size_um, cfg.end_on_plate_fraction, len(bank))
+    traits = sample_traits(rng, n, cfg.pixel_size_um, cfg.end_on_plate_fraction, len(bank), cfg.face_on_plate_fraction)
     newborn = rng.random(n) < 0.08
     growth = np.where(newborn, rng.uniform(0, 0.03, n), rng.uniform(0, 1, n))
     codes = np.where(is_meta, CellState.METAPHASE.code, CellState.INTERPHASE.code)
@@ -151,6 +152,8 @@ def generate_crops(n: int, cfg: CropGeneratorConfig | None = None, seed: int = 0
             "eccentricity": np.sqrt(1 - (centre.semi_minor / centre.semi_major) ** 2),
             "orientation": drawing_angle_to_orientation(centre.angle_rad),
             "brightness": centre.brightness,
+            "texture_contrast": centre.texture_contrast,
+            "edge_roughness": centre.edge_roughness,
             "neighbour_count": np.sum(distance <= radius_px, axis=1),
             "nearest_neighbour_px": np.nanmin(np.where(np.isnan(distance), np.inf, distance), axis=1),
         }

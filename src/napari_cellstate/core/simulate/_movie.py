@@ -135,7 +135,9 @@ def iter_simulate_movie(cfg: SimulationConfig | None = None) -> Generator[Progre
     shape = tuple(cfg.shape_yx)
 
     bank = make_texture_bank(rng_texture)
-    traits = sample_traits(rng_layout, cfg.n_cells, cfg.pixel_size_um, cfg.end_on_plate_fraction, len(bank))
+    traits = sample_traits(
+        rng_layout, cfg.n_cells, cfg.pixel_size_um, cfg.end_on_plate_fraction, len(bank), cfg.face_on_plate_fraction
+    )
 
     tracks: list[_Track] = []
     dividers = set(rng_layout.choice(cfg.n_cells, size=min(cfg.n_divisions, cfg.n_cells), replace=False).tolist())
@@ -176,7 +178,9 @@ def iter_simulate_movie(cfg: SimulationConfig | None = None) -> Generator[Progre
                 next_alive.append(track)
                 continue
             mother = traits.take([track.trait])
-            children = sample_traits(rng_layout, 2, cfg.pixel_size_um, cfg.end_on_plate_fraction, len(bank))
+            children = sample_traits(
+                rng_layout, 2, cfg.pixel_size_um, cfg.end_on_plate_fraction, len(bank), cfg.face_on_plate_fraction
+            )
             children.area_birth[:] = mother.area_birth[0]
             children.plate_angle_rad[:] = mother.plate_angle_rad[0]
             children.angle_rad[:] = mother.plate_angle_rad[0] + rng_layout.normal(0, 0.3, 2)
