@@ -40,3 +40,14 @@ def labelled_project(small_sample, tmp_path_factory):
     LabelStore(folder / "labels.csv").import_ground_truth(small_sample.objects, result.objects)
     run_to_completion(iter_encode_project(folder))
     return folder
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Tiny heads train faster on one thread, much faster when other processes share the cores."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)

@@ -6,7 +6,6 @@ from dataclasses import replace
 import numpy as np
 import optuna
 import pytest
-import torch
 
 from napari_cellstate.core.config import RigLConfig, TrainConfig
 from napari_cellstate.core.heads.data import synthetic_head_data
@@ -23,13 +22,7 @@ from napari_cellstate.core.progress import run_to_completion
 TRAINING = TrainConfig(epochs=8, batch_size=64, learning_rate=3e-3, device="cpu")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """Tiny heads train faster on one thread, much faster when other processes share the cores."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
