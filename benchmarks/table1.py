@@ -17,7 +17,6 @@ Run: python benchmarks/table1.py [--n 6000] [--seeds 10] [--schemes cnn dense sp
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 import time
 from pathlib import Path
@@ -27,7 +26,7 @@ import torch
 
 from napari_cellstate.core.config import HeadScheme
 from napari_cellstate.core.heads.compare import (
-    BAR_DESCRIPTIONS,
+    bars_report,
     iter_compare_schemes,
     summarise_table1,
     table1_bars,
@@ -62,10 +61,6 @@ class ProgressLine:
     def end(self) -> None:
         if self.tty:
             print()
-
-
-def _percent(value: float, digits: int = 2) -> str:
-    return "—" if math.isnan(value) else f"{value:.{digits}%}"  # NaN: a scheme was not run
 
 
 def main() -> None:
@@ -111,18 +106,8 @@ def main() -> None:
     print("\nTable 1 (ours beside the paper's):\n")
     print(table1_markdown(summary))
     print("\nBars:")
-    print(
-        f"  Scheme 3 / Scheme 2: accuracy {_percent(bars['sparse_dense_accuracy_ratio'], 1)}, "
-        f"weights {_percent(bars['sparse_dense_weights_ratio'], 1)}"
-    )
-    print(
-        f"  nucleus-only sparse heads: {bars['nucleus_only_runs']} of {bars['sparse_runs_with_roles']} "
-        f"(need {bars['nucleus_only_needed']})"
-    )
-    print(f"  accuracy: Scheme 1 {_percent(bars['cnn_accuracy'])}, Scheme 2 {_percent(bars['dense_accuracy'])}")
-    for name, passed in bars["passed"].items():
-        verdict = {True: "PASS", False: "FAIL", None: "n/a "}[passed]
-        print(f"  [{verdict}] {BAR_DESCRIPTIONS[name]}")
+    for line in bars_report(bars):
+        print(f"  {line}")
     paths = write_table1(args.out, runs, summary)
     print(f"\nWrote {', '.join(str(p) for p in paths.values())} ({time.perf_counter() - started:.0f} s in all)")
 

@@ -54,6 +54,7 @@ def train_and_compare(data, out: Path, schemes, seeds, *, density: float = 0.03,
     from .core.heads.analysis import decompose
     from .core.heads.compare import (
         BestHeads,
+        bars_report,
         iter_compare_schemes,
         summarise_table1,
         table1_bars,
@@ -73,8 +74,8 @@ def train_and_compare(data, out: Path, schemes, seeds, *, density: float = 0.03,
     written = write_table1(out, runs, summary)
     print(f"trained {len(runs)} heads in {time.perf_counter() - start:.0f} s\n")
     print(table1_markdown(summary))
-    for name, bar in table1_bars(runs).items():
-        print(f"  {name}: {bar}")
+    for line in bars_report(table1_bars(runs)):
+        print(f"  {line}")
     for scheme, result in best.results.items():
         written[f"{scheme} head"] = save_head(out / f"{scheme}_head", result.model, result.card)
     if "sparse" in best.results:

@@ -41,6 +41,7 @@ __all__ = [
     "RUN_COLUMNS",
     "BestHeads",
     "PaperRow",
+    "bars_report",
     "iter_compare_schemes",
     "latent_roles",
     "summarise_table1",
@@ -550,3 +551,20 @@ def table1_bars(runs: pd.DataFrame) -> dict:
             "scheme1_vs_scheme2": decided(cnn >= dense, cnn, dense),
         },
     }
+
+
+def _percent(value: float, digits: int = 2) -> str:
+    return "—" if math.isnan(value) else f"{value:.{digits}%}"  # NaN: a scheme was not run
+
+
+def bars_report(bars: dict) -> list[str]:
+    """:func:`table1_bars` as lines of text: the figures, then PASS / FAIL / n/a for each bar."""
+    lines = [
+        f"Scheme 3 / Scheme 2: accuracy {_percent(bars['sparse_dense_accuracy_ratio'], 1)}, "
+        f"weights {_percent(bars['sparse_dense_weights_ratio'], 1)}",
+        f"nucleus-only sparse heads: {bars['nucleus_only_runs']} of {bars['sparse_runs_with_roles']} "
+        f"(need {bars['nucleus_only_needed']})",
+        f"accuracy: Scheme 1 {_percent(bars['cnn_accuracy'])}, Scheme 2 {_percent(bars['dense_accuracy'])}",
+    ]
+    verdicts = {True: "PASS", False: "FAIL", None: "n/a "}
+    return lines + [f"[{verdicts[passed]}] {BAR_DESCRIPTIONS[name]}" for name, passed in bars["passed"].items()]
