@@ -72,13 +72,20 @@ class HeadTask:
         Makes the head sparse (Scheme 3).
     validation : (Tensor, Tensor), optional
         Inputs and labels scored after each epoch (``val_accuracy``, ``val_balanced_accuracy``).
+    augment : bool, default=False
+        Turn and mirror each training crop at random (the 8 symmetries of the square): a cell's state does not
+        depend on its orientation. Drawn from torch's global RNG, which the training loop seeds and checkpoints,
+        so resuming stays exact. For crops (Scheme 1) only.
     """
 
-    def __init__(self, model, metaphase_fraction: float, rigl: RigLSchedule | None = None, validation=None) -> None:
+    def __init__(
+        self, model, metaphase_fraction: float, rigl: RigLSchedule | None = None, validation=None, augment=False
+    ) -> None:
         self.model = model
         self.class_weights = torch.tensor([0.5 / (1 - metaphase_fraction), 0.5 / metaphase_fraction])
         self.rigl = rigl
         self.validation = validation
+        self.augment = augment
 
     def after_backward(self, step: int, total_steps: int, optimizer) -> bool:
         """RigL's hook (sparse heads); True skips the optimizer step."""
@@ -92,6 +99,8 @@ class HeadTask:
     def loss(self, batch, dataset_size: int):
         """Class-weighted BCE of one (inputs, labels) batch, and its accuracy."""
         x, y = batch
+        if self.augment:
+            x = _random_symmetry(x)
         score = self.model(x)
         weights = self.class_weights.to(score.device)[y.long()]
         loss = (torch.nn.functional.binary_cross_entropy_with_logits(score, y, reduction="none") * weights).mean()
@@ -108,6 +117,23 @@ class HeadTask:
         if self.rigl is not None:
             metrics["active_weights"] = float(_mlp(self.model).active_weights())
         return metrics
+
+
+def _random_symmetry(crops: torch.Tensor) -> torch.Tensor:
+    """Each (S, S) crop turned by a random multiple of 90° and mirrored at random.
+
+    >>> crops = torch.arange(2 * 4 * 4.0).reshape(2, 4, 4)
+    >>> out = _random_symmetry(crops)
+    >>> bool(torch.equal(out.sum(dim=(1, 2)), crops.sum(dim=(1, 2))))  # the same pixels, moved
+    True
+    """
+    turns = torch.randint(4, (len(crops),), device=crops.device)
+    mirror = torch.randint(2, (len(crops),), device=crops.device).bool()
+    out = torch.where(mirror[:, None, None], crops.flip(-1), crops)
+    for k in (1, 2, 3):
+        chosen = turns == k
+        out[chosen] = torch.rot90(out[chosen], k, dims=(-2, -1))
+    return out
 
 
 def _mlp(model) -> MLPHead:
@@ -240,7 +266,7 @@ def iter_train_head(
     validation = (val_x, labels[val_rows]) if val_x is not None else None
     steps_per_epoch = -(-len(fit_rows) // training.batch_size)
     schedule = RigLSchedule(mlp, rigl, steps_per_epoch) if scheme is HeadScheme.SPARSE else None
-    task = HeadTask(model, float(labels[fit_rows].mean()), schedule, validation)
+    task = HeadTask(model, float(labels[fit_rows].mean()), schedule, validation, scheme is HeadScheme.CNN)
     started = time.perf_counter()
     dataset = _Rows(inputs[fit_rows], labels[fit_rows])
     result = yield from iter_train(task, dataset, training, checkpoint_dir=checkpoint_dir, resume=resume)
