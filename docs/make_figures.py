@@ -283,6 +283,7 @@ def explorer_screenshot() -> Path:
     viewer.window.add_dock_widget(explorer, name="Latent explorer")
     model = explorer.load_model()
     explorer._encoded(run_to_completion(iter_encode_project(project, model)))
+    explorer.panel.progress.setValue(explorer.panel.progress.maximum())  # encoded here, not in the worker
     frame = 46
     viewer.dims.set_point(0, frame)
     cells = viewer.layers["cellstate cells"]
@@ -317,6 +318,7 @@ def train_heads_screenshot() -> Path:
         iter_train_heads(lambda: (project_head_data(project), None), ["dense", "sparse"], [0, 1, 2])
     )
     widget._trained(trained)
+    widget.panel.progress.setValue(widget.panel.progress.maximum())  # trained here, not in the widget's worker
     widget._applied(apply_head(project, trained.best.results["sparse"].model))
     viewer.dims.set_point(0, 46)
     viewer.reset_view()
