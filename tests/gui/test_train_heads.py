@@ -137,3 +137,27 @@ def test_apply_to_movie_colours_the_cells_by_predicted_class(
         )
     n_meta = int((classes == "metaphase").sum())
     assert f"{n_meta} of {len(objects)} cells" in widget.apply_panel.status.text()
+
+
+def test_sparsity_search_resumes_and_offers_the_chosen_head(make_napari_viewer, qtbot, tmp_path):
+    viewer = make_napari_viewer()
+    widget = TrainHeadsWidget(viewer)
+    viewer.window.add_dock_widget(widget, name="Train heads")
+    widget.synthetic.value = True
+    widget.n_synthetic.value = 600
+    widget.project.value = str(tmp_path / "p")
+    widget.trials.value = 2
+    widget.search()
+    _wait(widget.search_panel, qtbot, 150)
+    assert widget.search_panel.last_error is None, widget.search_panel.status.text()
+    assert widget.search_storage().exists()
+    assert "2 trials" in widget.search_panel.status.text()
+    chosen = [label for label in widget.heads if "Optuna" in label]
+    assert chosen == [widget.current.value]
+    assert widget.heads[chosen[0]].model.active_weights() < 1040
+    assert widget.tabs.currentWidget() is widget.search_area
+
+    widget.trials.value = 3  # the study is resumed: one more trial, not three
+    widget.search()
+    _wait(widget.search_panel, qtbot, 150)
+    assert "3 trials" in widget.search_panel.status.text()

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
-from matplotlib.ticker import FixedLocator, NullFormatter
+from matplotlib.ticker import FixedLocator, NullFormatter, PercentFormatter
 
 from ..config import HeadConfig, HeadScheme, RigLConfig, SparsityDistribution, TrainConfig
 from ..progress import Progress, run_to_completion
@@ -442,7 +442,7 @@ def tradeoff_figure(result: SearchResult) -> Figure:
     axes.xaxis.set_minor_formatter(NullFormatter())
     axes.set_xlabel("Active head weights after pruning (log scale)")
     axes.set_ylabel("Validation balanced accuracy")
-    axes.yaxis.set_major_formatter(lambda value, _: f"{value:.0%}")
+    axes.yaxis.set_major_formatter(PercentFormatter(xmax=1, decimals=1))  # ticks are often 0.5 % apart
     axes.set_title(f"Sparsity search: {len(done)} trials, tolerance {result.tolerance:.1%}")
     axes.grid(True, which="major", alpha=0.3)
     axes.legend(loc="best", fontsize=9)

@@ -154,6 +154,20 @@ def iter_train_heads(
     return TrainHeadsResult(data=data, runs=runs, summary=summarise_table1(runs), best=best, decode=decode)
 
 
+def iter_search_heads(
+    prepare: Callable[[], tuple[Any, Callable | None]], storage: Path, n_trials: int
+) -> Generator[Progress, None, Any]:
+    """Prepare the data, then run (or resume) the Optuna sparsity search: all of it off the GUI thread.
+
+    Returns the :class:`~napari_cellstate.core.heads.search.SearchResult`.
+    """
+    from ...core.heads.search import iter_sparsity_search
+
+    yield Progress(0, 1, "preparing the data (encoding crops with the β-TCVAE) ...")
+    data, _ = prepare()
+    return (yield from iter_sparsity_search(data, storage, n_trials=n_trials))
+
+
 @dataclass
 class _Head:
     """A head the user can make current: trained here or loaded from a file."""
@@ -223,6 +237,16 @@ class TrainHeadsWidget(QWidget):
         grid.setColumnStretch(3, 1)
         self.panel = RunPanel("Train heads")
         scheme_box = _group("Schemes", schemes.native, grid, self.panel)
+        self.trials = SpinBox(label="Optuna trials", value=20, min=1, max=500)
+        self.trials.native.setToolTip(
+            "Trials wanted in all: the study is kept in <project>/heads, so a second search resumes it."
+        )
+        self.search_panel = RunPanel("Search sparsity")
+        self.search_panel.run_button.setToolTip(
+            "Search RigL's density and schedule for the sparsest head within 1 % of the best validation accuracy "
+            "(test cells untouched); the chosen head joins the list below."
+        )
+        search_box = _group("Sparsity search (Optuna)", Container(widgets=[self.trials]).native, self.search_panel)
 
         # --- results ------------------------------------------------------------------------
         self.table = QTableWidget(0, 0)
@@ -250,6 +274,8 @@ class TrainHeadsWidget(QWidget):
         self.tabs.addTab(self.table_page, "Table 1")
         self.tabs.addTab(self.topology_area, "Sparse head wiring")
         self.tabs.addTab(self.subnetwork_area, "Sub-networks")
+        self.search_area = _scroll_area("Search sparsity to see the accuracy / weights trade-off.")
+        self.tabs.addTab(self.search_area, "Sparsity search")
         self.tabs.setMinimumSize(RESULTS_MIN_WIDTH_PX, RESULTS_MIN_HEIGHT_PX)
 
         self.current = ComboBox(label="current head", choices=[])
@@ -280,7 +306,7 @@ class TrainHeadsWidget(QWidget):
 
         content = QWidget()
         layout = QVBoxLayout(content)
-        for box in (data_box, scheme_box, results_box, head_box):
+        for box in (data_box, scheme_box, search_box, results_box, head_box):
             layout.addWidget(box)
         layout.addStretch()
         # the dock scrolls rather than forcing napari's window taller than a laptop screen
@@ -294,6 +320,7 @@ class TrainHeadsWidget(QWidget):
         self._content, self._scroll = content, scroll
 
         self.panel.run_button.clicked.connect(self.train)
+        self.search_panel.run_button.clicked.connect(self.search)
         self.apply_panel.run_button.clicked.connect(self.apply)
         self.save_button.clicked.connect(self._save_dialog)
         self.load_button.clicked.connect(self._load_dialog)
@@ -307,8 +334,8 @@ class TrainHeadsWidget(QWidget):
 
     def closeEvent(self, event) -> None:
         """Stop training and applying when the widget closes: a worker must not outlive its widget."""
-        self.panel.cancel()
-        self.apply_panel.cancel()
+        for panel in (self.panel, self.search_panel, self.apply_panel):
+            panel.cancel()
         super().closeEvent(event)
 
     def sizeHint(self) -> QSize:
@@ -350,6 +377,31 @@ class TrainHeadsWidget(QWidget):
             head=HeadConfig(activation=self.activation.value),
             rigl=RigLConfig(density=float(self.density.value)),
             epochs=self.epochs.value() or None,
+        )
+
+    def search_storage(self) -> Path:
+        """The study's SQLite file in the project's heads folder (its own file for the synthetic sample)."""
+        name = "sparsity_search_synthetic.sqlite3" if self.synthetic.value else "sparsity_search.sqlite3"
+        return self._heads_folder() / name
+
+    def search(self) -> None:
+        """Run or resume the Optuna sparsity search in a worker; the chosen head joins the list."""
+        self.search_panel.start(
+            iter_search_heads, self._searched, self._prepare(), self.search_storage(), int(self.trials.value)
+        )
+
+    def _searched(self, result) -> None:
+        from ...core.heads.search import tradeoff_figure
+
+        chosen = result.head
+        label = f"Scheme 3 sparse · Optuna density {result.rigl.density:.3f} · {chosen.metrics['accuracy']:.1%}"
+        self.heads[label] = _Head(chosen.model, chosen.card, HeadScheme.SPARSE.value, "scheme3_sparse_optuna")
+        _show_figures(self.search_area, [tradeoff_figure(result)])
+        self.tabs.setCurrentWidget(self.search_area)
+        self._refresh_heads(select=label)
+        self.search_panel.status.setText(
+            f"{len(result.trials)} trials in {result.storage.name}; chosen: {chosen.metrics['active_weights']} "
+            f"weights, test accuracy {chosen.metrics['accuracy']:.1%}"
         )
 
     def _trained(self, result: TrainHeadsResult) -> None:
