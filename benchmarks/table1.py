@@ -5,13 +5,12 @@ per scheme and seed with each scheme's default training (``heads.train.default_t
 Table 1 summary (ours beside the paper's) and the bars with pass/fail, and writes ``table1_runs.csv``,
 ``table1.csv`` and ``table1.md`` to ``--out``.
 
-Time on 2 CPU cores (measured on a shared 2-core machine): building 6000 cells takes 10-15 s; a dense or sparse
-head 2-3 s per seed (when other processes compete for the cores, two torch threads can make that ten times
-slower: ``--threads 1`` avoids it). Scheme 1's CNN dominates: about 10 s per epoch on the 4,800 training crops
-of 6000 cells, so its default 6 epochs x 10 seeds take about 10 min and the whole default run about 12 min;
-``--cnn-epochs 2`` brings Scheme 1 to about 3.5 min (on synthetic data one epoch already reaches ~100 % test
-accuracy). On a GPU, which the CNN's ``device="auto"`` picks, it is much faster.
-Run: python benchmarks/table1.py [--n 6000] [--seeds 10] [--schemes cnn dense sparse] [--cnn-epochs 2]
+The default 8,000 cells match the size of the paper's data set (8,021 cells). Time on 2 idle CPU cores: building
+the cells takes about 9 s, a dense or sparse head about 3.7 s per seed, Scheme 1's CNN about 27 s per seed (6
+epochs on 7,170 training crops): about 6 minutes in all. When other processes compete for the cores, two torch
+threads can make the small heads ten times slower: ``--threads 1`` avoids it. ``--cnn-epochs`` shortens Scheme
+1; on a GPU, which the CNN's ``device="auto"`` picks, it is much faster.
+Run: python benchmarks/table1.py [--n 8000] [--seeds 10] [--schemes cnn dense sparse] [--cnn-epochs 2]
 """
 
 from __future__ import annotations
@@ -65,7 +64,7 @@ class ProgressLine:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--n", type=int, default=6000, help="synthetic cells (balanced; 10 %% test)")
+    parser.add_argument("--n", type=int, default=8000, help="synthetic cells (balanced; 10 %% test)")
     parser.add_argument("--seeds", type=int, default=10, help="models per scheme (seeds 0..N-1)")
     parser.add_argument(
         "--schemes", nargs="+", default=[s.value for s in HeadScheme], choices=[s.value for s in HeadScheme]

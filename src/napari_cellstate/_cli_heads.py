@@ -172,7 +172,7 @@ def _add_data_arguments(parser: argparse.ArgumentParser) -> None:
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--synthetic", action="store_true", help="balanced synthetic crops (labels known)")
     source.add_argument("--project", help="a project's labelled interphase/metaphase cells (encoded)")
-    parser.add_argument("--n-cells", type=int, default=6000, help="synthetic crops (with --synthetic)")
+    parser.add_argument("--n-cells", type=int, default=8000, help="synthetic crops (with --synthetic)")
     parser.add_argument("--data-seed", type=int, default=0, help="seed of the synthetic crops")
     parser.add_argument("--ignore-unmatched-labels", action="store_true", help="skip labels on cells without crops")
 
