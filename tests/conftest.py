@@ -1,3 +1,9 @@
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
 from napari_cellstate.core.config import SimulationConfig
@@ -51,3 +57,32 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(previous)
+
+
+@pytest.fixture
+def run_torchrun():
+    """Run a test script under ``torchrun`` with two gloo processes on the CPU: ``run_torchrun(script, out, *args)``.
+
+    gloo can abort a process while the interpreter shuts down ("terminate called without an active exception", a
+    PyTorch race between its threads and finalisation) after all the work is done. A run that fails that way, and
+    only that way, is repeated once in an emptied output folder.
+    """
+    return _run_torchrun
+
+
+GLOO_EXIT_ABORT = "terminate called without an active exception"
+
+
+def _run_torchrun(script: Path, out: Path, *args: str, timeout_s: int = 120) -> subprocess.CompletedProcess:
+    """``torchrun --standalone --nproc_per_node 2 script out *args``; ``out`` is the script's output folder."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
+    for _attempt in range(2):
+        shutil.rmtree(out, ignore_errors=True)
+        out.mkdir(parents=True)
+        done = subprocess.run(
+            [*command, str(script), str(out), *args], env=env, capture_output=True, text=True, timeout=timeout_s
+        )
+        if done.returncode == 0 or GLOO_EXIT_ABORT not in done.stderr:
+            break
+    return done

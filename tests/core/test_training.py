@@ -1,8 +1,5 @@
 import importlib.util
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -277,13 +274,10 @@ def test_select_device():
             select_device("mps")
 
 
-def test_ddp_matches_single_process(tmp_path):
+def test_ddp_matches_single_process(tmp_path, run_torchrun):
     """Two gloo processes under torchrun, with a resume in between, end where one process does."""
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
     cfg = _cfg(epochs=2)
-    args = [str(SCRIPT), str(tmp_path), cfg.model_dump_json(), "--resume-after", "1"]
-    done = subprocess.run([*command, *args], env=env, capture_output=True, text=True, timeout=120)
+    done = run_torchrun(SCRIPT, tmp_path, cfg.model_dump_json(), "--resume-after", "1")
     assert done.returncode == 0, done.stderr[-4000:]
 
     single = TinyTask()

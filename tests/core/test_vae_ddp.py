@@ -1,9 +1,6 @@
 """The β-TCVAE objective under DDP: two gloo processes train exactly what one process trains."""
 
 import importlib.util
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -56,15 +53,9 @@ def test_local_rows_scored_against_the_global_batch_match_the_whole_batch(estima
         beta_tcvae_loss(x, x_hat, mu, logvar, z, 100, cfg, batch_mu=mu)
 
 
-def test_ddp_matches_single_process(tmp_path):
+def test_ddp_matches_single_process(tmp_path, run_torchrun):
     """Two gloo processes under torchrun: same gradients and same trained weights as one process, both estimators."""
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
-    command = [*torchrun, str(SCRIPT), str(tmp_path)]
-    for _attempt in range(2):  # gloo can abort a process while it shuts down (a PyTorch race): one retry
-        done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
-        if done.returncode == 0 or "terminate called without an active exception" not in done.stderr:
-            break
+    done = run_torchrun(SCRIPT, tmp_path)
     assert done.returncode == 0, done.stderr[-4000:]
 
     for estimator in _script.ESTIMATORS:

@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import gc
 import json
 import math
 import os
@@ -47,7 +48,7 @@ import uuid
 import warnings
 from collections.abc import Callable, Generator, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -289,8 +290,17 @@ def _init_process_group(device: torch.device) -> None:
 
 
 def _destroy_process_group() -> None:
-    if torch.distributed.is_initialized():
-        torch.distributed.destroy_process_group()
+    """Leave the job at exit: together, and with no DDP wrapper alive (gloo can abort a process otherwise).
+
+    The barrier is bounded, so a process whose partner died still exits.
+    """
+    if not torch.distributed.is_initialized():
+        return
+    gc.collect()
+    if torch.distributed.get_backend() == "gloo":
+        with contextlib.suppress(RuntimeError):
+            torch.distributed.monitored_barrier(timeout=timedelta(seconds=30))
+    torch.distributed.destroy_process_group()
 
 
 def _comm_device(device: torch.device) -> torch.device:
