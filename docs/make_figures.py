@@ -118,10 +118,7 @@ def viewer_screenshot() -> Path:
     cells = viewer.layers["true states"]
     frame = int(cells.features.loc[cells.features["state"] == "metaphase", "t"].mode().iloc[0])
     viewer.dims.set_point(0, frame)
-    path = OUT / "viewer.png"
-    viewer.screenshot(str(path), canvas_only=False, flash=False)
-    viewer.close()
-    return path
+    return _save_screenshot(viewer, "viewer.png")
 
 
 def _tracked_sample_viewer():
@@ -145,6 +142,14 @@ def _tracked_sample_viewer():
         source="synthetic H2B",
     )
     return viewer, project, result
+
+
+def _save_screenshot(viewer, name: str) -> Path:
+    """The whole napari window (docks included) as ``docs/images/<name>``; the viewer is closed."""
+    path = OUT / name
+    viewer.screenshot(str(path), canvas_only=False, flash=False)
+    viewer.close()
+    return path
 
 
 def _save(fig, name: str) -> Path:
@@ -177,10 +182,7 @@ def widgets_screenshot() -> Path:
     cells.selected_data = set(here[:12].tolist())
     labeller.label_selected("interphase")
     tracker._show_selected_crop()
-    path = OUT / "track_crop.png"
-    viewer.screenshot(str(path), canvas_only=False, flash=False)
-    viewer.close()
-    return path
+    return _save_screenshot(viewer, "track_crop.png")
 
 
 def segmentation_real_figure() -> Path:
@@ -289,10 +291,7 @@ def explorer_screenshot() -> Path:
     cells = viewer.layers["cellstate cells"]
     cells.selected_data = {int(np.flatnonzero(cells.features["t"].to_numpy() == frame)[3])}
     viewer.reset_view()
-    path = OUT / "latent_explorer.png"
-    viewer.screenshot(str(path), canvas_only=False, flash=False)
-    viewer.close()
-    return path
+    return _save_screenshot(viewer, "latent_explorer.png")
 
 
 def train_heads_screenshot() -> Path:
@@ -322,10 +321,7 @@ def train_heads_screenshot() -> Path:
     widget._applied(apply_head(project, trained.best.results["sparse"].model))
     viewer.dims.set_point(0, 46)
     viewer.reset_view()
-    path = OUT / "train_heads.png"
-    viewer.screenshot(str(path), canvas_only=False, flash=False)
-    viewer.close()
-    return path
+    return _save_screenshot(viewer, "train_heads.png")
 
 
 def main() -> None:

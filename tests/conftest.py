@@ -1,3 +1,4 @@
+import json
 import os
 import shutil
 import subprocess
@@ -86,3 +87,20 @@ def _run_torchrun(script: Path, out: Path, *args: str, timeout_s: int = 120) -> 
         if done.returncode == 0 or GLOO_EXIT_ABORT not in done.stderr:
             break
     return done
+
+
+@pytest.fixture
+def edit_card():
+    """``edit_card(model_path, key=value, ...)`` rewrites a saved model's JSON card; a value of None drops the key."""
+
+    def edit(path, **changes):
+        card_path = path.with_suffix(".json")
+        card = json.loads(card_path.read_text())
+        for key, value in changes.items():
+            if value is None:
+                card.pop(key, None)
+            else:
+                card[key] = value
+        card_path.write_text(json.dumps(card))
+
+    return edit

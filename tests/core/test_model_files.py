@@ -1,6 +1,5 @@
 """The architecture-independent model file format: round trip, atomic writes and every refusal, with its message."""
 
-import json
 import pickle
 
 import pytest
@@ -36,17 +35,6 @@ def saved(tmp_path):
     card = {"metrics": {"accuracy": torch.tensor(0.75)}, "scheme": "sparse", "path": tmp_path / "data"}
     path = save_model(tmp_path / "models" / "toy", toy_state(), architecture="toy", config={"n": 4}, card=card)
     return path
-
-
-def edit_card(path, **changes):
-    card_path = path.with_suffix(".json")
-    card = json.loads(card_path.read_text())
-    for key, value in changes.items():
-        if value is None:
-            card.pop(key, None)
-        else:
-            card[key] = value
-    card_path.write_text(json.dumps(card))
 
 
 def test_round_trip(saved, tmp_path):
@@ -162,13 +150,13 @@ def test_a_card_that_is_not_a_model_card(saved, content, message):
 
 
 @pytest.mark.parametrize("version", [2, 0, "1", None])
-def test_an_unsupported_format_version(saved, version):
+def test_an_unsupported_format_version(saved, version, edit_card):
     edit_card(saved, format_version=version)
     with pytest.raises(ModelFileError, match=r"has format_version .*; this version of napari-cellstate reads format_v"):
         read_model(saved, "toy")
 
 
-def test_another_architecture(saved):
+def test_another_architecture(saved, edit_card):
     with pytest.raises(
         ModelFileError, match=r"holds a 'toy' model, not a 'beta-tcvae'; load it with the function for that archi"
     ):
@@ -183,7 +171,7 @@ def test_another_architecture(saved):
         read_model(saved, "toy")
 
 
-def test_truncated_weights(saved):
+def test_truncated_weights(saved, edit_card):
     saved.write_bytes(saved.read_bytes()[:60])
     with pytest.raises(ModelFileError, match=r"corrupted or is not the weights file its card toy\.json was saved with"):
         read_model(saved, "toy")
@@ -192,7 +180,7 @@ def test_truncated_weights(saved):
         read_model(saved, "toy")
 
 
-def test_corrupted_weights(saved):
+def test_corrupted_weights(saved, edit_card):
     data = bytearray(saved.read_bytes())
     data[-3] ^= 0xFF  # inside a tensor: only the checksum sees it
     saved.write_bytes(bytes(data))
@@ -243,7 +231,7 @@ def test_load_state_strict(saved):
         load_state_strict(counter, {"steps": torch.zeros(2)}, saved)
 
 
-def test_edited_weights_without_checksum_are_read(saved):
+def test_edited_weights_without_checksum_are_read(saved, edit_card):
     state = load_file(saved)
     state["new"] = torch.zeros(2)
     save_file(state, saved)

@@ -235,17 +235,6 @@ def test_loading_never_unpickles(saved, monkeypatch):
     load_vae(path)
 
 
-def edit_card(path, **changes):
-    card_path = path.with_suffix(".json")
-    card = json.loads(card_path.read_text())
-    for key, value in changes.items():
-        if value is None:
-            card.pop(key, None)
-        else:
-            card[key] = value
-    card_path.write_text(json.dumps(card))
-
-
 def test_missing_files(saved):
     _, path = saved
     path.with_suffix(".json").unlink()
@@ -274,7 +263,7 @@ def test_a_card_that_is_not_a_model_card(saved, content, message):
         load_vae(path)
 
 
-def test_another_format_version(saved):
+def test_another_format_version(saved, edit_card):
     _, path = saved
     edit_card(path, format_version=2)
     with pytest.raises(
@@ -283,21 +272,21 @@ def test_another_format_version(saved):
         load_vae(path)
 
 
-def test_another_architecture(saved):
+def test_another_architecture(saved, edit_card):
     _, path = saved
     edit_card(path, architecture="sparse-head")
     with pytest.raises(ModelFileError, match=r"holds a 'sparse-head' model, not a 'beta-tcvae'"):
         load_vae(path)
 
 
-def test_an_invalid_config(saved):
+def test_an_invalid_config(saved, edit_card):
     _, path = saved
     edit_card(path, config={**SMALL.model_dump(mode="json"), "crop_size_px": 8})
     with pytest.raises(ModelFileError, match="invalid VAE config"):
         load_vae(path)
 
 
-def test_truncated_weights(saved):
+def test_truncated_weights(saved, edit_card):
     _, path = saved
     path.write_bytes(path.read_bytes()[:1000])
     with pytest.raises(ModelFileError, match="corrupted or is not the weights file"):  # caught by the card's SHA-256
@@ -307,7 +296,7 @@ def test_truncated_weights(saved):
         load_vae(path)
 
 
-def test_corrupted_weights(saved):
+def test_corrupted_weights(saved, edit_card):
     _, path = saved
     data = bytearray(path.read_bytes())
     data[-5] ^= 0xFF  # one flipped byte inside a tensor: safetensors cannot see it, the checksum can
@@ -320,7 +309,7 @@ def test_corrupted_weights(saved):
         load_vae(path)
 
 
-def test_weights_that_do_not_match_the_config(saved):
+def test_weights_that_do_not_match_the_config(saved, edit_card):
     _, path = saved
     edit_card(path, config={**SMALL.model_dump(mode="json"), "n_latents": 6})
     with pytest.raises(
@@ -330,7 +319,7 @@ def test_weights_that_do_not_match_the_config(saved):
         load_vae(path)
 
 
-def test_missing_and_unexpected_tensors(saved):
+def test_missing_and_unexpected_tensors(saved, edit_card):
     _, path = saved
     state = load_file(path)
     state.pop("mu_head.bias")
