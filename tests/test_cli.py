@@ -84,7 +84,7 @@ def test_head_commands_train_search_and_apply(tmp_path, labelled_project, capsys
 
     out = tmp_path / "heads"
     args = ["--synthetic", "--n-cells", "1500", "--out", str(out)]
-    assert cli.main(["train-heads", *args, "--schemes", "dense", "sparse", "--seeds", "2", "--epochs", "20"]) == 0
+    assert cli.main(["train-heads", *args, "--schemes", "dense", "sparse", "--seeds", "2", "--epochs", "40"]) == 0
     printed = capsys.readouterr().out
     assert "| 3 | VAE | Sparse |" in printed
     runs = pd.read_csv(out / "table1_runs.csv")

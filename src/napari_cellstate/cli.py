@@ -170,11 +170,13 @@ def cmd_train_vae(args: argparse.Namespace) -> int:
     from .core.vae_train import evaluate_on_synthetic, iter_train_vae, synthetic_training_crops
 
     if args.synthetic:
-        crops, _ = synthetic_training_crops(args.n_crops, seed=args.seed)
+        chunk = args.generator_chunk or None
+        crops, _ = synthetic_training_crops(args.n_crops, seed=args.seed, chunk=chunk)
         data = {
             "source": "synthetic crop generator",
             "n_crops": args.n_crops,
             "generator_seed": args.seed,
+            "generator_chunk": chunk,
             "generator": CropGeneratorConfig().model_dump(mode="json"),
         }
     else:
@@ -185,7 +187,7 @@ def cmd_train_vae(args: argparse.Namespace) -> int:
         crops = np.asarray(dataset.crops)[train_rows]
         data = {"source": str(args.project), "n_crops": len(crops), "split": "train"}
     training = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, seed=args.seed, learning_rate=args.lr)
-    vae = VAEConfig(crop_size_px=int(crops.shape[-1]), beta=args.beta)
+    vae = VAEConfig(crop_size_px=int(crops.shape[-1]), alpha=args.alpha, beta=args.beta, gamma=args.gamma)
     print(f"training a beta-TCVAE on {len(crops)} crops for {args.epochs} epochs ...", flush=True)
 
     def report(event):
@@ -258,11 +260,21 @@ def build_parser() -> argparse.ArgumentParser:
     source.add_argument("--project", help="train on a project's crop dataset (its train split)")
     tv.add_argument("--out", required=True, help="model path (writes .safetensors and .json)")
     tv.add_argument("--start-from", help="a saved model to fine-tune")
+    tv.add_argument(
+        "--generator-chunk",
+        type=int,
+        default=1000,
+        help="synthetic crops per generator call, each with its own textures and neighbours; 0: one call "
+        "(default: %(default)s)",
+    )
     tv.add_argument("--n-crops", type=int, default=20000)
     tv.add_argument("--epochs", type=int, default=10)
     tv.add_argument("--batch-size", type=int, default=256)
     tv.add_argument("--lr", type=float, default=1e-3)
-    tv.add_argument("--beta", type=float, default=6.0)
+    weights = "loss weight of the {} (also when fine-tuning; default: %(default)s)"
+    tv.add_argument("--alpha", type=float, default=1.0, help=weights.format("index-code mutual information"))
+    tv.add_argument("--beta", type=float, default=6.0, help=weights.format("total correlation"))
+    tv.add_argument("--gamma", type=float, default=1.0, help=weights.format("dimension-wise KL"))
     tv.add_argument("--seed", type=int, default=0)
     tv.add_argument("--checkpoints", help="folder for checkpoints (resume with --resume)")
     tv.add_argument("--resume", action="store_true")

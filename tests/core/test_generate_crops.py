@@ -1,9 +1,11 @@
 import numpy as np
 import pytest
+from skimage.draw import ellipse
 from skimage.measure import label, regionprops
 
 from napari_cellstate.core.config import CropGeneratorConfig
 from napari_cellstate.core.simulate import generate_crops
+from napari_cellstate.core.simulate._crops import mask_shape
 
 
 @pytest.fixture(scope="module")
@@ -65,3 +67,18 @@ def test_same_seed_same_crops():
 def test_bad_count_is_refused():
     with pytest.raises(ValueError, match="at least 1"):
         generate_crops(0)
+
+
+def test_mask_shape_is_what_regionprops_measures():
+    rng = np.random.default_rng(0)
+    masks = np.zeros((12, 48, 48), bool)
+    for mask in masks:
+        rr, cc = ellipse(24, 24, rng.uniform(4, 18), rng.uniform(3, 9), shape=mask.shape, rotation=rng.uniform(-3, 3))
+        mask[rr, cc] = True
+        mask[24 + rng.integers(-12, 12, 30), 24 + rng.integers(-12, 12, 30)] ^= True  # a rough, holed outline
+    area, eccentricity, orientation = mask_shape(masks)
+    for i, mask in enumerate(masks):
+        props = regionprops(mask.astype(int))[0]
+        assert area[i] == props.area
+        assert eccentricity[i] == pytest.approx(props.eccentricity, abs=1e-9)
+        assert orientation[i] == pytest.approx(props.orientation, abs=1e-9)

@@ -40,8 +40,20 @@ def test_fine_tuning_starts_from_a_saved_model(tmp_path, crops32):
     model, card = train_vae(crops, SMALL, TrainConfig(epochs=1, batch_size=64))
     path = save_vae(tmp_path / "m", model, card)
     tuned, tuned_card = train_vae(crops, None, TrainConfig(epochs=1, batch_size=64, seed=3), start_from=path)
-    assert tuned_card["fine_tuned_from"] == str(path)
+    assert tuned_card["fine_tuned_from"]["path"] == str(path)
+    assert tuned_card["fine_tuned_from"]["hyperparameters"] == card["hyperparameters"]
     assert tuned.cfg == model.cfg
+
+
+def test_fine_tuning_keeps_the_architecture_and_takes_new_loss_weights(tmp_path, crops32):
+    crops, _ = crops32
+    model, card = train_vae(crops, SMALL, TrainConfig(epochs=1, batch_size=64))
+    path = save_vae(tmp_path / "m", model, card)
+    gentler = VAEConfig(alpha=0.25, beta=1.5, gamma=0.25)  # default architecture: 32 latents, ignored here
+    tuned, tuned_card = train_vae(crops, gentler, TrainConfig(epochs=1, batch_size=64), start_from=path)
+    assert (tuned.cfg.n_latents, tuned.cfg.channels) == (SMALL.n_latents, SMALL.channels)
+    assert (tuned.cfg.alpha, tuned.cfg.beta, tuned.cfg.gamma) == (0.25, 1.5, 0.25)
+    assert tuned_card["hyperparameters"]["vae"]["beta"] == 1.5
 
 
 def test_encode_traverse_and_decode_shapes(crops32):
@@ -78,7 +90,7 @@ def test_latents_are_written_into_the_project(tmp_path, small_sample):
 def test_the_packaged_model_loads_and_keeps_what_matters():
     """The shipped weights: card complete; size strongly tied to one latent, eccentricity to a latent pair.
 
-    The issue's bar is |r| >= 0.8 for both; the packaged model reaches it for size only (see README).
+    Scored on the evaluation set the model card reports (4,000 fresh crops from four generator calls).
     """
     from napari_cellstate.core.vae_train import DEFAULT_VAE_PATH
 
@@ -86,7 +98,18 @@ def test_the_packaged_model_loads_and_keeps_what_matters():
         pytest.fail("the packaged model is missing: napari-cellstate train-vae --synthetic ... (see README)")
     model, card = load_vae(DEFAULT_VAE_PATH)
     assert {"data", "hyperparameters", "metrics", "versions"} <= set(card)
-    metrics = evaluate_on_synthetic(model, n=1500, seed=99)
+    metrics = evaluate_on_synthetic(model)
     assert metrics["strongest_latent"]["area"]["r"] >= 0.8
-    assert max(metrics["strongest_latent"]["eccentricity"]["r"], metrics["eccentricity_pair"]["r_radius"]) >= 0.6
-    assert metrics["reconstruction_mse"] < 0.2
+    assert metrics["eccentricity_pair"]["r_radius"] >= 0.8
+    assert metrics["eccentricity_pair"]["r_angle"] >= 0.8  # the pair's angle follows the orientation (2θ)
+    assert metrics["reconstruction_mse"] < 0.1
+
+
+def test_synthetic_crops_come_from_several_generator_calls():
+    crops, factors = synthetic_training_crops(2500, seed=3)
+    assert crops.shape == (2500, 64, 64)
+    assert (factors["state"] == "metaphase").sum() == 1250
+    first_chunk, _ = synthetic_training_crops(1000, seed=3)
+    assert np.array_equal(crops[:1000], first_chunk)  # asking for more crops extends the set
+    one_call, _ = synthetic_training_crops(2500, seed=3, chunk=None)
+    assert not np.array_equal(crops, one_call)

@@ -28,7 +28,7 @@ def test_fine_tuning_shows_loss_curves_and_saves_the_model(make_napari_viewer, q
     assert len(widget.axes.lines) == len(CURVES)
     model, card = load_vae(widget.saved)
     assert model.cfg.n_latents == 32
-    assert card["fine_tuned_from"].endswith("vae_default")
+    assert card["fine_tuned_from"]["path"].endswith("vae_default")
     assert len(card["history"]) == 1
 
 

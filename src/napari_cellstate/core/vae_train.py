@@ -37,6 +37,8 @@ __all__ = [
 ]
 
 DEFAULT_VAE_PATH = Path(__file__).parent / "data" / "vae_default"
+SYNTHETIC_CHUNK = 1000  # crops per generator call (one texture and neighbour bank each)
+LOSS_WEIGHTS = {"alpha", "beta", "gamma", "estimator"}  # the VAEConfig fields a fine-tune may change
 
 
 class _Crops:
@@ -128,14 +130,31 @@ def _gather_posterior(mu, logvar):
 
 
 def synthetic_training_crops(
-    n: int, seed: int = 0, cfg: CropGeneratorConfig | None = None, clip: float = 4.0
-) -> tuple[np.ndarray, object]:
-    """Standardised crops from the synthetic generator, and their generating factors."""
+    n: int,
+    seed: int = 0,
+    cfg: CropGeneratorConfig | None = None,
+    clip: float = 4.0,
+    chunk: int | None = SYNTHETIC_CHUNK,
+) -> tuple[np.ndarray, pd.DataFrame]:
+    """Standardised crops from the synthetic generator, and their generating factors.
+
+    Drawn in chunks of ``chunk`` crops, each from its own child seed: the crops of one generator call share one
+    bank of chromatin textures and neighbour nuclei, so a single large call would train (and score) a model on one
+    bank only. Each chunk is balanced between the classes. ``chunk=None`` makes one call with ``seed`` itself.
+    """
     from .simulate import generate_crops
 
-    batch = generate_crops(n, cfg, seed=seed)
-    crops = standardise_crops(batch.images.astype(np.float32), clip=clip)
-    return crops, batch.factors
+    if chunk is None:
+        batches = [generate_crops(n, cfg, seed=seed)]
+    else:
+        children = np.random.SeedSequence(seed).spawn(-(-n // chunk))
+        batches = [
+            generate_crops(min(chunk, n - k * chunk), cfg, seed=int(child.generate_state(1)[0]))
+            for k, child in enumerate(children)
+        ]
+    images = np.concatenate([batch.images for batch in batches]).astype(np.float32)
+    factors = pd.concat([batch.factors for batch in batches], ignore_index=True)
+    return standardise_crops(images, clip=clip), factors
 
 
 def iter_train_vae(
@@ -154,7 +173,8 @@ def iter_train_vae(
     crops : array of shape (N, S, S), float32
         Standardised crops (see ``CropConfig``), numpy or zarr.
     start_from : path, optional
-        A saved model to fine-tune; its architecture is kept and ``vae`` is ignored.
+        A saved model to fine-tune. Its architecture is kept; the loss weights (α, β, γ, estimator) come from
+        ``vae`` when given, so a fine-tune can change the information penalty, and from the file otherwise.
 
     Returns
     -------
@@ -168,8 +188,13 @@ def iter_train_vae(
     from .vae import BetaTCVAE, check_crop_size, load_vae
 
     training = training or TrainConfig()
+    parent = None
     if start_from is not None:
-        model, _ = load_vae(start_from)
+        model, parent_card = load_vae(start_from)
+        if vae is not None:
+            model.cfg = model.cfg.model_copy(update=vae.model_dump(include=LOSS_WEIGHTS))
+        lineage = ("data", "hyperparameters", "fine_tuned_from")  # a chain of fine-tunes keeps every stage
+        parent = {"path": str(start_from)} | {key: parent_card.get(key) for key in lineage}
     else:
         torch.manual_seed(training.seed)
         model = BetaTCVAE(vae or VAEConfig(crop_size_px=int(crops.shape[-1])))
@@ -183,7 +208,7 @@ def iter_train_vae(
         "hyperparameters": {"vae": model.cfg.model_dump(mode="json"), "training": training.model_dump(mode="json")},
         "metrics": {"final_epoch": result.history[-1] if result.history else {}},
         "history": result.history,
-        "fine_tuned_from": str(start_from) if start_from else None,
+        "fine_tuned_from": parent,
         "train_seconds": round(time.perf_counter() - start, 1),
     }
     return model.cpu().eval(), card
