@@ -108,3 +108,17 @@ def test_head_commands_explain_bad_input(tmp_path, capsys):
     assert "--out FOLDER" in capsys.readouterr().err
     assert cli.main(["apply-head", str(tmp_path), str(tmp_path / "missing")]) == 2
     assert "napari-cellstate apply-head:" in capsys.readouterr().err
+
+
+def test_train_vae_fine_tunes_with_the_loss_weights_it_is_given(tmp_path):
+    tiny = ["train-vae", "--synthetic", "--n-crops", "64", "--epochs", "1", "--batch-size", "32"]
+    assert cli.main([*tiny, "--out", str(tmp_path / "first")]) == 0
+    assert (
+        cli.main([*tiny, "--start-from", str(tmp_path / "first"), "--beta", "2", "--out", str(tmp_path / "second")])
+        == 0
+    )
+    card = json.loads((tmp_path / "second.json").read_text())
+    assert card["hyperparameters"]["vae"]["beta"] == 2.0
+    assert card["fine_tuned_from"]["hyperparameters"]["vae"]["beta"] == 6.0
+    assert card["hyperparameters"]["vae"]["alpha"] == card["fine_tuned_from"]["hyperparameters"]["vae"]["alpha"]
+    assert card["data"]["generator_chunk"] == 1000

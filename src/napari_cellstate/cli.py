@@ -187,7 +187,8 @@ def cmd_train_vae(args: argparse.Namespace) -> int:
         crops = np.asarray(dataset.crops)[train_rows]
         data = {"source": str(args.project), "n_crops": len(crops), "split": "train"}
     training = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, seed=args.seed, learning_rate=args.lr)
-    vae = VAEConfig(crop_size_px=int(crops.shape[-1]), alpha=args.alpha, beta=args.beta, gamma=args.gamma)
+    weights = {name: getattr(args, name) for name in ("alpha", "beta", "gamma") if getattr(args, name) is not None}
+    vae = VAEConfig(crop_size_px=int(crops.shape[-1]), **weights)
     print(f"training a beta-TCVAE on {len(crops)} crops for {args.epochs} epochs ...", flush=True)
 
     def report(event):
@@ -271,10 +272,10 @@ def build_parser() -> argparse.ArgumentParser:
     tv.add_argument("--epochs", type=int, default=10)
     tv.add_argument("--batch-size", type=int, default=256)
     tv.add_argument("--lr", type=float, default=1e-3)
-    weights = "loss weight of the {} (also when fine-tuning; default: %(default)s)"
-    tv.add_argument("--alpha", type=float, default=1.0, help=weights.format("index-code mutual information"))
-    tv.add_argument("--beta", type=float, default=6.0, help=weights.format("total correlation"))
-    tv.add_argument("--gamma", type=float, default=1.0, help=weights.format("dimension-wise KL"))
+    weight = "loss weight of the {} (default: {}, or the model's own when fine-tuning)"
+    tv.add_argument("--alpha", type=float, help=weight.format("index-code mutual information", 1))
+    tv.add_argument("--beta", type=float, help=weight.format("total correlation", 6))
+    tv.add_argument("--gamma", type=float, help=weight.format("dimension-wise KL", 1))
     tv.add_argument("--seed", type=int, default=0)
     tv.add_argument("--checkpoints", help="folder for checkpoints (resume with --resume)")
     tv.add_argument("--resume", action="store_true")

@@ -54,6 +54,9 @@ def test_fine_tuning_keeps_the_architecture_and_takes_new_loss_weights(tmp_path,
     assert (tuned.cfg.n_latents, tuned.cfg.channels) == (SMALL.n_latents, SMALL.channels)
     assert (tuned.cfg.alpha, tuned.cfg.beta, tuned.cfg.gamma) == (0.25, 1.5, 0.25)
     assert tuned_card["hyperparameters"]["vae"]["beta"] == 1.5
+    # only the weights a run sets replace the file's
+    again, _ = train_vae(crops, VAEConfig(beta=3.0), TrainConfig(epochs=1, batch_size=64), start_from=path)
+    assert (again.cfg.alpha, again.cfg.beta, again.cfg.gamma) == (SMALL.alpha, 3.0, SMALL.gamma)
 
 
 def test_encode_traverse_and_decode_shapes(crops32):

@@ -29,6 +29,8 @@ def test_fine_tuning_shows_loss_curves_and_saves_the_model(make_napari_viewer, q
     model, card = load_vae(widget.saved)
     assert model.cfg.n_latents == 32
     assert card["fine_tuned_from"]["path"].endswith("vae_default")
+    assert not widget.beta.enabled  # a fine-tune keeps the packaged model's loss weights
+    assert card["hyperparameters"]["vae"]["beta"] == card["fine_tuned_from"]["hyperparameters"]["vae"]["beta"]
     assert len(card["history"]) == 1
 
 

@@ -173,8 +173,8 @@ def iter_train_vae(
     crops : array of shape (N, S, S), float32
         Standardised crops (see ``CropConfig``), numpy or zarr.
     start_from : path, optional
-        A saved model to fine-tune. Its architecture is kept; the loss weights (α, β, γ, estimator) come from
-        ``vae`` when given, so a fine-tune can change the information penalty, and from the file otherwise.
+        A saved model to fine-tune. Its architecture is kept; each loss weight (α, β, γ, estimator) set
+        explicitly in ``vae`` replaces the file's, so a fine-tune can change the information penalty.
 
     Returns
     -------
@@ -192,7 +192,7 @@ def iter_train_vae(
     if start_from is not None:
         model, parent_card = load_vae(start_from)
         if vae is not None:
-            model.cfg = model.cfg.model_copy(update=vae.model_dump(include=LOSS_WEIGHTS))
+            model.cfg = model.cfg.model_copy(update=vae.model_dump(include=LOSS_WEIGHTS & vae.model_fields_set))
         lineage = ("data", "hyperparameters", "fine_tuned_from")  # a chain of fine-tunes keeps every stage
         parent = {"path": str(start_from)} | {key: parent_card.get(key) for key in lineage}
     else:

@@ -31,6 +31,9 @@ class TrainVAEWidget(QWidget):
         self.epochs = SpinBox(label="epochs", value=5, min=1, max=1000)
         self.batch_size = SpinBox(label="batch size", value=128, min=2, max=8192)
         self.beta = FloatSpinBox(label="β (total correlation)", value=6.0, min=0.0, max=100.0)
+        self.beta.tooltip = "β of a new model; a fine-tune keeps the packaged model's loss weights"
+        self.beta.enabled = not self.fine_tune.value
+        self.fine_tune.changed.connect(lambda checked: setattr(self.beta, "enabled", not checked))
         self.panel = RunPanel("Train")
         self.figure = Figure(figsize=(4, 3), tight_layout=True)
         self.axes = self.figure.add_subplot(1, 1, 1)
@@ -59,8 +62,9 @@ class TrainVAEWidget(QWidget):
         crops = np.asarray(dataset.crops)[rows]
         self.history = {name: [] for name in CURVES}
         training = TrainConfig(epochs=self.epochs.value, batch_size=self.batch_size.value)
-        vae = VAEConfig(crop_size_px=int(crops.shape[-1]), beta=self.beta.value)
         start_from = DEFAULT_VAE_PATH if self.fine_tune.value else None
+        weights = {} if start_from else {"beta": self.beta.value}
+        vae = VAEConfig(crop_size_px=int(crops.shape[-1]), **weights)
         worker = self.panel.start(iter_train_vae, self._save, crops, vae, training, start_from=start_from)
         worker.yielded.connect(self._record)
 
