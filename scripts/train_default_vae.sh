@@ -4,7 +4,7 @@
 # (one bank of textures and neighbours, as the first packaged model was trained). Stage 2 fine-tunes it on crops
 # from 20 generator calls with the information penalty divided by 4 (α = γ = 0.25, β = 1.5): the latents record
 # the nucleus's shape more precisely and keep stage 1's factorisation. Stage 3 finishes with a lower learning
-# rate. About 35 minutes on 2 CPU cores.
+# rate. About 20 minutes on 2 CPU cores.
 set -euo pipefail
 out=${1:-src/napari_cellstate/core/data/vae_default}
 work=$(mktemp -d)
