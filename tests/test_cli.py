@@ -7,7 +7,7 @@ from napari_cellstate import cli
 
 
 def test_demo_writes_movie_truth_and_preview(tmp_path, capsys):
-    from napari_cellstate.core.dataset import load_crop_dataset
+    from napari_cellstate.core.project import load_crop_dataset
     from napari_cellstate.core.labelling import LabelStore
 
     out = tmp_path / "demo"
@@ -59,7 +59,7 @@ def test_saved_files_get_the_usual_permissions(tmp_path):
 
 
 def test_track_command_turns_a_tiff_into_a_project(tmp_path, small_sample, capsys):
-    from napari_cellstate.core.dataset import load_crop_dataset
+    from napari_cellstate.core.project import load_crop_dataset
     from napari_cellstate.core.io import save_simulation
 
     written = save_simulation(small_sample, tmp_path / "sim")

@@ -12,7 +12,7 @@ def test_core_runs_headless_without_qt_napari_or_heavy_engines():
     loaded = _modules_after(
         "import napari_cellstate.core.simulate, napari_cellstate.core.track, "
         "napari_cellstate.core.doctor, napari_cellstate.core.io, napari_cellstate.core.preview, "
-        "napari_cellstate.core.crops, napari_cellstate.core.dataset, napari_cellstate.core.segment, "
+        "napari_cellstate.core.crops, napari_cellstate.core.project, napari_cellstate.core.segment, "
         "napari_cellstate.core.pipeline, napari_cellstate.core.labelling, napari_cellstate.core.track_metrics"
     )
     assert not loaded & {"napari", "qtpy", "PyQt6", "PyQt5", "magicgui", "pysr", "juliacall", "btrack", "torch"}

@@ -27,7 +27,7 @@ __getattr__, __dir__, __all__ = lazy_loader.attach(
             "VAEConfig",
         ],
         "core.crops": ["extract_crops", "iter_extract_crops"],
-        "core.dataset": [
+        "core.project": [
             "Project",
             "append_crop_dataset",
             "import_crop_folder",

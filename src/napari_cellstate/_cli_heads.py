@@ -151,7 +151,7 @@ def apply_to_project(project: Path, head_path: str) -> None:
     from .core.progress import run_to_completion
 
     model, card = load_head(head_path)
-    objects = run_to_completion(iter_apply_head(project, model), _print_progress)
+    objects = run_to_completion(iter_apply_head(project, model, card=card), _print_progress)
     counts = objects[CLASS_COLUMN].value_counts().to_dict()
     print(f"{card.get('scheme', 'head')} head on {len(objects)} cells: {counts} (columns head_score, head_class)")
     labels_csv = project / "labels.csv"

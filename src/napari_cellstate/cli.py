@@ -46,7 +46,9 @@ def _print_progress(event) -> None:
         print(f"  {event.message}", flush=True)
 
 
-def _track_and_crop(movie, project: Path, source: str, pixel_size_um: float, labels=None, crop_cfg=None, seg_cfg=None):
+def _track_and_crop(
+    movie, project: Path, source: str, pixel_size_um: float, labels=None, crop_cfg=None, seg_cfg=None, replace=False
+):
     from .core.config import CropConfig
     from .core.pipeline import iter_track_and_crop
     from .core.progress import run_to_completion
@@ -61,6 +63,7 @@ def _track_and_crop(movie, project: Path, source: str, pixel_size_um: float, lab
             crops=crop_cfg or CropConfig(),
             project=project,
             source=source,
+            replace=replace,
         ),
         _print_progress,
     )
@@ -89,7 +92,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     truth = simulate_movie(cfg)  # same seed, same movie: cheaper than re-reading the files
     print("segmenting, tracking and cropping the movie:")
     project = folder / "project"
-    result = _track_and_crop(truth.movie, project, "synthetic", cfg.pixel_size_um)
+    result = _track_and_crop(truth.movie, project, "synthetic", cfg.pixel_size_um, replace=True)
     detection = detection_scores(truth.labels, result.labels)
     scores = score_tracking(
         truth.objects.assign(object_id=truth.objects["track_id"]), truth.labels, result.objects, result.labels
@@ -122,7 +125,9 @@ def cmd_track(args: argparse.Namespace) -> int:
     labels = read_movie(args.labels) if args.labels else None
     crop_cfg = CropConfig(size_px=args.crop_size, mask_neighbours=args.mask_neighbours)
     seg_cfg = SegmentationConfig(pixel_size_um=args.pixel_size, threshold=args.threshold)
-    _track_and_crop(movie, Path(args.project), Path(args.movie).stem, args.pixel_size, labels, crop_cfg, seg_cfg)
+    _track_and_crop(
+        movie, Path(args.project), Path(args.movie).stem, args.pixel_size, labels, crop_cfg, seg_cfg, args.replace
+    )
     return 0
 
 
@@ -180,7 +185,7 @@ def cmd_train_vae(args: argparse.Namespace) -> int:
             "generator": CropGeneratorConfig().model_dump(mode="json"),
         }
     else:
-        from .core.dataset import load_crop_dataset
+        from .core.project import load_crop_dataset
 
         dataset = load_crop_dataset(args.project)
         train_rows = np.flatnonzero((dataset.objects["split"] == "train").to_numpy())
@@ -253,6 +258,12 @@ def build_parser() -> argparse.ArgumentParser:
     trk.add_argument("--crop-size", type=int, default=64)
     trk.add_argument("--mask-neighbours", action="store_true", help="blank every nucleus but the central one")
     trk.add_argument("--max-project", action="store_true", help="maximum projection of a (T, Z, Y, X) movie")
+    trk.add_argument(
+        "--replace",
+        action="store_true",
+        help="replace a project whose cells have latents, predictions or labels (labels are kept and matched to "
+        "the new cells by position)",
+    )
     trk.set_defaults(func=cmd_track)
 
     tv = sub.add_parser("train-vae", help="train or fine-tune the beta-TCVAE (synthetic crops or a project's)")

@@ -9,10 +9,9 @@ import tifffile
 from PIL import Image
 from skimage.transform import resize
 
-from napari_cellstate.core import dataset as ds
 from napari_cellstate.core.config import CropConfig
-from napari_cellstate.core.crops import extract_crops, standardise_crops
-from napari_cellstate.core.dataset import (
+from napari_cellstate.core.crops import CropResult, extract_crops, standardise_crops
+from napari_cellstate.core.project import (
     Project,
     ProjectError,
     append_crop_dataset,
@@ -42,7 +41,11 @@ def default_result(default_sample):
 
 
 def hidden_leftovers(project: Project) -> list[str]:
-    return sorted(p.name for p in project.path.iterdir() if p.name.startswith("."))
+    """Anything but the lock file that a write left hidden in the project, and runs that are not live."""
+    hidden = [p.name for p in project.path.iterdir() if p.name.startswith(".") and p.name != ".lock"]
+    live = Project.open(project.path).run_id
+    runs = [p.name for p in (project.path / "runs").iterdir() if p.name != live] if (project.path / "runs").exists() else []
+    return sorted(hidden + runs)
 
 
 # --- project folder ---------------------------------------------------------------------------------------------------
@@ -52,7 +55,8 @@ def test_create_writes_project_json(tmp_path):
     project = Project.create(tmp_path / "new" / "project")
     info = json.loads((project.path / "project.json").read_text())
     assert info["format"] == "napari-cellstate project"
-    assert info["version"] == 1
+    assert info["version"] == 2
+    assert info["run"] is None
     assert info["created"].endswith("+00:00")
     assert info["napari_cellstate"]
     assert Project.open(project.path) == project
@@ -100,7 +104,7 @@ def test_corrupted_project_json_names_the_fix(tmp_path):
     # the suggested contents really do repair it
     fresh = message.split("replace its contents with ")[1].split(" to open")[0]
     (tmp_path / "project.json").write_text(fresh)
-    assert Project.open(tmp_path).info["version"] == 1
+    assert Project.open(tmp_path).info["version"] == 2  # a version-1 file, migrated on opening
 
 
 def test_project_json_of_another_program(tmp_path):
@@ -112,8 +116,8 @@ def test_project_json_of_another_program(tmp_path):
 def test_project_of_a_newer_version_asks_for_an_update(tmp_path):
     Project.create(tmp_path)
     info = json.loads((tmp_path / "project.json").read_text())
-    (tmp_path / "project.json").write_text(json.dumps({**info, "version": 2}))
-    with pytest.raises(ProjectError, match=r"newer napari-cellstate \(project version 2.*pip install -U"):
+    (tmp_path / "project.json").write_text(json.dumps({**info, "version": 3}))
+    with pytest.raises(ProjectError, match=r"newer napari-cellstate \(project version 3.*pip install -U"):
         Project.open(tmp_path)
 
 
@@ -164,24 +168,28 @@ def test_write_and_load_round_trip(tmp_path, small_result, small_sample):
     assert meta["created"] == meta["modified"]
 
 
-def test_store_is_a_clean_zarr_hierarchy(tmp_path, small_result):
+def test_store_is_a_clean_zarr_hierarchy_and_the_table_is_parquet(tmp_path, small_result):
     import warnings
 
+    import pyarrow.parquet as pq
     import zarr
 
     project = Project.create(tmp_path)
     write_crop_dataset(project, small_result, "small.tif")
+    project = Project.open(tmp_path)
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # zarr warns about files it does not recognise
         group = zarr.open_group(project.crops_path, mode="r")
-        assert sorted(group.keys()) == ["crops", "objects"]
-        assert "label" in group["objects"].array_keys()
+        assert sorted(group.keys()) == ["crops"]
+    table = pq.read_table(project.run_path / "objects.parquet")
+    assert "label" in table.column_names
+    assert table.num_rows == len(small_result.crops)
 
 
 def test_write_replaces_the_dataset(tmp_path, small_result):
     project = Project.create(tmp_path)
     write_crop_dataset(project, small_result, "first.tif")
-    half = ds.CropResult(small_result.crops[:100], small_result.objects.iloc[:100], small_result.settings)
+    half = CropResult(small_result.crops[:100], small_result.objects.iloc[:100], small_result.settings)
     data = write_crop_dataset(project, half, "second.tif")
     assert len(data) == 100
     assert [s["name"] for s in data.metadata["sources"]] == ["second.tif"]
@@ -196,9 +204,10 @@ def test_extra_columns_nan_and_text_survive(tmp_path, small_result):
     )
     objects.loc[objects.index[0], "area"] = np.nan  # unknown stays unknown, not 0
     project = Project.create(tmp_path)
-    data = write_crop_dataset(project, ds.CropResult(small_result.crops, objects, small_result.settings), "s")
+    data = write_crop_dataset(project, CropResult(small_result.crops, objects, small_result.settings), "s")
     assert np.isnan(data.objects.area.iloc[0])
-    assert data.objects.note.iloc[:4].tolist() == ["a", "a", "a", ""]  # missing text is stored as ""
+    assert data.objects.note.iloc[:3].tolist() == ["a", "a", "a"]
+    assert pd.isna(data.objects.note.iloc[3])  # missing text stays missing
     np.testing.assert_array_equal(data.objects.score, objects.score)
     assert data.objects["count"].dtype == "Int64"
     assert data.objects["count"].isna().sum() == objects["count"].isna().sum()
@@ -251,7 +260,7 @@ def test_append_refuses_other_crop_sizes_settings_and_repeated_sources(tmp_path,
 
 
 def test_nothing_to_write_is_refused(tmp_path, small_result):
-    empty = ds.CropResult(small_result.crops[:0], small_result.objects.iloc[:0], small_result.settings)
+    empty = CropResult(small_result.crops[:0], small_result.objects.iloc[:0], small_result.settings)
     with pytest.raises(ValueError, match="no crops"):
         write_crop_dataset(Project.create(tmp_path), empty, "s")
 
@@ -295,6 +304,8 @@ def test_split_rejects_a_bad_fraction():
 
 
 def test_a_write_failing_midway_leaves_the_old_dataset(tmp_path, small_result, monkeypatch):
+    from napari_cellstate.core.project import dataset as dataset_module
+
     project = Project.create(tmp_path)
     old = write_crop_dataset(project, small_result, "old.tif")
     old_crops, old_objects = old.crops[:], old.objects.copy()
@@ -302,8 +313,8 @@ def test_a_write_failing_midway_leaves_the_old_dataset(tmp_path, small_result, m
     def crash(*args, **kwargs):
         raise OSError("disk full")
 
-    monkeypatch.setattr(ds, "_write_table", crash)  # crops written, table not yet
-    half = ds.CropResult(small_result.crops[:50], small_result.objects.iloc[:50], small_result.settings)
+    monkeypatch.setattr(dataset_module, "write_table", crash)  # crops written, table not yet
+    half = CropResult(small_result.crops[:50], small_result.objects.iloc[:50], small_result.settings)
     with pytest.raises(OSError, match="disk full"):
         write_crop_dataset(project, half, "new.tif")
     with pytest.raises(OSError, match="disk full"):
@@ -315,35 +326,30 @@ def test_a_write_failing_midway_leaves_the_old_dataset(tmp_path, small_result, m
     assert hidden_leftovers(project) == []
 
 
-def test_a_failure_while_swapping_puts_the_old_dataset_back(tmp_path, small_result, monkeypatch):
+def test_a_crash_before_the_commit_leaves_the_old_run_and_is_cleaned_up(tmp_path, small_result, monkeypatch):
+    from napari_cellstate.core.project import runs
+
     project = Project.create(tmp_path)
     write_crop_dataset(project, small_result, "old.tif")
-    real_replace = os.replace
 
-    def replace(src, dst):
-        if Path(src).name.startswith(".crops.zarr.new-"):  # the old store is already aside
+    real_write = runs.write_json_atomic
+
+    def power_cut(path, data):
+        if Path(path).name == "project.json":
             raise OSError("power cut")
-        return real_replace(src, dst)
+        return real_write(path, data)
 
-    monkeypatch.setattr(os, "replace", replace)
+    monkeypatch.setattr(runs, "write_json_atomic", power_cut)  # the run is in runs/, project.json not yet rewritten
     with pytest.raises(OSError, match="power cut"):
         write_crop_dataset(
-            project, ds.CropResult(small_result.crops[:5], small_result.objects.iloc[:5], small_result.settings), "new"
+            project, CropResult(small_result.crops[:5], small_result.objects.iloc[:5], small_result.settings), "new"
         )
     monkeypatch.undo()
     assert len(load_crop_dataset(project)) == len(small_result.crops)
-    assert hidden_leftovers(project) == []
-
-
-def test_a_crash_between_the_renames_is_recovered(tmp_path, small_result):
-    project = Project.create(tmp_path)
-    write_crop_dataset(project, small_result, "old.tif")
-    # what a killed process leaves after moving the old store aside: no crops.zarr, the old one hidden
-    os.replace(project.crops_path, tmp_path / ".crops.zarr.old-deadbeef")
-    (tmp_path / ".crops.zarr.new-deadbeef").mkdir()  # and a half-built new one
-    assert len(load_crop_dataset(project)) == len(small_result.crops)
+    assert len(hidden_leftovers(project)) == 1  # the run that never went live
+    (tmp_path / ".staging-0123456789abcdef").mkdir()  # and what a killed process leaves while staging
     data = append_crop_dataset(
-        project, ds.CropResult(small_result.crops[:5], small_result.objects.iloc[:5], small_result.settings), "b"
+        project, CropResult(small_result.crops[:5], small_result.objects.iloc[:5], small_result.settings), "b"
     )
     assert [s["name"] for s in data.metadata["sources"]] == ["old.tif", "b"]
     assert hidden_leftovers(project) == []
@@ -353,37 +359,64 @@ def test_a_crash_between_the_renames_is_recovered(tmp_path, small_result):
 
 
 def test_loading_without_a_dataset_says_how_to_make_one(tmp_path):
-    with pytest.raises(ProjectError, match=r"no crop dataset yet.*write_crop_dataset.*import_crop_folder"):
+    with pytest.raises(ProjectError, match=r"no crop dataset yet.*track.*import_crop_folder"):
         load_crop_dataset(Project.create(tmp_path))
+
+
+def _chunk_files(project):
+    return sorted(p for p in (Project.open(project.path).crops_path / "crops" / "c").rglob("*") if p.is_file())
 
 
 @pytest.mark.parametrize(
     "damage",
     [
-        lambda store: (store / "zarr.json").unlink(),
-        lambda store: (store / "zarr.json").write_text("{not json"),
-        lambda store: (store / "zarr.json").write_text(json.dumps({"zarr_format": 3, "node_type": "group"})),
-        lambda store: __import__("shutil").rmtree(store / "objects"),
-        lambda store: (store / "crops" / "zarr.json").unlink(),
+        lambda p: (p.crops_path / "zarr.json").unlink(),
+        lambda p: (p.crops_path / "zarr.json").write_text("{not json"),
+        lambda p: (p.crops_path / "zarr.json").write_text(json.dumps({"zarr_format": 3, "node_type": "group"})),
+        lambda p: (p.run_path / "objects.parquet").unlink(),
+        lambda p: (p.run_path / "objects.parquet").write_bytes((p.run_path / "objects.parquet").read_bytes()[:-300]),
+        lambda p: (p.crops_path / "crops" / "zarr.json").unlink(),
     ],
-    ids=["no-metadata", "bad-json", "no-attributes", "no-table", "no-crops"],
+    ids=["no-metadata", "bad-json", "no-attributes", "no-table", "truncated-table", "no-crops"],
 )
 def test_a_damaged_store_names_the_fix(tmp_path, small_result, damage):
     project = Project.create(tmp_path)
     write_crop_dataset(project, small_result, "s")
-    damage(project.crops_path)
-    with pytest.raises(ProjectError, match="is damaged") as err:
+    project = Project.open(tmp_path)
+    damage(project)
+    with pytest.raises(ProjectError, match="damaged|missing") as err:
         load_crop_dataset(project)
-    assert str(project.crops_path) in str(err.value)
-    assert "write_crop_dataset" in str(err.value)
+    assert str(project.run_path) in str(err.value)
+    assert "again" in str(err.value)
     # and writing anew repairs it
     assert len(write_crop_dataset(project, small_result, "s")) == len(small_result.crops)
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        lambda f: f.unlink(),  # zarr reads a missing chunk as zeros
+        lambda f: f.write_bytes(f.read_bytes()[: len(f.read_bytes()) // 2]),
+        lambda f: f.write_bytes(np.random.default_rng(0).bytes(len(f.read_bytes()))),
+    ],
+    ids=["deleted", "truncated", "random-bytes"],
+)
+def test_a_damaged_crop_chunk_is_refused_not_read_as_zeros(tmp_path, small_result, damage):
+    project = Project.create(tmp_path)
+    write_crop_dataset(project, small_result, "s")
+    chunks = _chunk_files(project)
+    assert len(chunks) == -(-len(small_result.crops) // 256)
+    damage(chunks[1])
+    data = load_crop_dataset(project)
+    np.testing.assert_array_equal(data.crops[:10], small_result.crops[:10])  # other chunks still read
+    with pytest.raises(ProjectError, match=r"chunk 1 \(crops 256-.*(missing or altered|cannot be read)"):
+        np.asarray(data.crops)
 
 
 def test_a_store_of_a_newer_version_asks_for_an_update(tmp_path, small_result):
     project = Project.create(tmp_path)
     write_crop_dataset(project, small_result, "s")
-    meta_file = project.crops_path / "zarr.json"
+    meta_file = Project.open(tmp_path).crops_path / "zarr.json"
     meta = json.loads(meta_file.read_text())
     meta["attributes"]["version"] = 9
     meta_file.write_text(json.dumps(meta))
@@ -508,27 +541,31 @@ def test_positions_json_errors(tmp_path, crop_folder):
         read_crop_folder(crop_folder, positions_json=incomplete)
 
 
-def test_latent_columns_are_added_atomically_and_kept(tmp_path, small_sample):
-    from napari_cellstate.core.config import CropConfig
-    from napari_cellstate.core.crops import extract_crops
-    from napari_cellstate.core.dataset import (
-        load_crop_dataset,
-        open_or_create,
-        set_object_columns,
-        write_crop_dataset,
-    )
-    from napari_cellstate.core.objects import validate_objects
+def test_column_groups_are_added_without_touching_the_crops(tmp_path, small_sample):
+    from napari_cellstate.core.project import set_object_columns
 
     objects = validate_objects(small_sample.objects.assign(object_id=small_sample.objects["track_id"]))
     result = extract_crops(small_sample.movie, objects.iloc[:50], CropConfig(size_px=32))
     write_crop_dataset(open_or_create(tmp_path / "p"), result, "small", 0.33)
+    project = Project.open(tmp_path / "p")
+    crop_files = {p: p.stat().st_mtime_ns for p in project.crops_path.rglob("*") if p.is_file()}
     latents = pd.DataFrame({"z0": np.arange(50.0), "z1": -np.arange(50.0)})
-    updated = set_object_columns(tmp_path / "p", latents)
+    model = {"name": "test encoder", "sha256": "ab" * 32}
+    updated = set_object_columns(project, latents, group="latents", provenance={"command": "encode", "model": model})
     assert updated.objects["z1"].tolist() == (-np.arange(50.0)).tolist()
+    assert updated.provenance["latents"]["model"] == model
+    assert updated.provenance["latents"]["command"] == "encode"
+    assert updated.provenance["latents"]["columns"] == ["z0", "z1"]
     again = load_crop_dataset(tmp_path / "p")
     np.testing.assert_array_equal(np.asarray(again.crops), result.crops)
-    assert not [p for p in (tmp_path / "p").iterdir() if p.name.startswith(".")]
+    assert {p: p.stat().st_mtime_ns for p in project.crops_path.rglob("*") if p.is_file()} == crop_files
+    # replacing the group replaces its columns; another group cannot take them
+    set_object_columns(project, latents[["z0"]] * 2, group="latents")
+    assert "z1" not in load_crop_dataset(project).objects
+    with pytest.raises(ValueError, match="already belong"):
+        set_object_columns(project, latents[["z0"]], group="other")
+    assert hidden_leftovers(project) == []
     with pytest.raises(ValueError, match="rows given"):
-        set_object_columns(tmp_path / "p", latents.iloc[:3])
+        set_object_columns(tmp_path / "p", latents.iloc[:3], group="latents")
     with pytest.raises(ValueError, match="cannot be replaced"):
         set_object_columns(tmp_path / "p", pd.DataFrame({"area": np.zeros(50)}))

@@ -29,7 +29,7 @@ def test_segmentation_and_tracking_meet_the_bars(default_sample, pipeline_run):
 
 
 def test_every_object_is_tracked_and_cropped_into_the_project(pipeline_run):
-    from napari_cellstate.core.dataset import load_crop_dataset
+    from napari_cellstate.core.project import load_crop_dataset
 
     result, project = pipeline_run
     assert (result.objects["track_id"] > 0).all()
@@ -79,10 +79,12 @@ def test_the_segmentation_is_kept_in_the_project(pipeline_run):
     import zarr
 
     result, project = pipeline_run
-    stored = zarr.open_array(str(project / "segmentation.zarr"), mode="r")
+    from napari_cellstate.core.project import Project
+
+    stored = zarr.open_array(str(Project.open(project).segmentation_path), mode="r")
     assert stored.shape == (60, 512, 512)
     assert int(stored[10].max()) == int(np.asarray(result.labels[10]).max())
-    assert not list(project.glob(".segmentation*"))
+    assert not list(project.glob(".staging*"))
 
 
 def test_a_failed_run_leaves_nothing_half_written(tmp_path):
@@ -90,5 +92,6 @@ def test_a_failed_run_leaves_nothing_half_written(tmp_path):
     noise = (100 + rng.normal(0, 2, (5, 64, 64))).astype(np.uint16)
     with pytest.raises(NoCellsFoundError):
         track_and_crop(noise, pixel_size_um=0.33, crops=CropConfig(), project=tmp_path / "p")
-    leftovers = [p.name for p in (tmp_path / "p").iterdir()]
-    assert leftovers == ["project.json"]
+    leftovers = sorted(p.name for p in (tmp_path / "p").iterdir())
+    assert leftovers == [".lock", "project.json"]  # the lock file stays, empty: nobody holds it
+    assert (tmp_path / "p" / ".lock").read_text() == ""

@@ -79,7 +79,7 @@ def test_a_crop_size_the_model_was_not_made_for_is_refused(crops32):
 
 def test_latents_are_written_into_the_project(tmp_path, small_sample):
     from napari_cellstate.core.crops import extract_crops
-    from napari_cellstate.core.dataset import open_or_create, write_crop_dataset
+    from napari_cellstate.core.project import open_or_create, write_crop_dataset
     from napari_cellstate.core.objects import validate_objects
 
     objects = validate_objects(small_sample.objects.assign(object_id=small_sample.objects["track_id"]))

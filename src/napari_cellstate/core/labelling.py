@@ -18,6 +18,7 @@ from .io import atomic_path
 __all__ = ["LABEL_COLUMNS", "LabelStore", "nearest_object"]
 
 LABEL_COLUMNS = ["object_id", "track_id", "t", "y", "x", "label"]
+MATCH_DISTANCE_PX = 5.0  # how far a label may sit from the centre of the cell it marks
 
 
 class LabelStore:
@@ -89,9 +90,41 @@ class LabelStore:
         """Labelled cells per class."""
         return self.table["label"].value_counts().sort_index().to_dict()
 
-    def labels_for(self, objects: pd.DataFrame) -> pd.Series:
-        """The label of each object ("" if none), aligned with ``objects``."""
-        mapping = dict(zip(self.table["object_id"], self.table["label"], strict=True))
+    def matched_objects(self, objects: pd.DataFrame, max_distance_px: float = MATCH_DISTANCE_PX) -> np.ndarray:
+        """For each label row, the ``object_id`` of the cell it marks, or -1 if no cell is there.
+
+        A label marks the cell of its frame nearest its position, within ``max_distance_px`` (its own object id
+        wins a tie): ids alone are never trusted, since another run of tracking numbers cells anew. Labels without
+        a position (imported crops) match by object id.
+        """
+        out = np.full(len(self.table), -1, np.int64)
+        if self.table.empty or objects.empty:
+            return out
+        table = self.table.reset_index(drop=True)
+        placed = np.isfinite(table[["t", "y", "x"]].to_numpy(np.float64)).all(axis=1)
+        unplaced = np.flatnonzero(~placed)
+        known = set(objects["object_id"].tolist())
+        out[unplaced] = [i if i in known else -1 for i in table.loc[unplaced, "object_id"].tolist()]
+        rows = table[placed]
+        for t, labels in rows.groupby(rows["t"].astype(np.int64)):
+            candidates = objects[objects["t"] == t]
+            if candidates.empty:
+                continue
+            centres = candidates[["y", "x"]].to_numpy(np.float64)
+            wanted = labels[["y", "x"]].to_numpy(np.float64)
+            distance = np.hypot(wanted[:, None, 0] - centres[None, :, 0], wanted[:, None, 1] - centres[None, :, 1])
+            same_id = labels["object_id"].to_numpy()[:, None] == candidates["object_id"].to_numpy()[None, :]
+            distance = np.where(same_id, distance - 1e-6, distance)  # its own id wins a tie
+            best = np.argmin(distance, axis=1)
+            close = distance[np.arange(len(labels)), best] <= max_distance_px
+            out[labels.index[close]] = candidates["object_id"].to_numpy()[best[close]]
+        return out
+
+    def labels_for(self, objects: pd.DataFrame, max_distance_px: float = MATCH_DISTANCE_PX) -> pd.Series:
+        """The label of each object ("" if none), aligned with ``objects``, matched by position (see above)."""
+        matched = self.matched_objects(objects, max_distance_px)
+        hit = matched >= 0
+        mapping = dict(zip(matched[hit].tolist(), self.table["label"].to_numpy()[hit].tolist(), strict=True))
         return objects["object_id"].map(lambda object_id: mapping.get(object_id, "")).astype(str)
 
     def export_csv(self, path: os.PathLike | str) -> Path:

@@ -38,7 +38,7 @@ class TrackAndCropResult:
     ----------
     labels : array of shape (T, Y, X), dtype int32
         Segmentation; each object's value is its ``object_id``. With a
-        project folder it is the zarr array ``<project>/segmentation.zarr``.
+        project folder it is the zarr array ``segmentation.zarr`` of the project's live run.
     objects : DataFrame
         The objects table, with ``track_id`` and ``parent_track_id``.
     graph : dict of int to list of int
@@ -52,13 +52,14 @@ class TrackAndCropResult:
     crops: CropResult | None
 
 
-def relabel_unique(labels) -> Generator[Progress, None, np.ndarray]:
+def relabel_unique(labels, out=None) -> Generator[Progress, None, np.ndarray]:
     """Give every object of a (T, Y, X) label stack an id unique across frames.
 
     Tools like cellpose number objects 1..n in every frame; object ids must
-    not repeat between frames.
+    not repeat between frames. ``out`` (e.g. a zarr array) receives the result
+    frame by frame; default: a new numpy array.
     """
-    out = np.zeros(labels.shape, np.int32)
+    out = np.zeros(labels.shape, np.int32) if out is None else out
     offset = 0
     for t in range(labels.shape[0]):
         frame = np.asarray(labels[t])
@@ -68,7 +69,7 @@ def relabel_unique(labels) -> Generator[Progress, None, np.ndarray]:
         if has_background:
             new_ids[0] = 0
         out[t] = new_ids[inverse.reshape(frame.shape)]
-        offset = max(offset, int(out[t].max()))
+        offset = max(offset, int(new_ids.max(initial=0)))
         yield Progress(t + 1, labels.shape[0], f"relabelling frame {t + 1}")
     return out
 
@@ -84,6 +85,7 @@ def iter_track_and_crop(
     project: os.PathLike | str | None = None,
     source: str = "movie",
     rgb: bool = False,
+    replace: bool = False,
 ) -> Generator[Progress, None, TrackAndCropResult]:
     """Segment (unless ``labels`` are given), measure, track and crop a movie.
 
@@ -98,36 +100,54 @@ def iter_track_and_crop(
     crops : CropConfig, optional
         Crop settings; ``None`` skips crop extraction.
     project : path, optional
-        Project folder to store the crop dataset in (created if needed).
+        Project folder (created if needed). The segmentation, crops and objects table are written there as one
+        run: they become the project's data together when the step ends, and not at all if it fails or is
+        cancelled.
     source : str, default="movie"
         Name of the movie in the crop dataset.
     rgb : bool, default=False
         Whether the viewer shows the image as RGB (refused with an explanation).
+    replace : bool, default=False
+        Allow replacing a project whose cells carry latents, predictions or labels.
     """
     check_movie(movie, rgb=rgb)
+    if project is None:
+        return (yield from _track_and_crop(movie, pixel_size_um, labels, segmentation, tracking, crops, None, source))
+    from .project import Project, new_run, open_or_create
+
+    folder = open_or_create(project).path
+    with new_run(folder, f"track {source}", replace=replace) as staged:
+        result = yield from _track_and_crop(movie, pixel_size_um, labels, segmentation, tracking, crops, staged, source)
+    import zarr
+
+    result.labels = zarr.open_array(str(Project.open(folder).segmentation_path), mode="r")
+    if crops is not None:
+        yield Progress(1, 1, f"saved {len(result.objects)} cells and their crops to {folder}")
+    return result
+
+
+def _track_and_crop(movie, pixel_size_um, labels, segmentation, tracking, crops, staged, source):
     tracking = tracking or TrackingConfig()
     n_frames = movie.shape[0]
+    out = None if staged is None else _segmentation_store(staged.path, movie.shape)
     if labels is None:
         cfg = (segmentation or SegmentationConfig()).model_copy(update={"pixel_size_um": pixel_size_um})
-        if project is None:
-            labels = yield from _relay(iter_segment_movie(movie, cfg), "segmenting")
-        else:
-            labels = yield from _segment_into_project(movie, cfg, project)
+        labels = yield from _relay(iter_segment_movie(movie, cfg, out=out), "segmenting")
     else:
         if tuple(labels.shape) != tuple(movie.shape):
             raise ValueError(
                 f"The labels have shape {tuple(labels.shape)} but the image has {tuple(movie.shape)}: "
                 "choose the Labels layer made from this movie (same frames and size)."
             )
-        labels = yield from _relay(relabel_unique(labels), "reading labels")
-        if not labels.any():
-            raise NoCellsFoundError("The labels contain no objects: every pixel is 0.")
+        labels = yield from _relay(relabel_unique(labels, out=out), "reading labels")
 
     tables = []
     for t in range(n_frames):
         tables.append(measure_frame(labels[t], np.asarray(movie[t]), t))
         yield Progress(t + 1, n_frames, f"measuring frame {t + 1}/{n_frames}")
     objects = validate_objects(pd.concat(tables, ignore_index=True))
+    if objects.empty:
+        raise NoCellsFoundError("The labels contain no objects: every pixel is 0.")
 
     yield Progress(0, 1, "tracking with btrack")
     tracked = track_objects(
@@ -146,34 +166,20 @@ def iter_track_and_crop(
         crop_result = yield from _relay(
             iter_extract_crops(movie, objects, crops, labels=labels, pixel_size_um=pixel_size_um), "cropping"
         )
-        if project is not None:
-            from .dataset import open_or_create, write_crop_dataset
+        if staged is not None:
+            from .project import stage_crop_dataset
 
-            write_crop_dataset(open_or_create(project), crop_result, source, pixel_size_um)
-            yield Progress(1, 1, f"saved {len(crop_result.crops)} crops to {project}")
+            stage_crop_dataset(staged, crop_result, source, pixel_size_um)
     return TrackAndCropResult(labels=labels, objects=objects, graph=tracked.graph, crops=crop_result)
 
 
-def _segment_into_project(movie, cfg: SegmentationConfig, project: os.PathLike | str):
-    """Segment frame by frame straight into ``<project>/segmentation.zarr`` (bounded memory, atomic)."""
-    import shutil
-    import tempfile
-
+def _segmentation_store(run_folder: Path, shape: tuple[int, ...]):
+    """A (T, Y, X) int32 zarr array in the staged run, one chunk per frame (bounded memory)."""
     import zarr
 
-    from .dataset import open_or_create, replace_store
-
-    folder = open_or_create(project)
-    staging = Path(tempfile.mkdtemp(prefix=".segmentation-", dir=folder.path))
-    try:
-        out = zarr.open_array(
-            str(staging / "labels"), mode="w", shape=tuple(movie.shape), chunks=(1, *movie.shape[1:]), dtype="int32"
-        )
-        yield from _relay(iter_segment_movie(movie, cfg, out=out), "segmenting")
-        store = replace_store(folder, lambda new: os.replace(staging / "labels", new), SEGMENTATION_STORE)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    return zarr.open_array(str(store), mode="r")
+    return zarr.open_array(
+        str(run_folder / SEGMENTATION_STORE), mode="w", shape=tuple(shape), chunks=(1, *shape[1:]), dtype="int32"
+    )
 
 
 def _relay(steps: Generator[Progress, None, object], stage: str):

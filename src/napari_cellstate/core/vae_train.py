@@ -338,16 +338,25 @@ def latent_columns(mu: np.ndarray, logvar: np.ndarray) -> pd.DataFrame:
 
 
 def iter_encode_project(
-    project: os.PathLike | str, model=None, *, batch_size: int = 512, device: str = "cpu"
+    project: os.PathLike | str,
+    model=None,
+    *,
+    batch_size: int = 512,
+    device: str = "cpu",
+    model_name: str | None = None,
 ) -> Generator[Progress, None, pd.DataFrame]:
     """Encode every crop of a project with ``model`` (default: the packaged one) into its objects table.
 
-    Returns the dataset's objects table with the latent columns.
+    The latents are stored as the column group "latents" with the model's name and weights hash, so heads can
+    refuse latents of another encoder. Returns the dataset's objects table with the latent columns.
     """
-    from .dataset import load_crop_dataset, set_object_columns
+    from .project import load_crop_dataset, set_object_columns
+    from .provenance import model_provenance
 
     if model is None:
         model, _ = load_default_vae()
+        model_name = model_name or "packaged β-TCVAE"
+    provenance = {"command": "encode", "model": model_provenance(model, model_name or "β-TCVAE")}
     dataset = load_crop_dataset(project)
     n = dataset.crops.shape[0]
     means, logvars = [], []
@@ -359,7 +368,7 @@ def iter_encode_project(
         logvars.append(logvar)
         yield Progress(min(start + batch_size, n), n, f"encoded {min(start + batch_size, n)}/{n} crops")
     columns = latent_columns(np.concatenate(means), np.concatenate(logvars))
-    return set_object_columns(project, columns).objects
+    return set_object_columns(project, columns, group="latents", provenance=provenance).objects
 
 
 def encode_project(project: os.PathLike | str, model=None, **kwargs) -> pd.DataFrame:

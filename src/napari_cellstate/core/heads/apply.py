@@ -44,7 +44,7 @@ def _latents(objects: pd.DataFrame) -> np.ndarray:
 
 
 def iter_apply_head(
-    project: os.PathLike | str, model, *, batch_size: int = 1024
+    project: os.PathLike | str, model, *, card: dict | None = None, batch_size: int = 1024
 ) -> Generator[Progress, None, pd.DataFrame]:
     """Score every cell of ``project`` with ``model`` and store score and class in its objects table.
 
@@ -54,13 +54,16 @@ def iter_apply_head(
         A project with a crop dataset (and latent columns for Schemes 2-3).
     model : MLPHead or CNNClassifier
         From :func:`~napari_cellstate.core.heads.load_head` or a training result.
+    card : dict, optional
+        The head's card: a head trained on latents of another β-TCVAE than the project's is refused.
 
     Returns
     -------
     DataFrame
         The updated objects table.
     """
-    from ..dataset import load_crop_dataset, set_object_columns
+    from ..project import load_crop_dataset, set_object_columns
+    from ..provenance import check_same_encoder
     from .train import predict
 
     dataset = load_crop_dataset(project)
@@ -70,6 +73,8 @@ def iter_apply_head(
     else:
         inputs = _latents(dataset.objects)
         check_head_inputs(model, inputs.shape[1])
+        trained_on = ((card or {}).get("data") or {}).get("encoder")
+        check_same_encoder(trained_on, dataset.provenance.get("latents", {}).get("model"), head="This head")
     scores = []
     for start in range(0, n, batch_size):
         chunk = np.asarray(inputs[start : start + batch_size], dtype=np.float32)
@@ -80,7 +85,10 @@ def iter_apply_head(
     columns = pd.DataFrame(
         {SCORE_COLUMN: score.astype(np.float64), CLASS_COLUMN: pd.array(classes_from_scores(score), dtype="string")}
     )
-    return set_object_columns(project, columns).objects
+    head = {"name": (card or {}).get("scheme", type(model).__name__)}
+    return set_object_columns(
+        project, columns, group="predictions", provenance={"command": "apply head", "head": head}
+    ).objects
 
 
 def apply_head(project: os.PathLike | str, model, **kwargs) -> pd.DataFrame:

@@ -57,6 +57,8 @@ class HeadData:
         Where the data came from.
     factors : DataFrame or None
         Morphology per row (area, eccentricity, orientation, ..., neighbour_count) used to name latents.
+    encoder : dict or None
+        The β-TCVAE that made the latents (name and weights hash), recorded in head cards.
     """
 
     labels: np.ndarray
@@ -67,6 +69,7 @@ class HeadData:
     input_names: list[str]
     source: str
     factors: pd.DataFrame | None = None
+    encoder: dict | None = None
 
     @property
     def n_latents(self) -> int:
@@ -141,6 +144,7 @@ class HeadData:
             "n_train": len(self.rows("train")),
             "n_test": len(self.rows("test")),
             "n_latents": self.n_latents,
+            "encoder": self.encoder,
         }
 
 
@@ -169,10 +173,12 @@ def synthetic_head_data(
     Each synthetic crop is a cell of its own, so the split is by row. ``generator`` sets the neighbourhood
     shortcut (``neighbour_exclusion_strength``) and the rest of the crop generator.
     """
+    from ..provenance import model_provenance
     from ..vae_train import encode_crops, load_default_vae, synthetic_training_crops
 
     crops, factors = synthetic_training_crops(n, seed=seed, cfg=generator)
     model = vae if vae is not None else load_default_vae()[0]
+    encoder = model_provenance(model, "packaged β-TCVAE" if vae is None else "β-TCVAE")
     latents, _ = encode_crops(model, crops)
     labels = (factors["state"].astype(str) == CellState.METAPHASE.value).to_numpy().astype(np.int8)
     split = np.where(np.random.default_rng(seed).random(n) < test_fraction, "test", "train")
@@ -185,6 +191,7 @@ def synthetic_head_data(
         input_names=_names(latents, factors, labels),
         source=f"synthetic crops (n={n}, seed={seed})",
         factors=factors.drop(columns="state").reset_index(drop=True),
+        encoder=encoder,
     )
 
 
@@ -199,8 +206,8 @@ def project_head_data(project: os.PathLike | str, *, ignore_unmatched_labels: bo
     HeadDataError
         Labels on cells that have no crop (unless ``ignore_unmatched_labels``), or no labelled cells.
     """
-    from ..dataset import load_crop_dataset
     from ..labelling import LabelStore
+    from ..project import load_crop_dataset
 
     folder = Path(project)
     dataset = load_crop_dataset(folder)
@@ -209,7 +216,7 @@ def project_head_data(project: os.PathLike | str, *, ignore_unmatched_labels: bo
     labels_csv = folder / "labels.csv"
     if labels_csv.exists():
         store = LabelStore(labels_csv)
-        unmatched = ~store.table["object_id"].isin(objects["object_id"])
+        unmatched = store.matched_objects(objects) < 0
         if unmatched.any() and not ignore_unmatched_labels:
             raise HeadDataError(
                 f"{int(unmatched.sum())} labelled cells in {labels_csv} have no crop in the dataset (object ids "
@@ -243,6 +250,7 @@ def project_head_data(project: os.PathLike | str, *, ignore_unmatched_labels: bo
         input_names=_names(latents, factors.reset_index(drop=True), binary) if latents is not None else [],
         source=str(folder),
         factors=factors.reset_index(drop=True),
+        encoder=dataset.provenance.get("latents", {}).get("model"),
     )
 
 
@@ -254,5 +262,5 @@ class _RowsOf:
         self.shape = (len(rows), *array.shape[1:])
 
     def __array__(self, dtype=None, copy=None):
-        out = self.array.get_orthogonal_selection((self.rows,)) if len(self.rows) else np.zeros(self.shape)
+        out = self.array[self.rows] if len(self.rows) else np.zeros(self.shape)
         return np.asarray(out, dtype=dtype)

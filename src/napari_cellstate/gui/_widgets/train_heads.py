@@ -615,7 +615,7 @@ class TrainHeadsWidget(QWidget):
         if head is None:
             self.apply_panel.status.setText("Train or load a head first.")
             return
-        self.apply_panel.start(iter_apply_head, self._applied, self.project.value, head.model)
+        self.apply_panel.start(iter_apply_head, self._applied, self.project.value, head.model, card=head.card)
 
     def _applied(self, objects: pd.DataFrame) -> None:
         from ...core.heads.apply import CLASS_COLUMN, SCORE_COLUMN
@@ -640,7 +640,7 @@ class TrainHeadsWidget(QWidget):
         name = self.cells.value
         if name and name in self.viewer.layers:
             return self.viewer.layers[name]
-        from ...core.dataset import load_crop_dataset
+        from ...core.project import load_crop_dataset
 
         sources = load_crop_dataset(self.project.value).metadata.get("sources") or [{}]
         pixel_size_um = float(sources[0].get("pixel_size_um") or 1.0)

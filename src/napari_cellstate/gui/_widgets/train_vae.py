@@ -50,7 +50,7 @@ class TrainVAEWidget(QWidget):
 
     def train(self) -> None:
         """Load the project's training crops and train in a worker thread."""
-        from ...core.dataset import load_crop_dataset
+        from ...core.project import load_crop_dataset
         from ...core.vae_train import DEFAULT_VAE_PATH, iter_train_vae
 
         try:
