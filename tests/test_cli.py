@@ -7,8 +7,8 @@ from napari_cellstate import cli
 
 
 def test_demo_writes_movie_truth_and_preview(tmp_path, capsys):
-    from napari_cellstate.core.project import load_crop_dataset
     from napari_cellstate.core.labelling import LabelStore
+    from napari_cellstate.core.project import load_crop_dataset
 
     out = tmp_path / "demo"
     assert cli.main(["demo", "--out", str(out)]) == 0
@@ -59,8 +59,8 @@ def test_saved_files_get_the_usual_permissions(tmp_path):
 
 
 def test_track_command_turns_a_tiff_into_a_project(tmp_path, small_sample, capsys):
-    from napari_cellstate.core.project import load_crop_dataset
     from napari_cellstate.core.io import save_simulation
+    from napari_cellstate.core.project import load_crop_dataset
 
     written = save_simulation(small_sample, tmp_path / "sim")
     project = tmp_path / "project"

@@ -1,5 +1,4 @@
 import json
-import os
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +10,7 @@ from skimage.transform import resize
 
 from napari_cellstate.core.config import CropConfig
 from napari_cellstate.core.crops import CropResult, extract_crops, standardise_crops
+from napari_cellstate.core.objects import OBJECT_COLUMNS, validate_objects
 from napari_cellstate.core.project import (
     Project,
     ProjectError,
@@ -22,7 +22,6 @@ from napari_cellstate.core.project import (
     split_by_track,
     write_crop_dataset,
 )
-from napari_cellstate.core.objects import OBJECT_COLUMNS, validate_objects
 
 
 def objects_of(sample):
@@ -44,7 +43,11 @@ def hidden_leftovers(project: Project) -> list[str]:
     """Anything but the lock file that a write left hidden in the project, and runs that are not live."""
     hidden = [p.name for p in project.path.iterdir() if p.name.startswith(".") and p.name != ".lock"]
     live = Project.open(project.path).run_id
-    runs = [p.name for p in (project.path / "runs").iterdir() if p.name != live] if (project.path / "runs").exists() else []
+    runs = (
+        [p.name for p in (project.path / "runs").iterdir() if p.name != live]
+        if (project.path / "runs").exists()
+        else []
+    )
     return sorted(hidden + runs)
 
 

@@ -79,8 +79,8 @@ def test_a_crop_size_the_model_was_not_made_for_is_refused(crops32):
 
 def test_latents_are_written_into_the_project(tmp_path, small_sample):
     from napari_cellstate.core.crops import extract_crops
-    from napari_cellstate.core.project import open_or_create, write_crop_dataset
     from napari_cellstate.core.objects import validate_objects
+    from napari_cellstate.core.project import open_or_create, write_crop_dataset
 
     objects = validate_objects(small_sample.objects.assign(object_id=small_sample.objects["track_id"]))
     result = extract_crops(small_sample.movie, objects.iloc[:40], CropConfig(size_px=32))

@@ -3,8 +3,8 @@ import pytest
 
 from napari_cellstate.core.config import CropConfig, VAEConfig
 from napari_cellstate.core.crops import extract_crops
-from napari_cellstate.core.project import open_or_create, write_crop_dataset
 from napari_cellstate.core.objects import validate_objects
+from napari_cellstate.core.project import open_or_create, write_crop_dataset
 from napari_cellstate.core.vae import BetaTCVAE, save_vae
 from napari_cellstate.gui._layers import CELLS_LAYER, cells_layer
 from napari_cellstate.gui._widgets.latent_explorer import EXPLORER_LAYER, TRAVERSAL_LAYER, LatentExplorerWidget

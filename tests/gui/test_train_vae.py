@@ -3,8 +3,8 @@ import pytest
 
 from napari_cellstate.core.config import CropConfig
 from napari_cellstate.core.crops import extract_crops
-from napari_cellstate.core.project import open_or_create, write_crop_dataset
 from napari_cellstate.core.objects import validate_objects
+from napari_cellstate.core.project import open_or_create, write_crop_dataset
 from napari_cellstate.core.vae import load_vae
 from napari_cellstate.gui._widgets.train_vae import CURVES, TrainVAEWidget
 
