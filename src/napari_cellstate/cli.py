@@ -197,7 +197,7 @@ def cmd_train_vae(args: argparse.Namespace) -> int:
     print(f"training a beta-TCVAE on {len(crops)} crops for {args.epochs} epochs ...", flush=True)
 
     def report(event):
-        if event.message.endswith("done"):  # the loop's epoch-end event
+        if event.kind == "epoch_end":
             terms = ", ".join(f"{k} {v:.2f}" for k, v in event.metrics.items() if k not in ("epoch", "step"))
             print(f"  epoch {int(event.metrics['epoch'])}: {terms}", flush=True)
 

@@ -387,7 +387,7 @@ def test_a_damaged_store_names_the_fix(tmp_path, small_result, damage):
     write_crop_dataset(project, small_result, "s")
     project = Project.open(tmp_path)
     damage(project)
-    with pytest.raises(ProjectError, match="damaged|missing") as err:
+    with pytest.raises(ProjectError, match=r"damaged|missing") as err:
         load_crop_dataset(project)
     assert str(project.run_path) in str(err.value)
     assert "again" in str(err.value)

@@ -81,7 +81,7 @@ def test_labels_on_cells_without_crops_are_explained(labelled_project, tmp_path)
     copy = tmp_path / "project"
     shutil.copytree(labelled_project, copy)
     store = LabelStore(copy / "labels.csv")
-    stray = store.table.iloc[:1].assign(object_id=10**9)
+    stray = store.table.iloc[:1].assign(object_id=10**9, x=-1000.0)  # a label where no cell is
     pd.concat([store.table, stray], ignore_index=True).to_csv(copy / "labels.csv", index=False)
     with pytest.raises(HeadDataError, match="have no crop in the dataset"):
         project_head_data(copy)

@@ -126,7 +126,7 @@ def test_kill_9_during_track_leaves_the_old_or_the_new_complete_project(tmp_path
     assert [p.name for p in (folder / "runs").iterdir()] == [Project.open(folder).run_id]
 
 
-# --- re-tracking keeps labels, by position -----------------------------------------------------------------------------
+# --- re-tracking keeps labels, by position ---------------------------------------------------------------------------
 
 
 def test_retracking_asks_to_replace_and_rematches_labels_by_position(tmp_path, tiny_result):

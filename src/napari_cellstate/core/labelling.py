@@ -8,6 +8,7 @@ Every change is written at once (atomically), so closing napari loses nothing.
 from __future__ import annotations
 
 import os
+from contextlib import nullcontext
 from pathlib import Path
 
 import numpy as np
@@ -50,7 +51,14 @@ class LabelStore:
         return table[LABEL_COLUMNS]
 
     def _save(self) -> None:
-        with atomic_path(self.path) as tmp:
+        from .project import project_lock
+        from .project.folder import PROJECT_FILE
+
+        in_project = (self.path.parent / PROJECT_FILE).exists()  # labels of a project: one writer at a time
+        with (
+            project_lock(self.path.parent, "label cells") if in_project else nullcontext(),
+            atomic_path(self.path) as tmp,
+        ):
             self.table.to_csv(tmp, index=False)
 
     def _change(self, table: pd.DataFrame) -> None:

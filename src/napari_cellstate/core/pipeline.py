@@ -21,7 +21,7 @@ from .config import CropConfig, SegmentationConfig, TrackingConfig
 from .crops import CropResult, iter_extract_crops
 from .movie import check_movie
 from .objects import measure_frame, validate_objects
-from .progress import Progress, run_to_completion
+from .progress import Progress, relay, run_to_completion
 from .segment import NoCellsFoundError, iter_segment_movie
 from .track import track_objects
 
@@ -122,7 +122,7 @@ def iter_track_and_crop(
 
     result.labels = zarr.open_array(str(Project.open(folder).segmentation_path), mode="r")
     if crops is not None:
-        yield Progress(1, 1, f"saved {len(result.objects)} cells and their crops to {folder}")
+        yield Progress(1, 1, f"saved {len(result.objects)} cells and their crops to {folder}", stage="saving")
     return result
 
 
@@ -132,24 +132,24 @@ def _track_and_crop(movie, pixel_size_um, labels, segmentation, tracking, crops,
     out = None if staged is None else _segmentation_store(staged.path, movie.shape)
     if labels is None:
         cfg = (segmentation or SegmentationConfig()).model_copy(update={"pixel_size_um": pixel_size_um})
-        labels = yield from _relay(iter_segment_movie(movie, cfg, out=out), "segmenting")
+        labels = yield from relay(iter_segment_movie(movie, cfg, out=out), "segmenting")
     else:
         if tuple(labels.shape) != tuple(movie.shape):
             raise ValueError(
                 f"The labels have shape {tuple(labels.shape)} but the image has {tuple(movie.shape)}: "
                 "choose the Labels layer made from this movie (same frames and size)."
             )
-        labels = yield from _relay(relabel_unique(labels, out=out), "reading labels")
+        labels = yield from relay(relabel_unique(labels, out=out), "reading labels")
 
     tables = []
     for t in range(n_frames):
         tables.append(measure_frame(labels[t], np.asarray(movie[t]), t))
-        yield Progress(t + 1, n_frames, f"measuring frame {t + 1}/{n_frames}")
+        yield Progress(t + 1, n_frames, f"measuring frame {t + 1}/{n_frames}", stage="measuring")
     objects = validate_objects(pd.concat(tables, ignore_index=True))
     if objects.empty:
         raise NoCellsFoundError("The labels contain no objects: every pixel is 0.")
 
-    yield Progress(0, 1, "tracking with btrack")
+    yield Progress(0, 1, "tracking with btrack", stage="tracking")
     tracked = track_objects(
         objects,
         tuple(movie.shape[1:]),
@@ -159,11 +159,13 @@ def _track_and_crop(movie, pixel_size_um, labels, segmentation, tracking, crops,
         verbose=tracking.verbose,
     )
     objects = tracked.objects
-    yield Progress(1, 1, f"tracked {objects['track_id'].nunique()} cells, {len(tracked.graph)} daughters")
+    yield Progress(
+        1, 1, f"tracked {objects['track_id'].nunique()} cells, {len(tracked.graph)} daughters", stage="tracking"
+    )
 
     crop_result = None
     if crops is not None:
-        crop_result = yield from _relay(
+        crop_result = yield from relay(
             iter_extract_crops(movie, objects, crops, labels=labels, pixel_size_um=pixel_size_um), "cropping"
         )
         if staged is not None:
@@ -180,16 +182,6 @@ def _segmentation_store(run_folder: Path, shape: tuple[int, ...]):
     return zarr.open_array(
         str(run_folder / SEGMENTATION_STORE), mode="w", shape=tuple(shape), chunks=(1, *shape[1:]), dtype="int32"
     )
-
-
-def _relay(steps: Generator[Progress, None, object], stage: str):
-    """Pass a sub-step's progress on with the stage named; return its result."""
-    while True:
-        try:
-            event = next(steps)
-        except StopIteration as stop:
-            return stop.value
-        yield Progress(event.step, event.total, f"{stage}: {event.message}" if event.message else stage)
 
 
 def track_and_crop(movie, **kwargs) -> TrackAndCropResult:

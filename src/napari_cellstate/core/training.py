@@ -801,7 +801,7 @@ def iter_train(
                 checkpoint_path = _checkpoint(
                     folder, epoch, step, n, history, cfg, model, optimizer, shuffle, dist, device
                 )
-            yield Progress(step, total, f"epoch {epoch}/{cfg.epochs} done", dict(entry))
+            yield Progress(step, total, f"epoch {epoch}/{cfg.epochs} done", dict(entry), kind="epoch_end")
     finally:
         task.model = model
         model.train(was_training)

@@ -246,7 +246,7 @@ def _relabelled(
             except StopIteration as stop:
                 return stop.value
             done = run * _UNITS_PER_RUN + _UNITS_PER_RUN * event.step // max(event.total, 1)
-            yield Progress(done, total, f"{label}: {event.message}", event.metrics)
+            yield Progress(done, total, f"{label}: {event.message}", event.metrics, stage=label, kind=event.kind)
     finally:
         steps.close()
 

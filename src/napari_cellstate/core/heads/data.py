@@ -206,7 +206,7 @@ def project_head_data(project: os.PathLike | str, *, ignore_unmatched_labels: bo
     HeadDataError
         Labels on cells that have no crop (unless ``ignore_unmatched_labels``), or no labelled cells.
     """
-    from ..labelling import LabelStore
+    from ..labelling import MATCH_DISTANCE_PX, LabelStore
     from ..project import load_crop_dataset
 
     folder = Path(project)
@@ -219,9 +219,10 @@ def project_head_data(project: os.PathLike | str, *, ignore_unmatched_labels: bo
         unmatched = store.matched_objects(objects) < 0
         if unmatched.any() and not ignore_unmatched_labels:
             raise HeadDataError(
-                f"{int(unmatched.sum())} labelled cells in {labels_csv} have no crop in the dataset (object ids "
-                f"{store.table.loc[unmatched, 'object_id'].head(5).tolist()}...): they were labelled on another "
-                "segmentation. Run Track & crop again and re-import the labels CSV, or train without them "
+                f"{int(unmatched.sum())} labelled cells in {labels_csv} have no crop in the dataset: no cell of "
+                f"their frame lies within {MATCH_DISTANCE_PX:g} px of them (first rows: "
+                f"{store.table.loc[unmatched, ['t', 'y', 'x']].head(3).round(1).to_dict('records')}). They were "
+                "labelled on another movie or segmentation. Label those cells again, or train without them "
                 "(ignore_unmatched_labels=True, CLI --ignore-unmatched-labels)."
             )
         given = store.labels_for(objects)

@@ -9,6 +9,7 @@ from .dataset import (
     load_crop_dataset,
     set_object_columns,
     stage_crop_dataset,
+    stream_crop_dataset,
     write_crop_dataset,
 )
 from .folder import Project, ProjectError, open_or_create
@@ -32,5 +33,6 @@ __all__ = [
     "set_object_columns",
     "split_by_track",
     "stage_crop_dataset",
+    "stream_crop_dataset",
     "write_crop_dataset",
 ]

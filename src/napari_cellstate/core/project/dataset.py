@@ -34,6 +34,7 @@ __all__ = [
     "load_crop_dataset",
     "set_object_columns",
     "stage_crop_dataset",
+    "stream_crop_dataset",
     "write_crop_dataset",
 ]
 
@@ -189,6 +190,10 @@ def stage_crop_dataset(
     seed: int = 0,
 ) -> None:
     """Write one movie's crops and objects into a staged run (see :func:`write_crop_dataset`)."""
+    _stage_source(staged, _blocks(result.crops), result, source, pixel_size_um, test_fraction, seed)
+
+
+def _stage_source(staged, blocks, result: CropResult, source, pixel_size_um, test_fraction, seed) -> None:
     table = _dataset_objects(result, source)
     table["split"] = split_by_track(table, test_fraction, seed)
     n, size = len(table), int(np.shape(result.crops)[1])
@@ -200,7 +205,43 @@ def stage_crop_dataset(
         "crop_settings": dict(result.settings),
         "versions": _versions(),
     }
-    _stage(staged, _blocks(result.crops), size, table, metadata)
+    _stage(staged, blocks, size, table, metadata)
+
+
+class _Shape:
+    """Stands in for a crop array of which only the shape is known (crops arriving in blocks)."""
+
+    def __init__(self, n: int, size: int) -> None:
+        self.shape = (n, size, size)
+
+
+def stream_crop_dataset(
+    project: Project | os.PathLike | str,
+    blocks: Iterable[np.ndarray],
+    objects: pd.DataFrame,
+    settings: dict,
+    source: str,
+    pixel_size_um: float | None = None,
+    *,
+    test_fraction: float = 0.1,
+    seed: int = 0,
+    replace: bool = False,
+) -> CropDataset:
+    """Like :func:`write_crop_dataset`, for crops that arrive in blocks (memory stays bounded, whatever N).
+
+    Parameters
+    ----------
+    blocks : iterable of arrays (M, S, S)
+        The crops in table order; their total must equal ``len(objects)``.
+    objects : DataFrame
+        One row per crop.
+    settings : dict
+        Crop settings (as :attr:`CropResult.settings`), including ``size_px``.
+    """
+    result = CropResult(_Shape(len(objects), int(settings["size_px"])), objects, settings)
+    with new_run(project, "write crop dataset", replace=replace) as staged:
+        _stage_source(staged, blocks, result, source, pixel_size_um, test_fraction, seed)
+    return load_crop_dataset(staged.previous.path)
 
 
 def write_crop_dataset(

@@ -69,7 +69,7 @@ class TrainVAEWidget(QWidget):
         worker.yielded.connect(self._record)
 
     def _record(self, event: Progress) -> None:
-        if event.message.endswith("done") or "recon" not in event.metrics:
+        if event.kind == "epoch_end" or "recon" not in event.metrics:
             return
         for name in CURVES:
             self.history[name].append(float(event.metrics.get(name, np.nan)))
