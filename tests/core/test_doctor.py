@@ -40,13 +40,35 @@ def test_opengl_check_reports_a_canvas_under_a_display(monkeypatch):
     assert "canvas made" in check.detail
 
 
-def test_opengl_check_fails_clearly_without_a_display(monkeypatch):
+def test_opengl_check_says_headless_is_not_a_failure(monkeypatch):
     monkeypatch.delenv("DISPLAY", raising=False)
     monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    check = doctor.check_opengl()
+    assert check.ok is None  # not applicable, not a failure
+    assert "Xvfb" in check.detail
+    assert check.line().startswith("[n/a ] OpenGL: no display")
+
+
+def test_opengl_check_fails_clearly_when_a_display_gives_no_canvas(monkeypatch):
+    monkeypatch.setenv("DISPLAY", ":12345")  # a display that is not there
     monkeypatch.setenv("QT_QPA_PLATFORM", "xcb")
     check = doctor.check_opengl()
     assert check.ok is False
     assert "Xvfb" in check.detail
+
+
+def test_opengl_check_without_qt_names_the_extra(monkeypatch):
+    import importlib.util
+
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *a: None if name.startswith(("PyQt", "PySide")) else real_find_spec(name, *a),
+    )
+    check = doctor.check_opengl()
+    assert check.ok is None
+    assert "napari-cellstate[pyqt6]" in check.detail
 
 
 def test_doctor_prints_one_line_per_check(capsys):

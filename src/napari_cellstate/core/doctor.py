@@ -36,7 +36,7 @@ class Check:
 
     def line(self) -> str:
         """The check as one line of text."""
-        mark = {True: "ok  ", False: "FAIL", None: "--  "}[self.ok]
+        mark = {True: "ok  ", False: "FAIL", None: "n/a "}[self.ok]
         return f"[{mark}] {self.name}: {self.detail}"
 
 
@@ -49,7 +49,26 @@ def check_btrack() -> Check:
 
 
 def check_opengl(timeout_s: float = 60.0) -> Check:
-    """Can a napari (vispy, Qt) OpenGL canvas be made? Probed in a subprocess."""
+    """Can a napari (vispy, Qt) OpenGL canvas be made? Probed in a subprocess.
+
+    A headless install (no Qt bindings: API and command line only) is not a failure.
+    """
+    import importlib.util
+
+    if not any(importlib.util.find_spec(name) for name in ("PyQt6", "PyQt5", "PySide6", "PySide2")):
+        return Check(
+            "OpenGL",
+            None,
+            "headless install (no Qt): the API and command line work; for the napari widgets "
+            "pip install 'napari-cellstate[pyqt6]'",
+        )
+    if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+        return Check(
+            "OpenGL",
+            None,
+            "no display (headless machine): the API and command line work; for the widgets run under Xvfb "
+            "(xvfb-run -a napari)",
+        )
     try:
         probe = subprocess.run(
             [sys.executable, "-m", "napari_cellstate.gui._gl_probe"],

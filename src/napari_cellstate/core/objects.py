@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 from skimage.measure import regionprops_table
 
-__all__ = ["MEASUREMENTS", "OBJECT_COLUMNS", "empty_objects", "measure_frame", "validate_objects"]
+__all__ = ["MEASUREMENTS", "OBJECT_COLUMNS", "measure_frame", "validate_objects"]
 
 #: Column name -> dtype of the objects table, in order.
 OBJECT_COLUMNS: dict[str, str] = {
@@ -41,11 +41,6 @@ MEASUREMENTS = (
     "orientation",
     "intensity_mean",
 )
-
-
-def empty_objects() -> pd.DataFrame:
-    """An objects table with no rows."""
-    return pd.DataFrame({name: pd.Series(dtype=dtype) for name, dtype in OBJECT_COLUMNS.items()})
 
 
 def validate_objects(table: pd.DataFrame) -> pd.DataFrame:

@@ -30,7 +30,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import FixedLocator, NullFormatter, PercentFormatter
 
 from ..config import HeadConfig, HeadScheme, RigLConfig, SparsityDistribution, TrainConfig
-from ..progress import Progress, run_to_completion
+from ..progress import Progress
 from .compare import _UNITS_PER_RUN, _VALIDATION_FRACTION, _relabelled
 from .data import HeadData
 from .train import HeadResult, default_training, iter_train_head
@@ -41,7 +41,6 @@ __all__ = [
     "choose_trial",
     "iter_sparsity_search",
     "pareto_front",
-    "sparsity_search",
     "tradeoff_figure",
     "validation_view",
 ]
@@ -387,11 +386,6 @@ def iter_sparsity_search(
         study_name=study_name,
         tolerance=tolerance,
     )
-
-
-def sparsity_search(data: HeadData, storage: os.PathLike | str, **kwargs) -> SearchResult:
-    """Blocking :func:`iter_sparsity_search`."""
-    return run_to_completion(iter_sparsity_search(data, storage, **kwargs))
 
 
 def tradeoff_figure(result: SearchResult) -> Figure:
