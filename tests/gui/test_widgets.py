@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 from app_model.types import KeyBinding
 
+from napari_cellstate.core.project import Project, load_crop_dataset
 from napari_cellstate.gui._layers import CELLS_LAYER, CROP_LAYER, LABELS_LAYER, TRACKS_LAYER
 from napari_cellstate.gui._widgets.label_cells import LabelCellsWidget
 from napari_cellstate.gui._widgets.track_crop import TrackCropWidget
@@ -29,7 +30,7 @@ def test_track_crop_widget_adds_layers_with_features(make_napari_viewer, qtbot, 
     tracks = viewer.layers[TRACKS_LAYER]
     assert tracks.graph, "divisions appear in the Tracks layer graph"
     assert np.asarray(viewer.layers[LABELS_LAYER].data).max() == widget.result.objects["object_id"].max()
-    assert (tmp_path / "project" / "crops.zarr").exists()
+    assert len(load_crop_dataset(tmp_path / "project")) == len(widget.result.objects)
 
     cells.selected_data = {5}
     assert viewer.layers[CROP_LAYER].data.shape == (64, 64)
@@ -43,7 +44,7 @@ def test_track_crop_widget_explains_bad_input(make_napari_viewer, qtbot, tmp_pat
     _run(widget, qtbot)
     assert "RGB" in widget.panel.status.text()
     assert CELLS_LAYER not in viewer.layers
-    assert not (tmp_path / "project" / "crops.zarr").exists()
+    assert not (tmp_path / "project").exists() or Project.open(tmp_path / "project").run_id is None
 
 
 def test_track_crop_can_be_cancelled(make_napari_viewer, qtbot, default_sample, tmp_path):
@@ -56,6 +57,9 @@ def test_track_crop_can_be_cancelled(make_napari_viewer, qtbot, default_sample, 
     qtbot.waitUntil(lambda: widget.panel.worker is None, timeout=60_000)
     assert widget.panel.status.text() == "cancelled"
     assert CELLS_LAYER not in viewer.layers
+    project = tmp_path / "project"
+    qtbot.waitUntil(lambda: not list(project.glob(".staging-*")), timeout=10_000)  # the half-made run is gone
+    assert not project.exists() or Project.open(project).run_id is None
 
 
 @pytest.fixture

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import threading
 from collections.abc import Callable, Generator
 from typing import Any
 
@@ -11,6 +12,27 @@ from napari.utils.notifications import show_error, show_info
 from qtpy.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QPushButton, QVBoxLayout, QWidget
 
 from ..core.progress import Progress
+
+
+def _cancellable(
+    steps: Callable[..., Generator[Progress, None, Any]], args: tuple, kwargs: dict, cancelled: threading.Event
+) -> Generator[Progress, None, Any]:
+    """Run ``steps``; stop after the next event once ``cancelled`` is set, closing it in this (worker) thread.
+
+    Closing the core's generator runs its clean-up (a half-written run is removed, the project lock released)
+    before the worker ends, so a cancelled step leaves nothing behind.
+    """
+    gen = steps(*args, **kwargs)
+    try:
+        while not cancelled.is_set():
+            try:
+                event = next(gen)
+            except StopIteration as stop:
+                return stop.value
+            yield event
+        return None
+    finally:
+        gen.close()
 
 
 class RunPanel(QWidget):
@@ -39,6 +61,7 @@ class RunPanel(QWidget):
         layout.addWidget(self.status)
         self.worker: GeneratorWorker | None = None
         self.last_error: Exception | None = None
+        self._cancelled = threading.Event()
 
     def start(
         self,
@@ -49,12 +72,15 @@ class RunPanel(QWidget):
     ) -> GeneratorWorker:
         """Run ``steps(*args, **kwargs)`` in a worker; call ``on_done(result)`` on the GUI thread."""
         self.last_error = None
-        worker = create_worker(steps, *args, **kwargs, _start_thread=False, _ignore_errors=True)  # shown below
+        self._cancelled = cancelled = threading.Event()
+        worker = create_worker(  # errors are shown below
+            _cancellable, steps, args, kwargs, cancelled, _start_thread=False, _ignore_errors=True
+        )
         worker.yielded.connect(self._show_progress)
-        worker.returned.connect(on_done)
+        worker.returned.connect(lambda result: None if cancelled.is_set() else on_done(result))
         worker.errored.connect(self._show_error)
         worker.finished.connect(self._finished)
-        self.cancel_button.clicked.connect(worker.quit)
+        self.cancel_button.clicked.connect(self.cancel)
         self.run_button.setEnabled(False)
         self.cancel_button.setEnabled(True)
         self.status.setStyleSheet("")
@@ -75,7 +101,7 @@ class RunPanel(QWidget):
         show_error(str(error))
 
     def _finished(self) -> None:
-        if self.worker is not None and self.worker.abort_requested and self.last_error is None:
+        if self._cancelled.is_set() and self.last_error is None:
             self.status.setText("cancelled")
             show_info("cancelled")
         with contextlib.suppress(TypeError, RuntimeError):  # nothing connected
@@ -85,6 +111,7 @@ class RunPanel(QWidget):
         self.worker = None
 
     def cancel(self) -> None:
-        """Ask the running step to stop at its next progress event."""
+        """Ask the running step to stop at its next progress event (it cleans up in its own thread)."""
         if self.worker is not None:
-            self.worker.quit()
+            self._cancelled.set()
+            self.status.setText("cancelling ...")
