@@ -47,7 +47,15 @@ def _print_progress(event) -> None:
 
 
 def _track_and_crop(
-    movie, project: Path, source: str, pixel_size_um: float, labels=None, crop_cfg=None, seg_cfg=None, replace=False
+    movie,
+    project: Path,
+    source: str,
+    pixel_size_um: float,
+    labels=None,
+    crop_cfg=None,
+    seg_cfg=None,
+    replace=False,
+    tracking=None,
 ):
     from .core.config import CropConfig
     from .core.pipeline import iter_track_and_crop
@@ -60,6 +68,7 @@ def _track_and_crop(
             pixel_size_um=pixel_size_um,
             labels=labels,
             segmentation=seg_cfg,
+            tracking=tracking,
             crops=crop_cfg or CropConfig(),
             project=project,
             source=source,
@@ -115,7 +124,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def cmd_track(args: argparse.Namespace) -> int:
     """Segment (or read labels), track and crop a user's movie into a project folder."""
-    from .core.config import CropConfig, SegmentationConfig
+    from .core.config import CropConfig, SegmentationConfig, TrackingConfig
     from .core.io import read_movie
     from .core.movie import max_project_z
 
@@ -125,8 +134,22 @@ def cmd_track(args: argparse.Namespace) -> int:
     labels = read_movie(args.labels) if args.labels else None
     crop_cfg = CropConfig(size_px=args.crop_size, mask_neighbours=args.mask_neighbours)
     seg_cfg = SegmentationConfig(pixel_size_um=args.pixel_size, threshold=args.threshold)
+    tracking = TrackingConfig(
+        max_search_radius_um=args.max_move,
+        division_radius_um=args.division_radius,
+        recover_divisions=not args.no_division_recovery,
+        config_path=args.btrack_config,
+    )
     _track_and_crop(
-        movie, Path(args.project), Path(args.movie).stem, args.pixel_size, labels, crop_cfg, seg_cfg, args.replace
+        movie,
+        Path(args.project),
+        Path(args.movie).stem,
+        args.pixel_size,
+        labels,
+        crop_cfg,
+        seg_cfg,
+        args.replace,
+        tracking,
     )
     return 0
 
@@ -258,6 +281,12 @@ def build_parser() -> argparse.ArgumentParser:
     trk.add_argument("--crop-size", type=int, default=64)
     trk.add_argument("--mask-neighbours", action="store_true", help="blank every nucleus but the central one")
     trk.add_argument("--max-project", action="store_true", help="maximum projection of a (T, Z, Y, X) movie")
+    trk.add_argument("--max-move", type=float, help="how far a cell may move between frames, µm (default: 1.5 nuclei)")
+    trk.add_argument(
+        "--division-radius", type=float, help="how close daughters start to their mother, µm (default: 1.5 nuclei)"
+    )
+    trk.add_argument("--no-division-recovery", action="store_true", help="keep btrack's divisions only")
+    trk.add_argument("--btrack-config", help="a btrack JSON configuration replacing the packaged cell model")
     trk.add_argument(
         "--replace",
         action="store_true",

@@ -101,3 +101,33 @@ def test_a_broken_btrack_configuration_is_explained(tmp_path, small_sample, cont
         path.write_text(content)
     with pytest.raises(ValueError, match=message):
         track_objects(small_sample.objects[["t", "y", "x"]], (256, 256), config_path=path)
+
+
+def test_unassigned_objects_are_never_mothers_or_daughters():
+    import pandas as pd
+
+    from napari_cellstate.core.track import recover_divisions
+
+    # track 1 runs through; objects btrack left unassigned (track 0) sit beside where track 2 starts
+    rows = [{"t": t, "y": 10.0, "x": 10.0, "track_id": 1, "parent_track_id": 0} for t in range(6)]
+    rows += [{"t": t, "y": 50.0, "x": 52.0, "track_id": 0, "parent_track_id": 0} for t in range(6)]
+    rows += [{"t": t, "y": 50.0, "x": 50.0, "track_id": 2, "parent_track_id": 0} for t in range(3, 6)]
+    table = recover_divisions(pd.DataFrame(rows), radius_px=5.0)
+    assert (table["parent_track_id"] == 0).all()
+    assert set(table["track_id"]) == {0, 1, 2}
+
+
+def test_tracking_radii_scale_with_the_nucleus_size():
+    import numpy as np
+    import pandas as pd
+
+    from napari_cellstate.core.config import TrackingConfig
+    from napari_cellstate.core.track import tracking_radii_px
+
+    small = pd.DataFrame({"area": np.full(10, np.pi * 10**2)})  # nuclei 20 px across
+    large = pd.DataFrame({"area": np.full(10, np.pi * 40**2)})  # 80 px across: 4x the magnification
+    assert tracking_radii_px(small, 0.33, TrackingConfig()) == (30.0, 30.0)
+    assert tracking_radii_px(large, 0.33, TrackingConfig()) == (120.0, 120.0)
+    explicit = TrackingConfig(max_search_radius_um=3.3, division_radius_um=6.6)
+    assert tracking_radii_px(small, 0.33, explicit) == pytest.approx((10.0, 20.0))
+    assert tracking_radii_px(small, 0.33, TrackingConfig(recover_divisions=False))[1] is None

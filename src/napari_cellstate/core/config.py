@@ -134,11 +134,18 @@ class CropConfig(_Config):
 
 
 class TrackingConfig(_Config):
-    """btrack settings: the packaged cell model unless a user's JSON is given."""
+    """btrack settings: the packaged cell model unless a user's JSON is given.
 
-    max_search_radius_um: float = Field(15.0, gt=0, description="How far a cell may move between frames.")
+    The distances default to multiples of the movie's typical nucleus diameter (the median equivalent diameter of
+    the segmented objects), so they hold at any magnification and cell size.
+    """
+
+    max_search_radius_um: float | None = Field(
+        None, gt=0, description="How far a cell may move between frames; None: 1.5 nucleus diameters."
+    )
+    recover_divisions: bool = Field(True, description="Split tracks where a sister appears beside them.")
     division_radius_um: float | None = Field(
-        6.0, gt=0, description="Recover divisions: a new track this close to another one splits it; None = off."
+        None, gt=0, description="How close a new track must start to split another one; None: 1.5 nucleus diameters."
     )
     config_path: str | None = Field(None, description="A btrack JSON configuration replacing the packaged one.")
     verbose: bool = Field(False, description="Show btrack's and the optimiser's console output.")

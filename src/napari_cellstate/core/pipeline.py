@@ -23,7 +23,7 @@ from .movie import check_movie
 from .objects import measure_frame, validate_objects
 from .progress import Progress, relay, run_to_completion
 from .segment import NoCellsFoundError, iter_segment_movie
-from .track import track_objects
+from .track import track_objects, tracking_radii_px
 
 SEGMENTATION_STORE = "segmentation.zarr"
 
@@ -150,12 +150,13 @@ def _track_and_crop(movie, pixel_size_um, labels, segmentation, tracking, crops,
         raise NoCellsFoundError("The labels contain no objects: every pixel is 0.")
 
     yield Progress(0, 1, "tracking with btrack", stage="tracking")
+    search_px, division_px = tracking_radii_px(objects, pixel_size_um, tracking)
     tracked = track_objects(
         objects,
         tuple(movie.shape[1:]),
         config_path=tracking.config_path,
-        max_search_radius_px=tracking.max_search_radius_um / pixel_size_um,
-        division_radius_px=tracking.division_radius_um and tracking.division_radius_um / pixel_size_um,
+        max_search_radius_px=search_px,
+        division_radius_px=division_px,
         verbose=tracking.verbose,
     )
     objects = tracked.objects

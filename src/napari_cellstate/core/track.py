@@ -200,6 +200,34 @@ def track_objects(
     return TrackingResult(objects=result, graph={int(d): [int(p)] for d, p in parents.items() if p > 0})
 
 
+NUCLEI_PER_MOVE = 1.5  # default search and division radii, in nucleus diameters
+
+
+def nucleus_diameter_px(objects: pd.DataFrame) -> float:
+    """The movie's typical nucleus diameter: the median equivalent diameter of its objects (px)."""
+    area = pd.to_numeric(objects.get("area"), errors="coerce") if "area" in objects else pd.Series(dtype=float)
+    area = area[np.isfinite(area) & (area > 0)]
+    if area.empty:
+        raise ValueError("The objects have no area, so the nucleus size is unknown: give the radii explicitly.")
+    return float(2 * np.sqrt(area.median() / np.pi))
+
+
+def tracking_radii_px(objects: pd.DataFrame, pixel_size_um: float, cfg) -> tuple[float, float | None]:
+    """The search and division radii in px: the configured ones, or 1.5 nucleus diameters each."""
+    diameter = None
+
+    def default() -> float:
+        nonlocal diameter
+        diameter = diameter or nucleus_diameter_px(objects)
+        return NUCLEI_PER_MOVE * diameter
+
+    search = cfg.max_search_radius_um / pixel_size_um if cfg.max_search_radius_um else default()
+    if not cfg.recover_divisions:
+        return search, None
+    division = cfg.division_radius_um / pixel_size_um if cfg.division_radius_um else default()
+    return search, division
+
+
 def recover_divisions(objects: pd.DataFrame, radius_px: float, min_frames: int = 3) -> pd.DataFrame:
     """Split tracks where a sister appears beside them: the divisions a linker misses.
 
@@ -210,6 +238,8 @@ def recover_divisions(objects: pd.DataFrame, radius_px: float, min_frames: int =
     track goes on for ``min_frames`` or more, that track is cut there: its
     earlier part becomes the mother and both pieces after the cut her daughters.
 
+    Objects btrack left unassigned (``track_id`` 0) are neither mothers nor daughters.
+
     Parameters
     ----------
     objects : DataFrame
@@ -217,7 +247,7 @@ def recover_divisions(objects: pd.DataFrame, radius_px: float, min_frames: int =
     """
     table = objects.copy()
     first_frame = table["t"].min()
-    spans = table.groupby("track_id")["t"].agg(["min", "size"])
+    spans = table[table["track_id"] > 0].groupby("track_id")["t"].agg(["min", "size"])
     candidates = spans[(spans["min"] > first_frame) & (spans["size"] >= min_frames)].sort_values("min")
     next_id = int(table["track_id"].max()) + 1
     for track, (start, _size) in candidates.iterrows():
@@ -225,7 +255,7 @@ def recover_divisions(objects: pd.DataFrame, radius_px: float, min_frames: int =
         if (table.loc[rows, "parent_track_id"] > 0).any():
             continue
         origin = table.loc[rows & (table["t"] == start), ["y", "x"]].to_numpy()[0]
-        before = table[(table["t"] == start - 1) & (table["track_id"] != track)]
+        before = table[(table["t"] == start - 1) & (table["track_id"] != track) & (table["track_id"] > 0)]
         if before.empty:
             continue
         distance = np.hypot(before["y"].to_numpy() - origin[0], before["x"].to_numpy() - origin[1])

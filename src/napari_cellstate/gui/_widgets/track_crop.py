@@ -30,7 +30,13 @@ class TrackCropWidget(QWidget):
         self.threshold = ComboBox(label="threshold", choices=[m.value for m in ThresholdMethod], value="otsu")
         self.threshold_scale = FloatSpinBox(label="threshold scale", value=1.0, min=0.1, max=5, step=0.05)
         self.min_separation_um = FloatSpinBox(label="min separation (µm)", value=5.0, min=0.5, max=100)
-        self.max_search_radius_um = FloatSpinBox(label="max move / frame (µm)", value=15.0, min=0.5, max=500)
+        self.max_search_radius_um = FloatSpinBox(
+            label="max move / frame (µm)",
+            value=0.0,
+            min=0.0,
+            max=500,
+            tooltip="How far a cell may move between frames; 0: 1.5 nucleus diameters, measured on the movie.",
+        )
         self.crop_size = SpinBox(label="crop size (px)", value=64, min=8, max=512, step=2)
         self.project = LineEdit(label="project folder", value=str(Path.cwd() / "cellstate-project"))
         self.form = Container(
@@ -86,7 +92,7 @@ class TrackCropWidget(QWidget):
             threshold_scale=self.threshold_scale.value,
             min_separation_um=self.min_separation_um.value,
         )
-        tracking = TrackingConfig(max_search_radius_um=self.max_search_radius_um.value)
+        tracking = TrackingConfig(max_search_radius_um=self.max_search_radius_um.value or None)
         crops = CropConfig(size_px=int(self.crop_size.value))
         return segmentation, tracking, crops
 
