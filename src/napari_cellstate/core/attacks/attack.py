@@ -193,7 +193,9 @@ def iter_attack_cells(
         else:
             rec = torch.full_like(batch, float("nan"))
         parts["diff"].append((rec - scheme.decode(x)).numpy() if space == "latent" else np.zeros(0))
-        for key, value in zip(("crops", "x", "xt", "before", "after", "rec"), (batch, x, xt, before, after, rec)):
+        for key, value in zip(
+            ("crops", "x", "xt", "before", "after", "rec"), (batch, x, xt, before, after, rec), strict=True
+        ):
             parts[key].append(value.numpy())
         parts["eps"].append(eps)
         done = min(start + batch_size, n)

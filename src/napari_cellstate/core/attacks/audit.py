@@ -1,4 +1,4 @@
-"""The domain audit: does a model obey the domain's constraints (paper Sec. 3.1), in numbers?
+"""The domain audit: whether a model obeys the domain's constraints (paper Sec. 3.1), in numbers.
 
 For each model, on the same test cells:
 
@@ -113,9 +113,7 @@ def _batches(n: int, size: int):
 
 @torch.no_grad()
 def _classes(model, crops: np.ndarray, batch_size: int) -> np.ndarray:
-    return np.concatenate(
-        [(model(torch.from_numpy(crops[b])) >= 0).numpy() for b in _batches(len(crops), batch_size)]
-    )
+    return np.concatenate([(model(torch.from_numpy(crops[b])) >= 0).numpy() for b in _batches(len(crops), batch_size)])
 
 
 def iter_audit(

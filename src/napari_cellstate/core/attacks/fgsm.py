@@ -8,6 +8,7 @@ Bounds keep perturbed crops inside the value range of standardised crops (clippe
 from __future__ import annotations
 
 import math
+import warnings
 
 import torch
 from torch import Tensor, nn
@@ -104,4 +105,6 @@ def pgd(
     attack = PGD(model, loss_func=untargeted_loss, lower_bound=bounds[0], upper_bound=bounds[1])
     target = predicted_class(model, inputs)
     x = inputs.detach().clone().requires_grad_(True)
-    return attack.perturb(x, epsilon, epsilon / 4, steps, target, mask=mask).detach()
+    with warnings.catch_warnings():  # PGD hands detached steps to FGSM, which then asks for gradients itself
+        warnings.filterwarnings("ignore", "Input Tensor 0 did not already require gradients", UserWarning)
+        return attack.perturb(x, epsilon, epsilon / 4, steps, target, mask=mask).detach()

@@ -120,6 +120,6 @@ def add_noise(crops: np.ndarray, level: float, seed: int = 0, clip: float = 4.0)
     crops = np.asarray(crops, dtype=np.float32)
     rng = np.random.default_rng(seed)
     foreground = ndimage.binary_dilation(foreground_masks(crops), iterations=2, structure=np.ones((1, 3, 3), bool))
-    noise_std = np.array([c[~f].std() if (~f).sum() > 1 else c.std() for c, f in zip(crops, foreground)])
+    noise_std = np.array([c[~f].std() if (~f).sum() > 1 else c.std() for c, f in zip(crops, foreground, strict=True)])
     noisy = crops + rng.normal(size=crops.shape).astype(np.float32) * (level * noise_std)[:, None, None]
     return restandardise(noisy, clip)

@@ -12,7 +12,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-import torch
 from torch import Tensor, nn
 
 from .fgsm import check_epsilon, fgsm, predicted_class

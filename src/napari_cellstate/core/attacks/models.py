@@ -50,6 +50,7 @@ class EncoderThenHead(nn.Module):
         self.vae, self.head = vae, head
 
     def forward(self, crops: Tensor) -> Tensor:
+        """Scores of crops (N, S, S) or (N, 1, S, S)."""
         mu, _ = self.vae.encode(crops.unsqueeze(1) if crops.ndim == 3 else crops)
         return self.head(mu)
 
