@@ -32,7 +32,7 @@ class DiskBrightness(nn.Module):
     def __init__(self, size: int, radius: float, threshold: float = 1.0) -> None:
         super().__init__()
         rows, cols = torch.meshgrid(torch.arange(size), torch.arange(size), indexing="ij")
-        centre = size // 2
+        centre = (size - 1) / 2  # the crop's centre point: the disk is the same after turns and mirror images
         self.register_buffer("disk", (((rows - centre) ** 2 + (cols - centre) ** 2) <= radius**2).float())
         self.threshold = threshold
 
