@@ -48,25 +48,24 @@ def _jsonable(value):
 
 def cmd_attack(args: argparse.Namespace) -> int:
     """Attack chosen cells of a project with one head; save maps, crops, scores and a summary."""
-    from .core.attacks import iter_attack_cells, load_scheme
-    from .core.attacks.fgsm import check_epsilon
-    from .core.attacks.project import project_cells
+    from .core.attacks.project import iter_attack_project
     from .core.attacks.results import save_attack_result
     from .core.progress import run_to_completion
 
     log = sys.stderr if args.json else sys.stdout
-    if args.epsilon is not None:
-        check_epsilon(args.epsilon)
-    scheme = load_scheme(args.head)
-    frozen = _latent_indices(args.freeze)
-    chosen = project_cells(args.project, args.cells, getattr(args, "class"))
-    method = "minimal" if args.minimal else args.method
-    steps = iter_attack_cells(
-        scheme, chosen.crops, space=args.space, epsilon=args.epsilon, method=method, frozen=frozen, cells=chosen.cells
+    steps = iter_attack_project(
+        args.project,
+        args.head,
+        cell_ids=args.cells,
+        predicted_class=getattr(args, "class"),
+        space=args.space,
+        epsilon=args.epsilon,
+        method="minimal" if args.minimal else args.method,
+        frozen=_latent_indices(args.freeze),
     )
-    print(f"attacking {len(chosen.crops)} cells with {scheme.name} (Scheme {scheme.number}) ...", file=log)
-    result = run_to_completion(steps, _progress_printer(log))
-    folder = save_attack_result(args.out, result, chosen.geometry)
+    print(f"attacking cells of {args.project} with {args.head} ...", file=log)
+    result, geometry = run_to_completion(steps, _progress_printer(log))
+    folder = save_attack_result(args.out, result, geometry)
     summary = {
         "scheme": result.scheme,
         "head": result.model_name,
@@ -81,10 +80,8 @@ def cmd_attack(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(_jsonable(summary)))
     else:
-        columns = [
-            c for c in ("object_id", "t", "epsilon", "score_before", "score_after", "flipped") if c in result.cells
-        ]
-        print(result.cells[columns].to_string(index=False))
+        shown = ("object_id", "t", "epsilon", "score_before", "score_after", "flipped")
+        print(result.cells[[c for c in shown if c in result.cells]].to_string(index=False))
         print(f"flip rate {result.flip_rate:.3f} ({result.space}, {result.method}) -> {folder}")
     return 0
 
@@ -116,39 +113,28 @@ def cmd_audit(args: argparse.Namespace) -> int:
     """Audit every head of a folder on the project's test cells; print and save the table."""
     import pandas as pd
 
-    from .core.attacks import flip_rate_curve, iter_audit, load_scheme, prepare_audit_cells
     from .core.attacks.audit import audit_table_markdown
-    from .core.attacks.central import central_latents
-    from .core.attacks.project import project_audit_inputs
+    from .core.attacks.project import iter_audit_heads
     from .core.attacks.results import write_table_atomic
     from .core.io import atomic_path, write_json_atomic
     from .core.progress import run_to_completion
-    from .core.vae_train import encode_crops, load_default_vae
 
     log = sys.stderr if args.json else sys.stdout
     heads = find_heads(Path(args.heads))
-    crops, latents, factors, classes = project_audit_inputs(args.project, max_cells=args.max_cells, seed=args.seed)
-    vae = load_default_vae()[0]
-    if args.central:
-        central = _latent_indices(args.central)
-    else:
-        central = central_latents(latents if latents is not None else encode_crops(vae, crops)[0], factors, classes)
-    print(
-        f"auditing {len(heads)} heads on {len(crops)} test cells; central-cell latents: "
-        f"{', '.join(f'z{j}' for j in central)}",
-        file=log,
+    print(f"auditing {len(heads)} heads on the test cells of {args.project} ...", file=log)
+    steps = iter_audit_heads(
+        args.project,
+        heads,
+        central=_latent_indices(args.central) if args.central else None,
+        max_cells=args.max_cells,
+        n_minimal=args.n_minimal,
+        seed=args.seed,
     )
-    cells = prepare_audit_cells(crops, central, seed=args.seed)
-    rows, curves = [], []
-    for path in heads:
-        scheme = load_scheme(path, vae)
-        rows.append(run_to_completion(iter_audit(scheme, cells, n_minimal=args.n_minimal), _progress_printer(log)))
-        curves.append(flip_rate_curve(scheme, crops[: args.n_minimal]))
-    rows.sort(key=lambda row: (row["scheme"], row["head"]))
+    rows, curves, central = run_to_completion(steps, _progress_printer(log))
+    print(f"central-cell latents frozen in the shortcut test: {', '.join(f'z{j}' for j in central)}", file=log)
     out = Path(args.out) if args.out else Path(args.heads) / "audit"
-    table = pd.DataFrame(rows)
-    write_table_atomic(out / "audit.csv", table)
-    write_table_atomic(out / "flip_rate_curves.csv", pd.concat(curves, ignore_index=True))
+    write_table_atomic(out / "audit.csv", pd.DataFrame(rows))
+    write_table_atomic(out / "flip_rate_curves.csv", curves)
     write_json_atomic(out / "audit.json", _jsonable(rows))
     with atomic_path(out / "audit.md") as tmp:
         tmp.write_text(audit_table_markdown(rows) + "\n", encoding="utf-8")

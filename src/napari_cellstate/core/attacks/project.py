@@ -134,3 +134,75 @@ def project_audit_inputs(project: os.PathLike | str, max_cells: int = 500, seed:
     classes = (state == CellState.METAPHASE.value).to_numpy().astype(np.int8)
     crops = np.asarray(dataset.crops.get_orthogonal_selection((rows,)), dtype=np.float32)
     return crops, latents, factors, classes
+
+
+def iter_attack_project(
+    project: os.PathLike | str,
+    head: os.PathLike | str,
+    *,
+    cell_ids: Sequence[int] | None = None,
+    predicted_class: str | None = None,
+    **attack: object,
+):
+    """Attack chosen cells of a project with a saved head; returns ``(AttackResult, geometry)``.
+
+    ``attack`` goes to :func:`~napari_cellstate.core.attacks.attack.iter_attack_cells` (space, epsilon, method,
+    frozen). Yields its progress.
+    """
+    from .attack import iter_attack_cells
+    from .fgsm import check_epsilon
+    from .models import load_scheme
+
+    if attack.get("epsilon") is not None:
+        check_epsilon(attack["epsilon"])
+    scheme = load_scheme(head)
+    chosen = project_cells(project, cell_ids, predicted_class)
+    result = yield from iter_attack_cells(scheme, chosen.crops, cells=chosen.cells, **attack)
+    return result, chosen.geometry
+
+
+def iter_audit_heads(
+    project: os.PathLike | str,
+    heads: Sequence[os.PathLike | str],
+    *,
+    central: Sequence[int] | None = None,
+    max_cells: int = 500,
+    n_minimal: int = 100,
+    seed: int = 0,
+):
+    """Audit saved heads on a project's test cells; returns ``(rows, curves, central latents)``.
+
+    ``central`` overrides the central-cell latents found from latent roles. ``curves`` is the image-space flip
+    rate against ε of every head (a DataFrame). Yields one progress event per audit step of each head.
+    """
+    from ..progress import Progress
+    from ..vae_train import encode_crops, load_default_vae
+    from .audit import flip_rate_curve, iter_audit, prepare_audit_cells
+    from .central import central_latents
+    from .models import load_scheme
+
+    if not heads:
+        raise AttackError(
+            "No trained head to audit: train heads first (Train heads, or `napari-cellstate train-heads`)."
+        )
+    crops, latents, factors, classes = project_audit_inputs(project, max_cells=max_cells, seed=seed)
+    vae = load_default_vae()[0]
+    if central is None:
+        central = central_latents(latents if latents is not None else encode_crops(vae, crops)[0], factors, classes)
+    yield Progress(0, len(heads), f"editing {len(crops)} test crops (central nucleus, surroundings, turns, noise)")
+    cells = prepare_audit_cells(crops, central, seed=seed)
+    rows, curves = [], []
+    for k, path in enumerate(heads):
+        scheme = load_scheme(path, vae)
+        steps = iter_audit(scheme, cells, n_minimal=n_minimal)
+        while True:
+            try:
+                event = next(steps)
+            except StopIteration as stop:
+                rows.append(stop.value)
+                break
+            yield Progress(k, len(heads), event.message)
+        curves.append(flip_rate_curve(scheme, crops[:n_minimal]))
+        yield Progress(k + 1, len(heads), f"audited {scheme.name}")
+    rows.sort(key=lambda row: (row["scheme"], row["head"]))
+    return rows, pd.concat(curves, ignore_index=True), list(central)
