@@ -20,14 +20,14 @@ import torch
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _timing import median_seconds  # noqa: E402
+from _timing import median_seconds
 
-from napari_cellstate.core.attacks import SchemeModel, prepare_audit_cells, run_audit  # noqa: E402
-from napari_cellstate.core.attacks.audit import audit_table_markdown  # noqa: E402
-from napari_cellstate.core.attacks.central import central_latents  # noqa: E402
-from napari_cellstate.core.attacks.fgsm import fgsm, untargeted_loss  # noqa: E402
-from napari_cellstate.core.heads.data import synthetic_head_data  # noqa: E402
-from napari_cellstate.core.heads.train import train_head  # noqa: E402
+from napari_cellstate.core.attacks import SchemeModel, prepare_audit_cells, run_audit
+from napari_cellstate.core.attacks.audit import audit_table_markdown
+from napari_cellstate.core.attacks.central import central_latents
+from napari_cellstate.core.attacks.fgsm import fgsm, untargeted_loss
+from napari_cellstate.core.heads.data import synthetic_head_data
+from napari_cellstate.core.heads.train import train_head
 
 
 class QuadraticFormula(nn.Module):
