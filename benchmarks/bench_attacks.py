@@ -1,0 +1,124 @@
+"""Attack speed and the domain audit on synthetic data.
+
+Prints attacks per second of Captum's FGSM in image space (Scheme 2, through the β-TCVAE encoder) and in latent
+space, each next to the hand-written one-line FGSM x + ε·sign(∇ₓ L) on the same model and cells (the ratio shows
+Captum's overhead), then the audit time and the audit table of Schemes 1-3 and a formula stand-in for Scheme 4
+(a logistic regression on the sparse head's kept latents and their squares, as a torch module).
+
+    PYTHONPATH=src python benchmarks/bench_attacks.py [--cells 2000] [--repeats 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _timing import median_seconds
+
+from napari_cellstate.core.attacks import SchemeModel, prepare_audit_cells, run_audit
+from napari_cellstate.core.attacks.audit import audit_table_markdown
+from napari_cellstate.core.attacks.central import central_latents
+from napari_cellstate.core.attacks.fgsm import fgsm, untargeted_loss
+from napari_cellstate.core.heads.data import synthetic_head_data
+from napari_cellstate.core.heads.train import train_head
+
+
+class QuadraticFormula(nn.Module):
+    """f(z) = b + Σ wᵢ zᵢ + Σ vᵢ zᵢ² over a few latents: a short closed-form expression standing in for Scheme 4."""
+
+    def __init__(self, inputs: list[int], linear: np.ndarray, square: np.ndarray, bias: float) -> None:
+        super().__init__()
+        self.inputs = inputs
+        self.register_buffer("linear", torch.tensor(linear, dtype=torch.float32))
+        self.register_buffer("square", torch.tensor(square, dtype=torch.float32))
+        self.bias = float(bias)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        """Scores of latents (N, D)."""
+        kept = z[:, self.inputs]
+        return kept @ self.linear + (kept**2) @ self.square + self.bias
+
+
+def formula_from(sparse, data) -> QuadraticFormula:
+    """Fit the stand-in formula on the sparse head's kept latents (training rows, labels)."""
+    from sklearn.linear_model import LogisticRegression
+
+    kept = sparse.used_inputs()
+    train = data.rows("train")
+    z = data.latents[train][:, kept]
+    fit = LogisticRegression(max_iter=2000).fit(np.hstack([z, z**2]), data.labels[train])
+    k = len(kept)
+    return QuadraticFormula(kept, fit.coef_[0, :k], fit.coef_[0, k:], fit.intercept_[0])
+
+
+def one_line_fgsm(model, x, epsilon, bounds=(-np.inf, np.inf)):
+    """The paper's formula by hand: x̃ = clip(x + ε·sign(∇ₓ L))."""
+    with torch.no_grad():
+        predicted = (model(x) >= 0).float()
+    xg = x.clone().requires_grad_(True)
+    (grad,) = torch.autograd.grad(untargeted_loss(model(xg), predicted).sum(), xg)
+    return torch.clamp(x + epsilon * torch.sign(grad), *bounds)
+
+
+def main() -> None:
+    """Time the attacks, audit every scheme, print the table."""
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--cells", type=int, default=2000)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--audit-cells", type=int, default=300)
+    parser.add_argument("--n-minimal", type=int, default=50)
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+
+    data = synthetic_head_data(args.cells, seed=0)
+    results = {scheme: train_head(scheme, data) for scheme in ("cnn", "dense", "sparse")}
+    vae = __import__("napari_cellstate.core.vae_train", fromlist=["x"]).load_default_vae()[0]
+    schemes = [SchemeModel(r.model, r.scheme.number, f"{r.scheme.value} head", vae) for r in results.values()]
+    formula = formula_from(results["sparse"].model, data)
+    schemes.append(SchemeModel(formula, 4, "formula stand-in", vae))
+    for scheme, result in zip(schemes, results.values(), strict=False):
+        print(f"Scheme {scheme.number}: test balanced accuracy {result.metrics['balanced_accuracy']:.3f}")
+
+    test = data.rows("test")[: args.audit_cells]
+    crops = torch.from_numpy(np.asarray(data.crops[test[:64]], dtype=np.float32))
+    dense = schemes[1]
+    image, latent = dense.image_model(), dense.latent_model()
+    z = dense.encode(crops)
+    timings = {
+        "image FGSM (Captum)": median_seconds(lambda: fgsm(image, crops, 0.5, bounds=(-4, 4)), args.repeats),
+        "image FGSM (one line)": median_seconds(lambda: one_line_fgsm(image, crops, 0.5, (-4, 4)), args.repeats),
+        "latent FGSM (Captum)": median_seconds(lambda: fgsm(latent, z, 1.0), args.repeats),
+        "latent FGSM (one line)": median_seconds(lambda: one_line_fgsm(latent, z, 1.0), args.repeats),
+    }
+    print(f"\n{len(crops)} cells per call, median of {args.repeats} runs, 1 torch thread:")
+    for name, seconds in timings.items():
+        print(f"  {name:24s} {len(crops) / seconds:9.0f} attacks/s")
+    for space in ("image", "latent"):
+        ratio = timings[f"{space} FGSM (one line)"] / timings[f"{space} FGSM (Captum)"]
+        print(f"  {space} space: Captum runs at {ratio:.2f}x the speed of the one-line FGSM")
+
+    labels_pred = data.labels[test]
+    central = central_latents(data.latents[test], data.factors.iloc[test], labels_pred)
+    names = [data.input_names[j] for j in central]
+    print(f"\ncentral-cell latents (frozen in the shortcut test): {', '.join(names)}")
+    start = time.perf_counter()
+    cells = prepare_audit_cells(np.asarray(data.crops[test], dtype=np.float32), central)
+    prepare_s = time.perf_counter() - start
+    rows = []
+    for scheme in schemes:
+        start = time.perf_counter()
+        rows.append(run_audit(scheme, cells, n_minimal=args.n_minimal))
+        print(f"  audited Scheme {scheme.number} in {time.perf_counter() - start:.1f} s", flush=True)
+    print(f"edited crops for {len(test)} cells in {prepare_s:.1f} s\n")
+    print(audit_table_markdown(rows))
+
+
+if __name__ == "__main__":
+    main()
