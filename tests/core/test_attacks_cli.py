@@ -26,7 +26,7 @@ def heads(labelled_project, tmp_path_factory, one_torch_thread):
 
 @pytest.fixture(scope="module")
 def cell_ids(labelled_project):
-    from napari_cellstate.core.dataset import load_crop_dataset
+    from napari_cellstate.core.project import load_crop_dataset
 
     return load_crop_dataset(labelled_project).objects["object_id"].to_numpy()[:5]
 

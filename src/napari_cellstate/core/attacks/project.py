@@ -1,6 +1,6 @@
 """Cells of a project to attack or audit: their crops, identity, position and crop geometry.
 
-Only the public functions of :mod:`napari_cellstate.core.dataset` are used.
+Only the public functions of :mod:`napari_cellstate.core.project` are used.
 """
 
 from __future__ import annotations
@@ -72,7 +72,7 @@ def project_cells(
     AttackError
         A cell id without a crop, a class no cell has, a class without applied-head columns.
     """
-    from ..dataset import load_crop_dataset
+    from ..project import load_crop_dataset
 
     dataset = load_crop_dataset(project)
     objects = dataset.objects.reset_index(drop=True)
@@ -93,7 +93,7 @@ def project_cells(
             raise AttackError(f"No cell of {project} is classified {predicted_class!r}.")
     else:
         rows = np.arange(len(objects))
-    crops = np.asarray(dataset.crops.get_orthogonal_selection((rows,)), dtype=np.float32)
+    crops = np.asarray(dataset.crops[rows], dtype=np.float32)
     cells = objects.iloc[rows][[c for c in IDENTITY_COLUMNS if c in objects]].reset_index(drop=True)
     return ProjectCells(crops, cells, _geometry(dataset.metadata, crops.shape[-1]), rows)
 
@@ -111,7 +111,7 @@ def project_audit_inputs(project: os.PathLike | str, max_cells: int = 500, seed:
     classes : ndarray of shape (N,)
         1 where labelled (or, unlabelled, classified) metaphase.
     """
-    from ..dataset import load_crop_dataset
+    from ..project import load_crop_dataset
     from .central import neighbourhood_factors
 
     dataset = load_crop_dataset(project)
@@ -132,7 +132,7 @@ def project_audit_inputs(project: os.PathLike | str, max_cells: int = 500, seed:
     if "head_class" in chosen:
         state = state.where(state != "", chosen["head_class"].fillna("").astype(str))
     classes = (state == CellState.METAPHASE.value).to_numpy().astype(np.int8)
-    crops = np.asarray(dataset.crops.get_orthogonal_selection((rows,)), dtype=np.float32)
+    crops = np.asarray(dataset.crops[rows], dtype=np.float32)
     return crops, latents, factors, classes
 
 
