@@ -27,7 +27,7 @@ from napari_cellstate.core.attacks.audit import audit_table_markdown
 from napari_cellstate.core.attacks.central import central_latents
 from napari_cellstate.core.attacks.fgsm import fgsm, untargeted_loss
 from napari_cellstate.core.heads.data import synthetic_head_data
-from napari_cellstate.core.heads.train import train_head
+from napari_cellstate.core.heads.fit import train_head
 
 
 class QuadraticFormula(nn.Module):
@@ -79,7 +79,7 @@ def main() -> None:
 
     data = synthetic_head_data(args.cells, seed=0)
     results = {scheme: train_head(scheme, data) for scheme in ("cnn", "dense", "sparse")}
-    vae = __import__("napari_cellstate.core.vae_train", fromlist=["x"]).load_default_vae()[0]
+    vae = __import__("napari_cellstate.core.vae.fit", fromlist=["x"]).load_default_vae()[0]
     schemes = [SchemeModel(r.model, r.scheme.number, f"{r.scheme.value} head", vae) for r in results.values()]
     formula = formula_from(results["sparse"].model, data)
     schemes.append(SchemeModel(formula, 4, "formula stand-in", vae))

@@ -23,8 +23,8 @@ from _timing import median_seconds  # benchmarks/_timing.py (run from the repo r
 
 from napari_cellstate.core.config import RigLConfig, TrainConfig
 from napari_cellstate.core.heads.data import synthetic_head_data
+from napari_cellstate.core.heads.fit import train_head
 from napari_cellstate.core.heads.prune import prune_head
-from napari_cellstate.core.heads.train import train_head
 
 
 def main() -> None:

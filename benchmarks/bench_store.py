@@ -59,7 +59,7 @@ def _settings() -> dict:
 
 
 def _blocks(n: int):
-    from napari_cellstate.core.vae_train import synthetic_training_crops
+    from napari_cellstate.core.vae.fit import synthetic_training_crops
 
     bank, _ = synthetic_training_crops(BLOCK * 4, seed=0)  # a few generator banks, reused with noise per block
     rng = np.random.default_rng(1)
@@ -111,7 +111,7 @@ def _in_subprocess(mode: str, n: int, folder: Path) -> dict:
 def encode_bytes(n: int, folder: Path) -> dict:
     from napari_cellstate.core.progress import run_to_completion
     from napari_cellstate.core.project import Project
-    from napari_cellstate.core.vae_train import iter_encode_project
+    from napari_cellstate.core.vae.fit import iter_encode_project
 
     project = Project.open(folder)
     store_bytes = _folder_size(project.crops_path)

@@ -1,7 +1,7 @@
 """Reproduce the paper's Table 1 on synthetic data: every scheme x seed, the summary and the paper's bars.
 
 Builds ``synthetic_head_data`` (crops from the generator, latents from the packaged β-TCVAE), trains one head
-per scheme and seed with each scheme's default training (``heads.train.default_training``), prints the runs, the
+per scheme and seed with each scheme's default training (``heads.fit.default_training``), prints the runs, the
 Table 1 summary (ours beside the paper's) and the bars with pass/fail, and writes ``table1_runs.csv``,
 ``table1.csv`` and ``table1.md`` to ``--out``.
 
@@ -33,7 +33,7 @@ from napari_cellstate.core.heads.compare import (
     write_table1,
 )
 from napari_cellstate.core.heads.data import synthetic_head_data
-from napari_cellstate.core.heads.train import default_training
+from napari_cellstate.core.heads.fit import default_training
 from napari_cellstate.core.progress import Progress, run_to_completion
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "table1"

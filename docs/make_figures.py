@@ -206,14 +206,14 @@ def segmentation_real_figure() -> Path:
 
 
 def vae_figures() -> list[Path]:
-    from napari_cellstate.core.latents import latent_names, name_latents
-    from napari_cellstate.core.vae_train import (
+    from napari_cellstate.core.vae.fit import (
         decode_latents,
         encode_crops,
         load_default_vae,
         synthetic_training_crops,
         traversal_grid,
     )
+    from napari_cellstate.core.vae.naming import latent_names, name_latents
 
     model, _ = load_default_vae()
     crops, factors = synthetic_training_crops(2000, seed=2024)
@@ -248,9 +248,9 @@ def vae_figures() -> list[Path]:
 def sparse_head_figures() -> list[Path]:
     from napari_cellstate.core.heads.analysis import decompose
     from napari_cellstate.core.heads.data import synthetic_head_data
+    from napari_cellstate.core.heads.fit import train_head
     from napari_cellstate.core.heads.plots import subnetwork_figures, topology_figure
-    from napari_cellstate.core.heads.train import train_head
-    from napari_cellstate.core.vae_train import decode_latents, load_default_vae
+    from napari_cellstate.core.vae.fit import decode_latents, load_default_vae
 
     vae, _ = load_default_vae()
     data = synthetic_head_data(4000, seed=0, vae=vae, keep_crops=False)
@@ -273,7 +273,7 @@ def sparse_head_figures() -> list[Path]:
 
 def explorer_screenshot() -> Path:
     from napari_cellstate.core.progress import run_to_completion
-    from napari_cellstate.core.vae_train import iter_encode_project
+    from napari_cellstate.core.vae.fit import iter_encode_project
     from napari_cellstate.gui._layers import cells_layer
     from napari_cellstate.gui._widgets.latent_explorer import LatentExplorerWidget
 
@@ -299,7 +299,7 @@ def train_heads_screenshot() -> Path:
     from napari_cellstate.core.heads.data import project_head_data
     from napari_cellstate.core.labelling import LabelStore
     from napari_cellstate.core.progress import run_to_completion
-    from napari_cellstate.core.vae_train import encode_project
+    from napari_cellstate.core.vae.fit import encode_project
     from napari_cellstate.gui._layers import cells_layer
     from napari_cellstate.gui._widgets.train_heads import TrainHeadsWidget, iter_train_heads
 

@@ -21,9 +21,9 @@ def encode_and_report(project: Path, vae_path: str | None = None) -> None:
     """Encode a project's crops (packaged β-TCVAE unless ``vae_path``) and print the best-named latents."""
     import numpy as np
 
-    from .core.latents import latent_names, name_latents
     from .core.vae import load_vae
-    from .core.vae_train import encode_project, load_default_vae
+    from .core.vae.fit import encode_project, load_default_vae
+    from .core.vae.naming import latent_names, name_latents
 
     model, _ = load_vae(vae_path) if vae_path else load_default_vae()
     start = time.perf_counter()
@@ -47,7 +47,7 @@ def cmd_encode(args: argparse.Namespace) -> int:
 def train_and_compare(data, out: Path, schemes, seeds, *, density: float = 0.03, epochs: int | None = None) -> dict:
     """Train every scheme for every seed, write Table 1, save the best head of each scheme and the sparse figures.
 
-    Returns the best :class:`~napari_cellstate.core.heads.train.HeadResult` of each scheme (``.results``).
+    Returns the best :class:`~napari_cellstate.core.heads.fit.HeadResult` of each scheme (``.results``).
     """
     from .core.config import RigLConfig
     from .core.heads import save_head

@@ -195,7 +195,7 @@ def cmd_train_vae(args: argparse.Namespace) -> int:
     from .core.config import CropGeneratorConfig, TrainConfig, VAEConfig
     from .core.progress import run_to_completion
     from .core.vae import save_vae
-    from .core.vae_train import evaluate_on_synthetic, iter_train_vae, synthetic_training_crops
+    from .core.vae.fit import evaluate_on_synthetic, iter_train_vae, synthetic_training_crops
 
     if args.synthetic:
         chunk = args.generator_chunk or None

@@ -27,7 +27,7 @@ from torch import nn
 
 from napari_cellstate.core.config import TrainConfig, VAEConfig
 from napari_cellstate.core.vae import BetaTCVAE, beta_tcvae_loss
-from napari_cellstate.core.vae_train import VAETask
+from napari_cellstate.core.vae.fit import VAETask
 
 N_CROPS = 45  # batches of 16: two full ones and a partial one of 13, split 7 + 6 across 2 processes
 ESTIMATORS = ("mws", "mss")

@@ -8,7 +8,7 @@ from scipy import ndimage
 from napari_cellstate.core.attacks import AttackError, SchemeModel, prepare_audit_cells, run_audit
 from napari_cellstate.core.attacks.central import central_latents
 from napari_cellstate.core.attacks.masks import central_nucleus_masks, foreground_masks
-from napari_cellstate.core.vae_train import load_default_vae
+from napari_cellstate.core.vae.fit import load_default_vae
 
 from ._attack_models import CornerBrightness, DiskBrightness, LinearHead
 

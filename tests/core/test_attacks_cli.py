@@ -16,7 +16,7 @@ from napari_cellstate.core.heads import CNNClassifier, save_head
 @pytest.fixture(scope="module")
 def heads(labelled_project, tmp_path_factory, one_torch_thread):
     from napari_cellstate.core.heads.data import project_head_data
-    from napari_cellstate.core.heads.train import train_head
+    from napari_cellstate.core.heads.fit import train_head
 
     folder = tmp_path_factory.mktemp("heads")
     result = train_head("dense", project_head_data(labelled_project))

@@ -11,7 +11,7 @@ from napari_cellstate.core.attacks.fgsm import CROP_BOUNDS, fgsm, predicted_clas
 from napari_cellstate.core.attacks.minimal import minimal_epsilon
 from napari_cellstate.core.config import CNNConfig, HeadConfig
 from napari_cellstate.core.heads import CNNClassifier
-from napari_cellstate.core.vae_train import load_default_vae
+from napari_cellstate.core.vae.fit import load_default_vae
 
 from ._attack_models import FormulaHead, LinearHead
 

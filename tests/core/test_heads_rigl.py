@@ -6,9 +6,9 @@ import torch
 
 from napari_cellstate.core.config import HeadConfig, RigLConfig, SparsityDistribution, TrainConfig
 from napari_cellstate.core.heads import MLPHead
+from napari_cellstate.core.heads.fit import HeadTask, predict
 from napari_cellstate.core.heads.prune import prune_head, prune_units
 from napari_cellstate.core.heads.rigl import RigLSchedule, layer_counts
-from napari_cellstate.core.heads.train import HeadTask, predict
 from napari_cellstate.core.training import train
 
 SHAPES = [(16, 32), (16, 16), (16, 16), (1, 16)]
@@ -125,7 +125,7 @@ def test_pruning_units_is_exact():
 
 
 def test_sparse_training_and_pruning_keep_held_out_predictions(head_data):
-    from napari_cellstate.core.heads.train import train_head
+    from napari_cellstate.core.heads.fit import train_head
 
     training = TrainConfig(epochs=12, batch_size=128, learning_rate=3e-3, seed=0, device="cpu")
     result = train_head("sparse", head_data, rigl=RigLConfig(prune=False, update_every_steps=20), training=training)

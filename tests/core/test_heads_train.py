@@ -11,10 +11,10 @@ from napari_cellstate.core.config import HeadConfig, TrainConfig
 from napari_cellstate.core.heads import load_head, save_head
 from napari_cellstate.core.heads.apply import apply_head
 from napari_cellstate.core.heads.data import HeadDataError, project_head_data
-from napari_cellstate.core.heads.train import train_head
+from napari_cellstate.core.heads.fit import train_head
 from napari_cellstate.core.labelling import LabelStore
-from napari_cellstate.core.latents import name_latents
 from napari_cellstate.core.model_files import ModelFileError
+from napari_cellstate.core.vae.naming import name_latents
 
 QUICK = TrainConfig(epochs=8, batch_size=128, learning_rate=3e-3, seed=0, device="cpu")
 

@@ -2,7 +2,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from napari_cellstate.core.latents import best_pairs, latent_names, mutual_information_gap, name_latents
+from napari_cellstate.core.vae.naming import best_pairs, latent_names, mutual_information_gap, name_latents
 
 
 @pytest.fixture

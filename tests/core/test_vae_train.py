@@ -4,7 +4,7 @@ import pytest
 from napari_cellstate.core.config import CropConfig, TrainConfig, VAEConfig
 from napari_cellstate.core.progress import run_to_completion
 from napari_cellstate.core.vae import BetaTCVAE, load_vae, save_vae
-from napari_cellstate.core.vae_train import (
+from napari_cellstate.core.vae.fit import (
     decode_latents,
     encode_crops,
     evaluate_on_synthetic,
@@ -95,7 +95,7 @@ def test_the_packaged_model_loads_and_keeps_what_matters():
 
     Scored on the evaluation set the model card reports (4,000 fresh crops from four generator calls).
     """
-    from napari_cellstate.core.vae_train import DEFAULT_VAE_PATH
+    from napari_cellstate.core.vae.fit import DEFAULT_VAE_PATH
 
     if not DEFAULT_VAE_PATH.with_suffix(".safetensors").exists():
         pytest.fail("the packaged model is missing: napari-cellstate train-vae --synthetic ... (see README)")

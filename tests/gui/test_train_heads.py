@@ -6,13 +6,13 @@ from napari.utils.colormaps.standardize_color import transform_color
 from napari_cellstate.core.config import CropConfig, HeadConfig, VAEConfig
 from napari_cellstate.core.crops import extract_crops
 from napari_cellstate.core.heads import MLPHead, save_head
-from napari_cellstate.core.heads.train import predict
+from napari_cellstate.core.heads.fit import predict
 from napari_cellstate.core.objects import validate_objects
 from napari_cellstate.core.progress import run_to_completion
 from napari_cellstate.core.project import open_or_create, write_crop_dataset
 from napari_cellstate.core.states import STATE_COLOURS
 from napari_cellstate.core.vae import BetaTCVAE
-from napari_cellstate.core.vae_train import iter_encode_project
+from napari_cellstate.core.vae.fit import iter_encode_project
 from napari_cellstate.gui._layers import CELLS_LAYER, cells_layer
 from napari_cellstate.gui._widgets.train_heads import TrainHeadsWidget
 

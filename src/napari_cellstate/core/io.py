@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
+import uuid
 from collections.abc import Callable
 from contextlib import contextmanager
 from pathlib import Path
@@ -17,7 +19,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-__all__ = ["atomic_path", "read_movie", "save_simulation", "sha256_file", "write_json_atomic"]
+__all__ = [
+    "atomic_path",
+    "read_movie",
+    "remove_folder",
+    "save_simulation",
+    "sha256_file",
+    "staged_folder",
+    "write_json_atomic",
+]
 
 
 def _read_umask() -> int:
@@ -51,6 +61,35 @@ def atomic_path(path: os.PathLike | str):
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def remove_folder(folder: os.PathLike | str) -> None:
+    """Delete a folder by first renaming it to a hidden name, so it never lies around half-deleted under its name."""
+    folder = Path(folder)
+    if not folder.exists():
+        return
+    trash = folder.parent / f".{folder.name}.{uuid.uuid4().hex}.old"
+    os.replace(folder, trash)
+    shutil.rmtree(trash, ignore_errors=True)
+
+
+@contextmanager
+def staged_folder(target: os.PathLike | str):
+    """Yield an empty hidden folder next to ``target``; on success it replaces ``target`` with one rename.
+
+    ``target`` is the old complete folder or the new complete one at every moment except between removing the
+    old and renaming the new, where neither is there (readers then see it missing, never half-written).
+    """
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = target.parent / f".{target.name}.{uuid.uuid4().hex}.tmp"
+    staging.mkdir()
+    try:
+        yield staging
+        remove_folder(target)
+        os.replace(staging, target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 def _write_atomic(path: Path, write: Callable[[Path], Any]) -> Path:

@@ -155,7 +155,7 @@ def load_scheme(path: os.PathLike | str, vae: nn.Module | None = None) -> Scheme
         ) from err
     number = scheme_number(card.get("scheme", "cnn" if type(model).__name__ == "CNNClassifier" else "dense"))
     if vae is None:  # Schemes 2-4 read its latents; every scheme's perturbed crops are shown reconstructed by it
-        from ..vae_train import load_default_vae
+        from ..vae.fit import load_default_vae
 
         vae = load_default_vae()[0]
     name = Path(path).name.removesuffix(".json").removesuffix(".safetensors")

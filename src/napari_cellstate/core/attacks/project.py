@@ -176,7 +176,7 @@ def iter_audit_heads(
     rate against ε of every head (a DataFrame). Yields one progress event per audit step of each head.
     """
     from ..progress import Progress
-    from ..vae_train import encode_crops, load_default_vae
+    from ..vae.fit import encode_crops, load_default_vae
     from .audit import flip_rate_curve, iter_audit, prepare_audit_cells
     from .central import central_latents
     from .models import load_scheme

@@ -457,7 +457,7 @@ def decompose(head: MLPHead, input_names: Sequence[str] | None = None, max_input
     head : MLPHead
         Dense or sparse.
     input_names : sequence of str, optional
-        One name per input, e.g. from :func:`napari_cellstate.core.latents.latent_names`; default ``z0, z1...``.
+        One name per input, e.g. from :func:`napari_cellstate.core.vae.naming.latent_names`; default ``z0, z1...``.
     max_inputs : int
         Most latents a leaf may read (2: drawable as a response map).
 

@@ -64,7 +64,7 @@ def iter_apply_head(
     """
     from ..project import load_crop_dataset, set_object_columns
     from ..provenance import check_same_encoder
-    from .train import predict
+    from .fit import predict
 
     dataset = load_crop_dataset(project)
     n = len(dataset)

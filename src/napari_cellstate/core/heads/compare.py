@@ -14,7 +14,7 @@ this module checks (:func:`table1_bars`):
 :func:`write_table1` saves both.
 
 Trained models are not kept by default (ten CNNs are large): pass ``on_result`` to see each
-:class:`~napari_cellstate.core.heads.train.HeadResult` as it is made, e.g. a :class:`BestHeads` that keeps the
+:class:`~napari_cellstate.core.heads.fit.HeadResult` as it is made, e.g. a :class:`BestHeads` that keeps the
 best head of each scheme.
 """
 
@@ -33,7 +33,7 @@ from ..config import CNNConfig, HeadConfig, HeadScheme, RigLConfig, TrainConfig
 from ..io import atomic_path
 from ..progress import Progress
 from .data import HeadData, HeadDataError
-from .train import HeadResult, default_training, iter_train_head
+from .fit import HeadResult, default_training, iter_train_head
 
 __all__ = [
     "BAR_DESCRIPTIONS",
@@ -50,7 +50,7 @@ __all__ = [
     "write_table1",
 ]
 
-#: Quantities of the central nucleus, as :func:`~napari_cellstate.core.latents.name_latents` names them.
+#: Quantities of the central nucleus, as :func:`~napari_cellstate.core.vae.naming.name_latents` names them.
 NUCLEUS_QUANTITIES = (
     "area",
     "eccentricity",
@@ -145,7 +145,7 @@ def latent_roles(data: HeadData, min_abs_r: float = 0.1) -> list[str]:
     The paper's sparse heads read only latents of the central nucleus (size, eccentricity) and ignore those of
     the neighbourhood, which the dense heads use as a shortcut. To check that bar a latent needs a role: it is
     named after the generating factor it correlates with most strongly (|Pearson r|, via
-    :func:`~napari_cellstate.core.latents.name_latents`); a latent whose strongest |r| is below ``min_abs_r``
+    :func:`~napari_cellstate.core.vae.naming.name_latents`); a latent whose strongest |r| is below ``min_abs_r``
     describes nothing measured and is "unexplained".
 
     Correlations are taken among cells of the same class and averaged over the classes (weighted by their
@@ -180,7 +180,7 @@ def latent_roles(data: HeadData, min_abs_r: float = 0.1) -> list[str]:
     >>> latent_roles(data)
     ['nucleus', 'neighbourhood', 'unexplained']
     """
-    from ..latents import MORPHOLOGY, name_latents_within
+    from ..vae.naming import MORPHOLOGY, name_latents_within
 
     factors = data.factors
     if data.latents is None:
@@ -317,10 +317,10 @@ def iter_compare_schemes(
         One model per seed and scheme (the paper trained ten); the seed sets the initial weights, shuffling
         and validation split.
     head, cnn, rigl : optional
-        Passed to :func:`~napari_cellstate.core.heads.train.iter_train_head`.
+        Passed to :func:`~napari_cellstate.core.heads.fit.iter_train_head`.
     training : TrainConfig, optional
         Used for every scheme with its seed replaced per run; default: each scheme's
-        :func:`~napari_cellstate.core.heads.train.default_training` for the rows it trains on.
+        :func:`~napari_cellstate.core.heads.fit.default_training` for the rows it trains on.
     epochs : int, optional
         Epochs for every run, in place of ``training``'s or the schemes' defaults (each scheme keeps its own
         batch size, learning rate and device).

@@ -150,7 +150,7 @@ class HeadData:
 
 def _names(latents: np.ndarray, factors: pd.DataFrame | None, labels: np.ndarray) -> list[str]:
     """Latent names from correlations within each class (pooled ones would mirror the label, not the latent)."""
-    from ..latents import MORPHOLOGY, latent_names, name_latents_within
+    from ..vae.naming import MORPHOLOGY, latent_names, name_latents_within
 
     if factors is None or len(factors) < 3:
         return [f"z{j}" for j in range(latents.shape[1])]
@@ -174,7 +174,7 @@ def synthetic_head_data(
     shortcut (``neighbour_exclusion_strength``) and the rest of the crop generator.
     """
     from ..provenance import model_provenance
-    from ..vae_train import encode_crops, load_default_vae, synthetic_training_crops
+    from ..vae.fit import encode_crops, load_default_vae, synthetic_training_crops
 
     crops, factors = synthetic_training_crops(n, seed=seed, cfg=generator)
     model = vae if vae is not None else load_default_vae()[0]

@@ -33,7 +33,7 @@ from ..config import HeadConfig, HeadScheme, RigLConfig, SparsityDistribution, T
 from ..progress import Progress
 from .compare import _UNITS_PER_RUN, _VALIDATION_FRACTION, _relabelled
 from .data import HeadData
-from .train import HeadResult, default_training, iter_train_head
+from .fit import HeadResult, default_training, iter_train_head
 
 __all__ = [
     "TRIAL_COLUMNS",

@@ -11,8 +11,8 @@ from magicgui.widgets import Container, LineEdit
 from qtpy.QtCore import Qt
 from qtpy.QtWidgets import QFormLayout, QLabel, QSlider, QVBoxLayout, QWidget
 
-from ...core.latents import latent_names, name_latents
-from ...core.vae_train import decode_latents, iter_encode_project, load_default_vae, traversal_grid
+from ...core.vae.fit import decode_latents, iter_encode_project, load_default_vae, traversal_grid
+from ...core.vae.naming import latent_names, name_latents
 from .._layers import CELLS_LAYER
 from .._workers import RunPanel
 

@@ -121,7 +121,7 @@ def iter_train_heads(
 
     The data are prepared here rather than in the widget because encoding crops with the β-TCVAE takes seconds
     to minutes, and the GUI must stay responsive meanwhile. Each scheme keeps its own training settings
-    (:func:`~napari_cellstate.core.heads.train.default_training`), with only the number of epochs overridden.
+    (:func:`~napari_cellstate.core.heads.fit.default_training`), with only the number of epochs overridden.
 
     Parameters
     ----------
@@ -654,7 +654,7 @@ class TrainHeadsWidget(QWidget):
 def _synthetic_data(n: int) -> tuple[Any, Callable]:
     """Synthetic crops encoded by the packaged β-TCVAE, which also decodes latents for the figures."""
     from ...core.heads.data import synthetic_head_data
-    from ...core.vae_train import decode_latents, load_default_vae
+    from ...core.vae.fit import decode_latents, load_default_vae
 
     vae = load_default_vae()[0]
     return synthetic_head_data(n, seed=0, vae=vae), partial(decode_latents, vae)

@@ -51,7 +51,7 @@ class TrainVAEWidget(QWidget):
     def train(self) -> None:
         """Load the project's training crops and train in a worker thread."""
         from ...core.project import load_crop_dataset
-        from ...core.vae_train import DEFAULT_VAE_PATH, iter_train_vae
+        from ...core.vae.fit import DEFAULT_VAE_PATH, iter_train_vae
 
         try:
             dataset = load_crop_dataset(self.project.value)

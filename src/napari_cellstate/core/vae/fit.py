@@ -16,9 +16,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .config import CropGeneratorConfig, TrainConfig, VAEConfig
-from .crops import standardise_crops
-from .progress import Progress, run_to_completion
+from ..config import CropGeneratorConfig, TrainConfig, VAEConfig
+from ..crops import standardise_crops
+from ..progress import Progress, run_to_completion
 
 __all__ = [
     "DEFAULT_VAE_PATH",
@@ -36,7 +36,7 @@ __all__ = [
     "traversal_grid",
 ]
 
-DEFAULT_VAE_PATH = Path(__file__).parent / "data" / "vae_default"
+DEFAULT_VAE_PATH = Path(__file__).parents[1] / "data" / "vae_default"
 SYNTHETIC_CHUNK = 1000  # crops per generator call (one texture and neighbour bank each)
 LOSS_WEIGHTS = {"alpha", "beta", "gamma", "estimator"}  # the VAEConfig fields a fine-tune may change
 
@@ -83,7 +83,7 @@ class VAETask:
         averages these W gradients, which gives (1/W)·∇(W·L) = ∇L: the single-process gradient, with no extra
         factor (``tests/core/test_vae_ddp.py`` checks it).
         """
-        from .vae import beta_tcvae_loss
+        from . import beta_tcvae_loss
 
         gathered = _gather_posterior(mu, logvar)
         if gathered is None:
@@ -142,7 +142,7 @@ def synthetic_training_crops(
     bank of chromatin textures and neighbour nuclei, so a single large call would train (and score) a model on one
     bank only. Each chunk is balanced between the classes. ``chunk=None`` makes one call with ``seed`` itself.
     """
-    from .simulate import generate_crops
+    from ..simulate import generate_crops
 
     if chunk is None:
         batches = [generate_crops(n, cfg, seed=seed)]
@@ -184,8 +184,8 @@ def iter_train_vae(
     """
     import torch
 
-    from .training import iter_train
-    from .vae import BetaTCVAE, check_crop_size, load_vae
+    from ..training import iter_train
+    from . import BetaTCVAE, check_crop_size, load_vae
 
     training = training or TrainConfig()
     parent = None
@@ -233,7 +233,7 @@ def encode_crops(model, crops, *, batch_size: int = 512, device: str = "cpu") ->
     """
     import torch
 
-    from .vae import check_crop_size
+    from . import check_crop_size
 
     check_crop_size(model.cfg, int(crops.shape[-1]))
     model = model.to(device).eval()
@@ -249,7 +249,7 @@ def encode_crops(model, crops, *, batch_size: int = 512, device: str = "cpu") ->
 
 def load_default_vae():
     """The packaged β-TCVAE and its model card."""
-    from .vae import load_vae
+    from . import load_vae
 
     return load_vae(DEFAULT_VAE_PATH)
 
@@ -264,7 +264,7 @@ def evaluate_on_synthetic(model, n: int = 4000, seed: int = 12345) -> dict:
     """
     import torch
 
-    from .latents import best_pairs, mutual_information_gap, name_latents
+    from .naming import best_pairs, mutual_information_gap, name_latents
 
     crops, factors = synthetic_training_crops(n, seed=seed)
     mu, _ = encode_crops(model, crops)
@@ -350,8 +350,8 @@ def iter_encode_project(
     The latents are stored as the column group "latents" with the model's name and weights hash, so heads can
     refuse latents of another encoder. Returns the dataset's objects table with the latent columns.
     """
-    from .project import load_crop_dataset, set_object_columns
-    from .provenance import model_provenance
+    from ..project import load_crop_dataset, set_object_columns
+    from ..provenance import model_provenance
 
     if model is None:
         model, _ = load_default_vae()
