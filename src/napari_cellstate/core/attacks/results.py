@@ -39,7 +39,7 @@ def crop_placement(y: float, x: float, size_px: int, window_px: int | None = Non
     --------
     >>> translate, scale = crop_placement(40.2, 30.0, 64)  # no resize: crop pixel 32 is the cell's pixel
     >>> (translate + 32 * scale).tolist(), scale.tolist()
-    [[40.0, 30.0], [1.0, 1.0]]
+    ([40.0, 30.0], [1.0, 1.0])
     """
     window = size_px if window_px is None else int(window_px)
     scale = window / size_px
