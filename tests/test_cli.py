@@ -1,11 +1,13 @@
 import json
 
 import pandas as pd
+import pytest
 import tifffile
 
 from napari_cellstate import cli
 
 
+@pytest.mark.slow
 def test_demo_writes_movie_truth_and_preview(tmp_path, capsys):
     from napari_cellstate.core.labelling import LabelStore
     from napari_cellstate.core.project import load_crop_dataset
@@ -79,6 +81,7 @@ def test_track_command_explains_a_missing_or_foreign_file(tmp_path, capsys):
     assert "expected a .tif" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_head_commands_train_search_and_apply(tmp_path, labelled_project, capsys):
     import shutil
 
@@ -110,6 +113,7 @@ def test_head_commands_explain_bad_input(tmp_path, capsys):
     assert "napari-cellstate apply-head:" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_train_vae_fine_tunes_with_the_loss_weights_it_is_given(tmp_path):
     tiny = ["train-vae", "--synthetic", "--n-crops", "64", "--epochs", "1", "--batch-size", "32"]
     assert cli.main([*tiny, "--out", str(tmp_path / "first")]) == 0

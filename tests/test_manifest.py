@@ -2,6 +2,7 @@ import subprocess
 import sys
 
 import npe2
+import pytest
 
 
 def test_manifest_is_found_and_its_imports_resolve():
@@ -10,6 +11,7 @@ def test_manifest_is_found_and_its_imports_resolve():
     assert [s.display_name for s in manifest.contributions.sample_data] == ["Synthetic H2B time-lapse"]
 
 
+@pytest.mark.slow
 def test_npe2_validate_command_passes():
     done = subprocess.run(
         [sys.executable, "-m", "npe2", "validate", "napari-cellstate", "--imports"],

@@ -1,6 +1,8 @@
 import subprocess
 import sys
 
+import pytest
+
 
 def _modules_after(statement: str) -> set[str]:
     code = f"{statement}; import sys; print(' '.join(sorted(sys.modules)))"
@@ -8,6 +10,7 @@ def _modules_after(statement: str) -> set[str]:
     return {name.split(".")[0] for name in out.split()}
 
 
+@pytest.mark.slow
 def test_core_runs_headless_without_qt_napari_or_heavy_engines():
     loaded = _modules_after(
         "import napari_cellstate.core.simulate, napari_cellstate.core.track, "
@@ -23,6 +26,7 @@ def test_cli_start_up_imports_nothing_heavy():
     assert not loaded & {"napari", "qtpy", "pysr", "juliacall", "torch", "btrack", "pandas"}
 
 
+@pytest.mark.slow
 def test_package_exposes_api_lazily():
     loaded = _modules_after("import napari_cellstate as nc; assert callable(nc.simulate_movie)")
     assert "napari" not in loaded

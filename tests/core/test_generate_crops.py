@@ -30,6 +30,7 @@ def test_factors_separate_the_classes_imperfectly(batch):
     assert 0.05 < (meta["eccentricity"] < 0.6).mean() < 0.3
 
 
+@pytest.mark.slow
 def test_neighbourhood_shortcut_follows_its_strength():
     with_shortcut = generate_crops(3000, CropGeneratorConfig(neighbour_exclusion_strength=1.0), seed=1).factors
     without = generate_crops(3000, CropGeneratorConfig(neighbour_exclusion_strength=0.0), seed=1).factors

@@ -41,6 +41,7 @@ def compared(data):
     return runs, best, events
 
 
+@pytest.mark.slow
 def test_runs_table_has_one_row_per_scheme_and_seed(compared):
     runs, _, _ = compared
     assert list(runs.columns) == list(RUN_COLUMNS)
@@ -50,6 +51,7 @@ def test_runs_table_has_one_row_per_scheme_and_seed(compared):
     assert (runs["train_seconds"] > 0).all()
 
 
+@pytest.mark.slow
 def test_sparse_heads_are_accurate_small_and_read_the_area_latent(compared, data):
     runs, _, _ = compared
     dense, sparse = runs[runs["scheme"] == "dense"], runs[runs["scheme"] == "sparse"]
@@ -60,6 +62,7 @@ def test_sparse_heads_are_accurate_small_and_read_the_area_latent(compared, data
     assert dense["nucleus_only"].tolist() == [False, False]  # the dense head reads every latent
 
 
+@pytest.mark.slow
 def test_nucleus_only_says_whether_every_input_used_is_a_nucleus_latent(compared, data):
     runs, _, _ = compared
     roles = dict(zip(data.input_names, latent_roles(data), strict=True))
@@ -69,6 +72,7 @@ def test_nucleus_only_says_whether_every_input_used_is_a_nucleus_latent(compared
         assert row.nucleus_only == all(roles[name] == "nucleus" for name in used)
 
 
+@pytest.mark.slow
 def test_progress_runs_over_all_models_and_labels_them(compared):
     _, _, events = compared
     steps = [e.step for e in events]
@@ -77,6 +81,7 @@ def test_progress_runs_over_all_models_and_labels_them(compared):
     assert any(e.message.startswith("Scheme 3, seed 1 (2/2): epoch") for e in events)
 
 
+@pytest.mark.slow
 def test_best_heads_keeps_the_most_accurate_head_of_each_scheme(compared):
     runs, best, _ = compared
     assert set(best.results) == {"dense", "sparse"}
@@ -107,6 +112,7 @@ def test_latent_roles_needs_neighbourhood_factors(data):
         latent_roles(replace(data, factors=data.factors[["area", "eccentricity"]]))
 
 
+@pytest.mark.slow
 def test_summary_holds_the_paper_numbers_and_ours(compared):
     runs, _, _ = compared
     summary = summarise_table1(runs)
@@ -134,6 +140,7 @@ def test_symbolic_runs_fill_scheme_4():
     assert (row["head weights"], row["expression size"], row["accuracy"]) == ("N/A", "17 ± 3", "97.5 ± 0.7 %")
 
 
+@pytest.mark.slow
 def test_write_table1_writes_readable_csvs(compared, tmp_path):
     runs, _, _ = compared
     summary = summarise_table1(runs)

@@ -124,6 +124,7 @@ def test_pruning_units_is_exact():
     assert head.active_weights() < 3 + 3 + 3 + 1  # the constant's edges are folded into biases
 
 
+@pytest.mark.slow
 def test_sparse_training_and_pruning_keep_held_out_predictions(head_data):
     from napari_cellstate.core.heads.fit import train_head
 

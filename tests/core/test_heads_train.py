@@ -19,6 +19,7 @@ from napari_cellstate.core.vae.naming import name_latents
 QUICK = TrainConfig(epochs=8, batch_size=128, learning_rate=3e-3, seed=0, device="cpu")
 
 
+@pytest.mark.slow
 def test_dense_head_is_accurate_and_reproducible(head_data):
     first = train_head("dense", head_data, training=QUICK)
     second = train_head("dense", head_data, training=QUICK)
@@ -29,6 +30,7 @@ def test_dense_head_is_accurate_and_reproducible(head_data):
     assert first.card["data"]["n_test"] == len(head_data.rows("test"))
 
 
+@pytest.mark.slow
 def test_cnn_scheme_learns_from_the_crops(head_data):
     result = train_head("cnn", head_data, training=TrainConfig(epochs=2, batch_size=64, seed=0, device="cpu"))
     assert result.metrics["accuracy"] >= 0.9
@@ -45,6 +47,7 @@ def test_one_class_or_too_few_cells_are_refused(head_data):
         train_head("dense", type(data)(**{**data.__dict__, "labels": few}))
 
 
+@pytest.mark.slow
 def test_movie_project_trains_applies_and_round_trips(labelled_project, tmp_path):
     data = project_head_data(labelled_project)
     assert set(np.unique(data.labels)) == {0, 1}

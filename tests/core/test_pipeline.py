@@ -18,6 +18,7 @@ def pipeline_run(default_sample, tmp_path_factory):
     return result, project
 
 
+@pytest.mark.slow
 def test_segmentation_and_tracking_meet_the_bars(default_sample, pipeline_run):
     result, _ = pipeline_run
     truth = default_sample.objects.assign(object_id=default_sample.objects["track_id"])
@@ -28,6 +29,7 @@ def test_segmentation_and_tracking_meet_the_bars(default_sample, pipeline_run):
     assert scores["division_f1_within_2_frames"] >= 0.8
 
 
+@pytest.mark.slow
 def test_every_object_is_tracked_and_cropped_into_the_project(pipeline_run):
     from napari_cellstate.core.project import load_crop_dataset
 
@@ -75,6 +77,7 @@ def test_rgb_layers_are_refused_with_the_fix(small_sample):
         track_and_crop(small_sample.movie, pixel_size_um=0.33, rgb=True)
 
 
+@pytest.mark.slow
 def test_the_segmentation_is_kept_in_the_project(pipeline_run):
     import zarr
 

@@ -2,6 +2,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import tifffile
+from scipy import ndimage as ndi
 
 from napari_cellstate.core.config import SegmentationConfig, ThresholdMethod
 from napari_cellstate.core.movie import MovieError
@@ -14,8 +16,10 @@ from napari_cellstate.core.segment import (
     segment_movie,
 )
 
-REAL_DATA = Path(__file__).resolve().parents[3] / "shared" / "data" / "real"
-DROSOPHILA = REAL_DATA / "drosophila_histone_gfp_63t.tif"
+REAL_DATA = Path(__file__).resolve().parents[1] / "data" / "real"  # sources and licences: README.md there
+DROSOPHILA = REAL_DATA / "drosophila_histone_gfp_8t.tif"
+HT29_HOECHST = REAL_DATA / "ht29_hoechst.tif"
+HT29_PH3 = REAL_DATA / "ht29_ph3.tif"
 
 
 def _disc(shape, centre, radius):
@@ -330,28 +334,83 @@ def drosophila_config():
 
 @pytest.fixture(scope="module")
 def drosophila():
-    if not DROSOPHILA.exists():
-        pytest.skip(f"real data not found at {DROSOPHILA}")
-    tifffile = pytest.importorskip("tifffile")
-    movie = tifffile.imread(DROSOPHILA)
-    return movie, segment_movie(movie, drosophila_config())
+    """The 8-frame Drosophila sample: its labels, and which of its frames are interphase."""
+    with tifffile.TiffFile(DROSOPHILA) as tif:
+        movie = tif.asarray()
+        source_frames = np.array(tif.shaped_metadata[0]["source_frames"])
+    # source frames 0-20: prometaphase/metaphase plates; 42-62: interphase nuclei
+    interphase = source_frames >= 42
+    return movie, segment_movie(movie, drosophila_config()), interphase
 
 
 def test_real_drosophila_counts_are_plausible(drosophila):
-    movie, labels = drosophila
-    assert movie.shape == (63, 264, 542)
+    movie, labels, interphase = drosophila
+    assert movie.shape == (8, 264, 542)
+    assert interphase.sum() == 4
     counts = np.array([len(np.unique(frame)) - 1 for frame in labels])
     assert (counts > 0).all(), counts
-    # frames 42-62: interphase, 5-12 round nuclei per frame (some cut by the edge)
-    assert ((counts[42:] >= 4) & (counts[42:] <= 16)).all(), counts[42:]
-    # frames 0-20: a few metaphase plates, not the granules around them
-    assert (counts[:21] <= 10).all(), counts[:21]
+    # interphase: 5-12 round nuclei per frame (some cut by the edge)
+    assert ((counts[interphase] >= 4) & (counts[interphase] <= 16)).all(), counts
+    # prometaphase/metaphase: a few plates, not the granules around them
+    assert (counts[~interphase] <= 10).all(), counts
 
 
 def test_real_drosophila_interphase_nuclei_have_nucleus_sizes(drosophila):
-    _, labels = drosophila
-    areas_px = np.bincount(labels[42:].ravel())[1:]
+    _, labels, interphase = drosophila
+    areas_px = np.bincount(labels[interphase].ravel())[1:]
     areas_px = areas_px[areas_px > 0]
     diameters_px = 2 * np.sqrt(areas_px / np.pi)
     # README: round nuclei about 25-30 px across; edge-cut ones are smaller
     assert 20 <= np.median(diameters_px) <= 35
+
+
+def ht29_config():
+    """Settings for the HT29 field, whose pixel size is not recorded: sizes in pixels (1 µm per px).
+
+    Nuclei are about 11 px across (about 95 px²): centres at least 4 px apart, specks under 15 px² dropped,
+    nothing over 400 px² (four nuclei) kept.
+    """
+    return SegmentationConfig(
+        pixel_size_um=1.0, smoothing_um=1.0, min_separation_um=4.0, min_area_um2=15.0, max_area_um2=400.0
+    )
+
+
+@pytest.fixture(scope="module")
+def ht29():
+    """The HT29 field: Hoechst (DNA) image, its labels, and the PH3-positive (mitotic) regions."""
+    hoechst, ph3 = tifffile.imread(HT29_HOECHST), tifffile.imread(HT29_PH3)
+    # mitotic nuclei: PH3 signal at least twice the background (the median), over a nucleus-sized region
+    ph3_smooth = ndi.gaussian_filter(ph3.astype(float), 1.0)
+    mitotic, _ = ndi.label(ph3_smooth > 2 * np.median(ph3_smooth))
+    sizes = np.bincount(mitotic.ravel())
+    mitotic[(sizes < 30)[mitotic]] = 0
+    return hoechst, ph3, segment_frame(hoechst, ht29_config()), mitotic
+
+
+def test_real_ht29_nuclei_are_found_at_their_size(ht29):
+    _, _, labels, _ = ht29
+    areas_px = np.bincount(labels.ravel())[1:]
+    areas_px = areas_px[areas_px > 0]
+    # README: about 280 nuclei, about 11 px across
+    assert 230 <= areas_px.size <= 340, areas_px.size
+    assert 9 <= np.median(2 * np.sqrt(areas_px / np.pi)) <= 14
+
+
+def test_real_ht29_mitotic_nuclei_are_detected(ht29):
+    _, _, labels, mitotic = ht29
+    ids = np.unique(mitotic)[1:]
+    # README: about 16 PH3-positive nuclei
+    assert 10 <= ids.size <= 30, ids.size
+    covered = ndi.mean(labels > 0, mitotic, ids)
+    # a mitotic nucleus is found when detected objects cover at least half of its PH3-positive region
+    assert (covered >= 0.5).mean() >= 0.8, covered.round(2)
+
+
+def test_real_ht29_mitotic_nuclei_are_brighter_in_the_dna_stain(ht29):
+    # condensed mitotic chromatin: what makes mitosis visible without the PH3 marker
+    hoechst, ph3, labels, _ = ht29
+    ids = np.unique(labels)[1:]
+    dna, marker = ndi.mean(hoechst, labels, ids), ndi.mean(ph3, labels, ids)
+    is_mitotic = marker > 2 * np.median(ph3)
+    assert is_mitotic.sum() >= 10
+    assert np.median(dna[is_mitotic]) > 1.3 * np.median(dna[~is_mitotic])

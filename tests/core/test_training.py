@@ -75,6 +75,7 @@ def test_same_seed_same_weights_other_seed_other_weights():
     assert not torch.equal(runs["a"]["5.weight"], runs["c"]["5.weight"])
 
 
+@pytest.mark.slow
 def test_resume_continues_exactly(tmp_path):
     data, cfg = tiny_dataset(), _cfg(epochs=4, checkpoint_every_epochs=1)
     straight = TinyTask(dropout=0.2)
@@ -274,6 +275,7 @@ def test_select_device():
             select_device("mps")
 
 
+@pytest.mark.slow
 def test_ddp_matches_single_process(tmp_path, run_torchrun):
     """Two gloo processes under torchrun, with a resume in between, end where one process does."""
     cfg = _cfg(epochs=2)

@@ -53,6 +53,7 @@ def test_local_rows_scored_against_the_global_batch_match_the_whole_batch(estima
         beta_tcvae_loss(x, x_hat, mu, logvar, z, 100, cfg, batch_mu=mu)
 
 
+@pytest.mark.slow
 def test_ddp_matches_single_process(tmp_path, run_torchrun):
     """Two gloo processes under torchrun: same gradients and same trained weights as one process, both estimators."""
     done = run_torchrun(SCRIPT, tmp_path)

@@ -149,6 +149,7 @@ def test_whole_dataset_batch_recovers_exact_aggregate_posterior(posteriors):
     assert (wrong_n - (exact - math.log(N))).abs().min() > 0.69  # a wrong N shows as log(N'/N)
 
 
+@pytest.mark.slow
 def test_mws_expectation_over_random_minibatches(posteriors):
     """(b) MWS, B < N, minibatches drawn i.i.d. (the paper's p(B)): E[q̂(z_i)] = (q(z_i|x_i) + (B−1)·q(z_i)) / (B·N).
 
@@ -208,6 +209,7 @@ def stratified_minibatches(row, gen):
     return items
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("design", ["stratified", "shuffled"])
 def test_mss_unbiased_and_known_bugs_are_not(posteriors, design):
     """(c) MSS: E[q̂(z_i)] = q(z_i) for every row i, and for every marginal q(z_id).
@@ -289,6 +291,7 @@ def test_mws_terms_with_prior_posteriors_are_the_paper_offsets():
     assert terms["dwkl"].item() == pytest.approx(-n_latents * log_n, abs=1e-9)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("estimator", ["mws", "mss"])
 def test_terms_decompose_the_kl(estimator):
     """MI + TC + DWKL = E[log q(z|x) − log p(z)] in every batch, whose expectation is the closed-form KL."""

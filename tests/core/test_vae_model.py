@@ -133,6 +133,7 @@ def test_check_crop_size():
         check_crop_size(VAEConfig(crop_size_px=64), 32)
 
 
+@pytest.mark.slow
 def test_a_few_steps_reduce_the_loss():
     torch.manual_seed(0)
     model = BetaTCVAE(SMALL)
@@ -332,6 +333,7 @@ def test_missing_and_unexpected_tensors(saved, edit_card):
         load_vae(path)
 
 
+@pytest.mark.slow
 def test_vae_package_imports_neither_napari_nor_qt():
     code = (
         "import sys, napari_cellstate.core.vae; "

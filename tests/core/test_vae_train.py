@@ -23,6 +23,7 @@ def crops32():
     return crops[:, 16:48, 16:48].copy(), factors
 
 
+@pytest.mark.slow
 def test_training_lowers_the_loss_and_is_reproducible(crops32):
     crops, _ = crops32
     cfg = TrainConfig(epochs=3, batch_size=64, seed=1)
@@ -90,6 +91,7 @@ def test_latents_are_written_into_the_project(tmp_path, small_sample):
     assert table["z3"].notna().all()
 
 
+@pytest.mark.slow
 def test_the_packaged_model_loads_and_keeps_what_matters():
     """The shipped weights: card complete; size strongly tied to one latent, eccentricity to a latent pair.
 
@@ -108,6 +110,7 @@ def test_the_packaged_model_loads_and_keeps_what_matters():
     assert metrics["reconstruction_mse"] < 0.1
 
 
+@pytest.mark.slow
 def test_synthetic_crops_come_from_several_generator_calls():
     crops, factors = synthetic_training_crops(2500, seed=3)
     assert crops.shape == (2500, 64, 64)

@@ -12,6 +12,7 @@ from napari_cellstate.gui._widgets.latent_explorer import EXPLORER_LAYER, TRAVER
 pytestmark = pytest.mark.gui
 
 
+@pytest.mark.slow
 def test_encode_name_traverse_and_move_latents(make_napari_viewer, qtbot, small_sample, tmp_path):
     objects = validate_objects(small_sample.objects.assign(object_id=range(1, len(small_sample.objects) + 1)))
     result = extract_crops(small_sample.movie, objects, CropConfig(size_px=32))

@@ -7,6 +7,7 @@ from napari_cellstate.core.states import STATE_COLOURS
 pytestmark = pytest.mark.gui
 
 
+@pytest.mark.slow
 def test_sample_opens_with_movie_labels_and_coloured_cells(make_napari_viewer):
     viewer = make_napari_viewer()
     viewer.open_sample("napari-cellstate", "synthetic_h2b")

@@ -42,6 +42,7 @@ def small_objects(small_sample):
     return validate_objects(small_sample.objects.assign(object_id=range(1, len(small_sample.objects) + 1)))
 
 
+@pytest.mark.slow
 def test_train_dense_and_sparse_on_synthetic_data_then_save_and_load(make_napari_viewer, qtbot, tmp_path):
     viewer = make_napari_viewer()
     viewer.window.resize(1400, 1000)
@@ -104,6 +105,7 @@ def test_one_class_only_is_explained(make_napari_viewer, qtbot, small_sample, sm
     assert not widget.heads
 
 
+@pytest.mark.slow
 def test_apply_to_movie_colours_the_cells_by_predicted_class(
     make_napari_viewer, qtbot, small_sample, small_objects, tmp_path
 ):
@@ -139,6 +141,7 @@ def test_apply_to_movie_colours_the_cells_by_predicted_class(
     assert f"{n_meta} of {len(objects)} cells" in widget.apply_panel.status.text()
 
 
+@pytest.mark.slow
 def test_sparsity_search_resumes_and_offers_the_chosen_head(make_napari_viewer, qtbot, tmp_path):
     viewer = make_napari_viewer()
     widget = TrainHeadsWidget(viewer)

@@ -11,6 +11,7 @@ from napari_cellstate.gui._widgets.train_vae import CURVES, TrainVAEWidget
 pytestmark = pytest.mark.gui
 
 
+@pytest.mark.slow
 def test_fine_tuning_shows_loss_curves_and_saves_the_model(make_napari_viewer, qtbot, small_sample, tmp_path):
     objects = validate_objects(small_sample.objects.assign(object_id=range(1, len(small_sample.objects) + 1)))
     result = extract_crops(small_sample.movie, objects.iloc[:160], CropConfig())

@@ -15,6 +15,7 @@ def _run(widget, qtbot):
     qtbot.waitUntil(lambda: widget.panel.worker is None, timeout=120_000)
 
 
+@pytest.mark.slow
 def test_track_crop_widget_adds_layers_with_features(make_napari_viewer, qtbot, small_sample, tmp_path):
     viewer = make_napari_viewer()
     viewer.add_image(small_sample.movie, name="movie", scale=(1, 0.33, 0.33))

@@ -1,7 +1,7 @@
 """Settings of every step, one pydantic model each, with a JSON round trip.
 
 Physical quantities carry their unit in the name; defaults follow
-``METHOD-NOTES.md`` (pixel size and nucleus sizes of the paper's data).
+``docs/method.md`` (pixel size and nucleus sizes of the paper's data).
 """
 
 from __future__ import annotations

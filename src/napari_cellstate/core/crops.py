@@ -1,6 +1,6 @@
 """Single-cell crops around each object of a movie, vectorised per frame.
 
-Conventions (``METHOD-NOTES.md``): a square crop of ``size_px`` around the
+Conventions (``docs/method.md``): a square crop of ``size_px`` around the
 object centre ``(round(y), round(x))``, reflect padding where the crop window
 leaves the frame, then per-crop standardisation (subtract the mean, divide by
 the standard deviation) and clipping to ``±clip``.

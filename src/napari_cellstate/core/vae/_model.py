@@ -1,6 +1,6 @@
 """The β-TCVAE network: a small convolutional VAE for (N, 1, S, S) single-cell crops.
 
-After the lab's earlier cell VAE (METHOD-NOTES.md). With S = ``cfg.crop_size_px``, channels
+After the lab's earlier cell VAE (docs/method.md). With S = ``cfg.crop_size_px``, channels
 C_1..C_L = ``cfg.channels`` (default 8, 16, 32, 64), s = S / 2**L, H = ``cfg.dense_units`` and
 D = ``cfg.n_latents``; shapes for the defaults (S = 64) in brackets::
 
