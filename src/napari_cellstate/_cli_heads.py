@@ -18,24 +18,22 @@ def _print_progress(event) -> None:
 
 
 def encode_and_report(project: Path, vae_path: str | None = None) -> None:
-    """Encode a project's crops (packaged β-TCVAE unless ``vae_path``) and print the best-named latents."""
-    import numpy as np
-
+    """Encode a project's crops (packaged β-TCVAE unless ``vae_path``), name the latents, check reconstruction."""
+    from .core.project import load_crop_dataset
     from .core.vae import load_vae
+    from .core.vae.check import encoding_report
     from .core.vae.fit import encode_project, load_default_vae
-    from .core.vae.naming import latent_names, name_latents
 
-    model, _ = load_vae(vae_path) if vae_path else load_default_vae()
+    model, card = load_vae(vae_path) if vae_path else load_default_vae()
     start = time.perf_counter()
     objects = encode_project(project, model)
-    mu = objects[[f"z{j}" for j in range(model.cfg.n_latents)]].to_numpy()
-    named = name_latents(mu, objects)
-    best = np.argsort(-np.abs(named["r"].to_numpy()))[:4]
-    labels = latent_names(named)
     print(
         f"encoded {len(objects)} crops with the {'given' if vae_path else 'packaged'} beta-TCVAE in "
-        f"{time.perf_counter() - start:.1f} s; latents: {'; '.join(labels[j] for j in best)}"
+        f"{time.perf_counter() - start:.1f} s"
     )
+    report = encoding_report(objects, model, card, load_crop_dataset(project).crops)
+    for line in report.lines(str(project)):
+        print(f"  {line}")
 
 
 def cmd_encode(args: argparse.Namespace) -> int:

@@ -250,6 +250,7 @@ def build_parser() -> argparse.ArgumentParser:
     """The argument parser (exposed for documentation and tests)."""
     from ._cli_attacks import add_attack_commands
     from ._cli_heads import add_head_commands
+    from ._cli_realdata import add_realdata_commands
 
     parser = argparse.ArgumentParser(
         prog="napari-cellstate",
@@ -323,6 +324,7 @@ def build_parser() -> argparse.ArgumentParser:
     tv.set_defaults(func=cmd_train_vae)
 
     add_head_commands(sub)
+    add_realdata_commands(sub)
     add_attack_commands(sub)
 
     doc = sub.add_parser("doctor", help="check btrack, OpenGL, torch and Julia on this machine")

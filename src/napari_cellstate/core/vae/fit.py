@@ -348,8 +348,11 @@ def iter_encode_project(
     """Encode every crop of a project with ``model`` (default: the packaged one) into its objects table.
 
     The latents are stored as the column group "latents" with the model's name and weights hash, so heads can
-    refuse latents of another encoder. Returns the dataset's objects table with the latent columns.
+    refuse latents of another encoder; each crop's central nucleus is measured too (column group
+    "crop_morphology", :func:`~napari_cellstate.core.crop_morphology.iter_measure_project`), to name the latents.
+    Returns the dataset's objects table with both groups.
     """
+    from ..crop_morphology import iter_measure_project
     from ..project import load_crop_dataset, set_object_columns
     from ..provenance import model_provenance
 
@@ -368,7 +371,9 @@ def iter_encode_project(
         logvars.append(logvar)
         yield Progress(min(start + batch_size, n), n, f"encoded {min(start + batch_size, n)}/{n} crops")
     columns = latent_columns(np.concatenate(means), np.concatenate(logvars))
-    return set_object_columns(project, columns, group="latents", provenance=provenance).objects
+    set_object_columns(project, columns, group="latents", provenance=provenance)
+    # every crop's nucleus measured on the crop, so the latents can be named on any data (imported crops too)
+    return (yield from iter_measure_project(project))
 
 
 def encode_project(project: os.PathLike | str, model=None, **kwargs) -> pd.DataFrame:
