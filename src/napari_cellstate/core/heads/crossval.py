@@ -28,6 +28,7 @@ __all__ = [
     "baseline_scores",
     "cv_folds",
     "cv_summary",
+    "cv_table",
     "iter_cross_validate",
     "small_test_warning",
 ]
@@ -245,3 +246,36 @@ def small_test_warning(data: HeadData, minimum: int = MIN_TEST_CELLS_PER_CLASS) 
         "accuracy by several points, so these figures and bars are not a fair comparison: cross-validate instead "
         "(--cv 5)"
     )
+
+
+_HEADS = {
+    "cnn": (1, "CNN + dense"),
+    "dense": (2, "VAE + dense"),
+    "sparse": (3, "VAE + sparse"),
+    "symbolic": (4, "VAE + symbolic"),
+}
+
+
+def cv_table(runs: pd.DataFrame) -> pd.DataFrame:
+    """Table 1 from cross-validation: per scheme, accuracy and its baseline as mean ± sd over folds, in %.
+
+    Columns ``Scheme, Head, folds, seeds, head weights, accuracy, baseline accuracy, seed sd, ≥ baseline − 1 sd``.
+    """
+    rows = []
+    for scheme, s in cv_summary(runs).items():
+        number, head = _HEADS.get(scheme, (None, scheme))
+        counts = runs[runs["scheme"] == scheme]
+        rows.append(
+            {
+                "Scheme": number,
+                "Head": head,
+                "folds": counts["fold"].nunique(),
+                "seeds": counts["seed"].nunique(),
+                "head weights": f"{s['active_weights']:.0f}",
+                "accuracy": f"{100 * s['mean']:.1f} ± {100 * s['sd']:.1f} %",
+                "baseline accuracy": f"{100 * s['baseline_mean']:.1f} ± {100 * s['baseline_sd']:.1f} %",
+                "seed sd": f"{100 * s['seed_sd']:.1f} %",
+                "≥ baseline − 1 sd": "yes" if s["within_one_sd"] else "NO",
+            }
+        )
+    return pd.DataFrame(rows)
