@@ -18,24 +18,22 @@ def _print_progress(event) -> None:
 
 
 def encode_and_report(project: Path, vae_path: str | None = None) -> None:
-    """Encode a project's crops (packaged β-TCVAE unless ``vae_path``) and print the best-named latents."""
-    import numpy as np
-
+    """Encode a project's crops (packaged β-TCVAE unless ``vae_path``), name the latents, check reconstruction."""
+    from .core.project import load_crop_dataset
     from .core.vae import load_vae
+    from .core.vae.check import encoding_report
     from .core.vae.fit import encode_project, load_default_vae
-    from .core.vae.naming import latent_names, name_latents
 
-    model, _ = load_vae(vae_path) if vae_path else load_default_vae()
+    model, card = load_vae(vae_path) if vae_path else load_default_vae()
     start = time.perf_counter()
     objects = encode_project(project, model)
-    mu = objects[[f"z{j}" for j in range(model.cfg.n_latents)]].to_numpy()
-    named = name_latents(mu, objects)
-    best = np.argsort(-np.abs(named["r"].to_numpy()))[:4]
-    labels = latent_names(named)
     print(
         f"encoded {len(objects)} crops with the {'given' if vae_path else 'packaged'} beta-TCVAE in "
-        f"{time.perf_counter() - start:.1f} s; latents: {'; '.join(labels[j] for j in best)}"
+        f"{time.perf_counter() - start:.1f} s"
     )
+    report = encoding_report(objects, model, card, load_crop_dataset(project).crops)
+    for line in report.lines(str(project)):
+        print(f"  {line}")
 
 
 def cmd_encode(args: argparse.Namespace) -> int:
@@ -95,12 +93,66 @@ def train_and_compare(data, out: Path, schemes, seeds, *, density: float = 0.03,
 
 
 def cmd_train_heads(args: argparse.Namespace) -> int:
-    """Train and compare Schemes 1-3 on synthetic crops or a project's labelled cells."""
+    """Train and compare Schemes 1-3 on synthetic crops or a project's labelled cells (or cross-validate them)."""
+    from .core.heads.crossval import small_test_warning
+
+    if args.cv is None and not args.out:
+        raise ValueError("say where to write Table 1 and the heads: --out FOLDER (or cross-validate with --cv K)")
+    if args.json and args.cv is None:
+        raise ValueError("--json reports cross-validation: add --cv K")
     data = _head_data(args)
+    if args.cv is not None:
+        return cross_validate_and_report(data, args)
     print(f"{data.describe()}")
+    warning = small_test_warning(data)
+    if warning:
+        print(f"WARNING: {warning}")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     train_and_compare(data, out, args.schemes, range(args.seeds), density=args.density, epochs=args.epochs)
+    if warning:
+        print(f"WARNING: {warning}")
+    return 0
+
+
+def cross_validate_and_report(data, args: argparse.Namespace) -> int:
+    """``train-heads --cv K``: every scheme and its logistic-regression baseline on the same K grouped folds."""
+    import json
+    import sys
+
+    from .core.config import RigLConfig
+    from .core.heads.compare import table1_markdown
+    from .core.heads.crossval import cv_summary, cv_table, iter_cross_validate
+    from .core.progress import run_to_completion
+
+    log = sys.stderr if args.json else sys.stdout
+
+    def report(event) -> None:
+        if event.kind == "run_end":
+            print(f"  {event.message}", file=log, flush=True)
+
+    print(f"{data.describe()}\n{args.cv}-fold cross-validation, {args.seeds} seeds per scheme and fold", file=log)
+    start = time.perf_counter()
+    runs = run_to_completion(
+        iter_cross_validate(
+            data, args.schemes, range(args.seeds), k=args.cv, rigl=RigLConfig(density=args.density), epochs=args.epochs
+        ),
+        report,
+    )
+    if args.out:
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        from .core.io import atomic_path
+
+        with atomic_path(out / "cv_runs.csv") as tmp:
+            runs.to_csv(tmp, index=False, encoding="utf-8")
+    summary = cv_summary(runs)
+    if args.json:
+        document = {"source": data.source, "k": args.cv, "seeds": args.seeds, "schemes": summary}
+        print(json.dumps(document, indent=1))
+        return 0
+    print(f"trained {len(runs)} heads in {time.perf_counter() - start:.0f} s\n")
+    print(table1_markdown(cv_table(runs)))
     return 0
 
 
@@ -186,7 +238,9 @@ def add_head_commands(sub) -> None:
 
     th = sub.add_parser("train-heads", help="train and compare Schemes 1-3 (Table 1), save the heads")
     _add_data_arguments(th)
-    th.add_argument("--out", required=True, help="folder for Table 1, the heads and the figures")
+    th.add_argument("--out", help="folder for Table 1, the heads and the figures (with --cv: the runs CSV, optional)")
+    th.add_argument("--cv", type=int, metavar="K", help="cross-validate on K folds grouped by track, with baselines")
+    th.add_argument("--json", action="store_true", help="with --cv: one JSON document on stdout, progress on stderr")
     th.add_argument("--schemes", nargs="+", choices=list(SCHEME_TITLES), default=["cnn", "dense", "sparse"])
     th.add_argument("--seeds", type=int, default=10, help="models per scheme (default: %(default)s)")
     th.add_argument("--epochs", type=int, help="epochs per model (default: per scheme)")

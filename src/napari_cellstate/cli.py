@@ -188,6 +188,13 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     return 0 if all(c.ok is not False for c in checks if c.name == "btrack") else 1
 
 
+def load_vae_for_check(path: str):
+    """The model a fine-tune started from, to score it on the same held-out crops."""
+    from .core.vae import load_vae
+
+    return load_vae(path)[0]
+
+
 def cmd_train_vae(args: argparse.Namespace) -> int:
     """Train (or fine-tune) a β-TCVAE on synthetic crops or a project's crops, and save it."""
     import numpy as np
@@ -214,7 +221,21 @@ def cmd_train_vae(args: argparse.Namespace) -> int:
         train_rows = np.flatnonzero((dataset.objects["split"] == "train").to_numpy())
         crops = np.asarray(dataset.crops)[train_rows]
         data = {"source": str(args.project), "n_crops": len(crops), "split": "train"}
-    training = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, seed=args.seed, learning_rate=args.lr)
+    if args.start_from:  # fine-tuning: settings for a few hundred crops, unless given
+        from .core.vae.fit import fine_tune_training, resolve_vae_path
+
+        args.start_from = str(resolve_vae_path(args.start_from))
+        defaults = fine_tune_training(len(crops), args.seed)
+    else:
+        defaults = TrainConfig(epochs=10, batch_size=256, learning_rate=1e-3, seed=args.seed)
+    training = defaults.model_copy(
+        update={
+            k: v
+            for k, v in {"epochs": args.epochs, "batch_size": args.batch_size, "learning_rate": args.lr}.items()
+            if v is not None
+        }
+    )
+    args.epochs = training.epochs
     weights = {name: getattr(args, name) for name in ("alpha", "beta", "gamma") if getattr(args, name) is not None}
     vae = VAEConfig(crop_size_px=int(crops.shape[-1]), **weights)
     print(f"training a beta-TCVAE on {len(crops)} crops for {args.epochs} epochs ...", flush=True)
@@ -233,6 +254,22 @@ def cmd_train_vae(args: argparse.Namespace) -> int:
     card["data"].update(data)
     if int(os.environ.get("RANK", "0")) != 0:  # under torchrun only the first process evaluates and saves
         return 0
+    if not args.synthetic:
+        from .core.vae.check import reconstruction_mse
+
+        test_rows = np.flatnonzero((dataset.objects["split"] == "test").to_numpy())
+        if len(test_rows):
+            held_out = np.asarray(dataset.crops[test_rows])
+            card["metrics"]["held_out"] = {
+                "reconstruction_mse": reconstruction_mse(model, held_out),
+                "n": len(held_out),
+            }
+            before = reconstruction_mse(load_vae_for_check(args.start_from), held_out) if args.start_from else None
+            print(
+                f"held-out reconstruction MSE on {len(held_out)} test crops: "
+                + (f"{before:.3f} before, " if before is not None else "")
+                + f"{card['metrics']['held_out']['reconstruction_mse']:.3f} after"
+            )
     if args.synthetic:
         card["metrics"]["synthetic"] = evaluate_on_synthetic(model)
         metrics = card["metrics"]["synthetic"]
@@ -250,6 +287,7 @@ def build_parser() -> argparse.ArgumentParser:
     """The argument parser (exposed for documentation and tests)."""
     from ._cli_attacks import add_attack_commands
     from ._cli_heads import add_head_commands
+    from ._cli_realdata import add_realdata_commands
 
     parser = argparse.ArgumentParser(
         prog="napari-cellstate",
@@ -301,7 +339,7 @@ def build_parser() -> argparse.ArgumentParser:
     source.add_argument("--synthetic", action="store_true", help="train on the synthetic crop generator")
     source.add_argument("--project", help="train on a project's crop dataset (its train split)")
     tv.add_argument("--out", required=True, help="model path (writes .safetensors and .json)")
-    tv.add_argument("--start-from", help="a saved model to fine-tune")
+    tv.add_argument("--start-from", help="a saved model to fine-tune, or 'packaged' for the packaged one")
     tv.add_argument(
         "--generator-chunk",
         type=int,
@@ -310,9 +348,10 @@ def build_parser() -> argparse.ArgumentParser:
         "(default: %(default)s)",
     )
     tv.add_argument("--n-crops", type=int, default=20000)
-    tv.add_argument("--epochs", type=int, default=10)
-    tv.add_argument("--batch-size", type=int, default=256)
-    tv.add_argument("--lr", type=float, default=1e-3)
+    tuned = " (default: {}; fine-tuning: {})"
+    tv.add_argument("--epochs", type=int, help="epochs" + tuned.format(10, "enough for 200 steps"))
+    tv.add_argument("--batch-size", type=int, help="crops per step" + tuned.format(256, 64))
+    tv.add_argument("--lr", type=float, help="learning rate" + tuned.format("1e-3", "3e-4"))
     weight = "loss weight of the {} (default: {}, or the model's own when fine-tuning)"
     tv.add_argument("--alpha", type=float, help=weight.format("index-code mutual information", 1))
     tv.add_argument("--beta", type=float, help=weight.format("total correlation", 6))
@@ -323,6 +362,7 @@ def build_parser() -> argparse.ArgumentParser:
     tv.set_defaults(func=cmd_train_vae)
 
     add_head_commands(sub)
+    add_realdata_commands(sub)
     add_attack_commands(sub)
 
     doc = sub.add_parser("doctor", help="check btrack, OpenGL, torch and Julia on this machine")

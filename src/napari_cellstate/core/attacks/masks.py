@@ -1,13 +1,15 @@
 """Crop edits for the domain audit: the central nucleus, its surroundings replaced, turns and flips, noise.
 
-The central nucleus is found on the crop itself (Gaussian σ = 1, Otsu's threshold, the connected object under
-the centre — or the one nearest to it), so the audit needs no segmentation of the movie.
+The central nucleus is found on the crop itself (:mod:`napari_cellstate.core.crop_morphology`), so the audit
+needs no segmentation of the movie.
 """
 
 from __future__ import annotations
 
 import numpy as np
 from scipy import ndimage
+
+from ..crop_morphology import central_nucleus_masks, foreground_masks
 
 __all__ = ["SYMMETRIES", "add_noise", "central_nucleus_masks", "foreground_masks", "replace_outside", "restandardise"]
 
@@ -19,50 +21,6 @@ SYMMETRIES = {
     "flip_rows": lambda c: c[..., ::-1, :],
     "flip_columns": lambda c: c[..., :, ::-1],
 }
-
-
-def foreground_masks(crops: np.ndarray, sigma: float = 1.0) -> np.ndarray:
-    """Every bright object of each crop: Gaussian(σ) then Otsu's threshold per crop, (N, S, S) bool."""
-    from skimage.filters import threshold_otsu
-
-    crops = np.asarray(crops, dtype=np.float32)
-    smooth = ndimage.gaussian_filter(crops, sigma=(0, sigma, sigma))
-    out = np.zeros(crops.shape, dtype=bool)
-    for i, image in enumerate(smooth):
-        if np.ptp(image) > 0:
-            out[i] = image > threshold_otsu(image)
-    return out
-
-
-def central_nucleus_masks(crops: np.ndarray, sigma: float = 1.0) -> np.ndarray:
-    """The nucleus under the centre of each crop, (N, S, S) bool.
-
-    The connected foreground object (:func:`foreground_masks`) holding the centre pixel, or the object nearest
-    to the centre when the centre is background, with its holes filled (dim chromatin inside is nucleus too);
-    all False for a crop with no object.
-
-    Examples
-    --------
-    >>> crops = np.zeros((1, 16, 16), np.float32)
-    >>> crops[0, 6:10, 6:10] = 5; crops[0, 0:3, 0:3] = 5  # the centre cell and a neighbour
-    >>> mask = central_nucleus_masks(crops)
-    >>> int(mask.sum()), bool(mask[0, 8, 8]), bool(mask[0, 1, 1])
-    (16, True, False)
-    """
-    fg = foreground_masks(crops, sigma)
-    out = np.zeros_like(fg)
-    centre = np.array(fg.shape[1:]) // 2
-    for i, mask in enumerate(fg):
-        labels, n = ndimage.label(mask)
-        if n == 0:
-            continue
-        label = labels[tuple(centre)]
-        if label == 0:
-            rows, cols = np.nonzero(labels)
-            nearest = np.argmin((rows - centre[0]) ** 2 + (cols - centre[1]) ** 2)
-            label = labels[rows[nearest], cols[nearest]]
-        out[i] = ndimage.binary_fill_holes(labels == label)
-    return out
 
 
 def restandardise(crops: np.ndarray, clip: float = 4.0) -> np.ndarray:

@@ -32,6 +32,7 @@ import pandas as pd
 from ..config import CNNConfig, HeadConfig, HeadScheme, RigLConfig, TrainConfig
 from ..io import atomic_path
 from ..progress import Progress
+from .crossval import baseline_scores
 from .data import HeadData, HeadDataError
 from .fit import HeadResult, default_training, iter_train_head
 
@@ -77,6 +78,7 @@ RUN_COLUMNS = (
     "inputs_used",
     "nucleus_only",
     "train_seconds",
+    "baseline_accuracy",
 )
 
 #: The paper's bars (Sec. 5.2-5.3): accuracy kept and weights left by Scheme 3 relative to Scheme 2, and the
@@ -289,6 +291,7 @@ def _run_row(scheme: HeadScheme, seed: int, result: HeadResult, data: HeadData, 
         "inputs_used": names,
         "nucleus_only": nucleus_only,
         "train_seconds": float(result.card["train_seconds"]),
+        "baseline_accuracy": math.nan,
     }
 
 
@@ -338,7 +341,8 @@ def iter_compare_schemes(
     -------
     DataFrame
         One row per model, columns :data:`RUN_COLUMNS`; ``nucleus_only`` is None for the CNN (its features are
-        not latents) and when the data have no factors to give latents roles.
+        not latents) and when the data have no factors to give latents roles; ``baseline_accuracy`` is a logistic
+        regression's on the same inputs and split (:func:`~napari_cellstate.core.heads.crossval.baseline_scores`).
 
     Raises
     ------
@@ -353,7 +357,7 @@ def iter_compare_schemes(
     except HeadDataError:
         roles = None  # no factors: the table cannot say which latents are nucleus ones
     total = len(schemes) * len(seeds) * _UNITS_PER_RUN
-    rows = []
+    rows, baselines = [], {}
     runs = [(scheme, k, seed) for scheme in schemes for k, seed in enumerate(seeds)]
     for run, (scheme, k, seed) in enumerate(runs):
         config = _training_for(scheme, seed, data, training, epochs)
@@ -363,6 +367,9 @@ def iter_compare_schemes(
         )
         result = yield from _relabelled(steps, label, run, total)
         row = _run_row(scheme, seed, result, data, roles)
+        if scheme not in baselines:  # the same rows for every seed: one baseline per input kind
+            baselines[scheme] = baseline_scores(data, scheme, data.rows("train"), data.rows("test"))["accuracy"]
+        row["baseline_accuracy"] = baselines[scheme]
         rows.append(row)
         if on_result is not None:
             on_result(scheme, seed, result)
@@ -398,7 +405,8 @@ def summarise_table1(runs: pd.DataFrame) -> pd.DataFrame:
     -------
     DataFrame
         Columns ``Scheme, Encoder, Head, models, head weights, expression size, accuracy, balanced accuracy``
-        (ours: mean ± sample standard deviation over the models, accuracies in %) and ``paper head weights,
+        (ours: mean ± sample standard deviation over the models, accuracies in %), ``baseline accuracy`` (a
+        logistic regression on the same inputs and split, when the runs have it) and ``paper head weights,
         paper expression size, paper accuracy``. Schemes without runs show "—"; Scheme 4 has no weights
         ("N/A").
 
@@ -425,12 +433,18 @@ def summarise_table1(runs: pd.DataFrame) -> pd.DataFrame:
                 "expression size": _mean_std(mine["expression_size"], 0),
                 "accuracy": _mean_std(mine["accuracy"], 1, 100, "%"),
                 "balanced accuracy": _mean_std(mine["balanced_accuracy"], 1, 100, "%"),
+                **({"baseline accuracy": _baseline(mine)} if "baseline_accuracy" in runs else {}),
                 "paper head weights": paper.head_weights,
                 "paper expression size": paper.expression_size,
                 "paper accuracy": paper.accuracy,
             }
         )
     return pd.DataFrame(rows)
+
+
+def _baseline(runs: pd.DataFrame) -> str:
+    """A scheme's logistic-regression baseline: one figure, as every seed shares the split."""
+    return _mean_std(runs["baseline_accuracy"].iloc[:1], 1, 100, "%")
 
 
 def table1_markdown(summary: pd.DataFrame) -> str:

@@ -150,13 +150,17 @@ class HeadData:
 
 def _names(latents: np.ndarray, factors: pd.DataFrame | None, labels: np.ndarray) -> list[str]:
     """Latent names from correlations within each class (pooled ones would mirror the label, not the latent)."""
-    from ..vae.naming import MORPHOLOGY, latent_names, name_latents_within
+    from ..vae.naming import MORPHOLOGY, LatentNamingError, latent_names, name_latents_within
 
-    if factors is None or len(factors) < 3:
-        return [f"z{j}" for j in range(latents.shape[1])]
-    columns = [*MORPHOLOGY, *(c for c in ("texture_contrast", "edge_roughness") if c in factors.columns)]
+    plain = [f"z{j}" for j in range(latents.shape[1])]
+    if factors is None:
+        return plain
+    columns = [*MORPHOLOGY, *(c for c in ("edge_roughness",) if c in factors.columns)]
     table = factors.replace([np.inf, -np.inf], np.nan)
-    return latent_names(name_latents_within(latents, table, labels, columns))
+    try:
+        return latent_names(name_latents_within(latents, table, labels, columns))
+    except LatentNamingError:
+        return plain  # too few measured cells: plain names rather than names drawn from noise
 
 
 def synthetic_head_data(
@@ -212,7 +216,7 @@ def project_head_data(project: os.PathLike | str, *, ignore_unmatched_labels: bo
     folder = Path(project)
     dataset = load_crop_dataset(folder)
     objects = dataset.objects.reset_index(drop=True)
-    labels = objects["label"].fillna("").astype(str)
+    labels = objects["label"].fillna("").astype(str).str.strip().str.lower()
     labels_csv = folder / "labels.csv"
     if labels_csv.exists():
         store = LabelStore(labels_csv)
@@ -240,7 +244,7 @@ def project_head_data(project: os.PathLike | str, *, ignore_unmatched_labels: bo
     group_keys = chosen["source"].astype(str) + "/" + chosen["track_id"].astype(str)
     untracked = chosen["track_id"].to_numpy() == 0
     group_keys = group_keys.where(~untracked, "object/" + chosen["object_id"].astype(str))
-    factors = chosen[[c for c in ("area", "eccentricity", "orientation", "intensity_mean") if c in chosen]]
+    factors = _crop_morphology(objects, dataset.crops, rows)
     binary = (labels.to_numpy()[rows] == CellState.METAPHASE.value).astype(np.int8)
     return HeadData(
         labels=binary,
@@ -250,9 +254,19 @@ def project_head_data(project: os.PathLike | str, *, ignore_unmatched_labels: bo
         crops=_RowsOf(dataset.crops, rows),
         input_names=_names(latents, factors.reset_index(drop=True), binary) if latents is not None else [],
         source=str(folder),
-        factors=factors.reset_index(drop=True),
+        factors=factors,
         encoder=dataset.provenance.get("latents", {}).get("model"),
     )
+
+
+def _crop_morphology(objects: pd.DataFrame, crops, rows: np.ndarray) -> pd.DataFrame:
+    """The chosen rows' nucleus measured on their crops: the stored column group, or measured now if absent."""
+    from ..crop_morphology import measure_crops, morphology_table
+
+    stored = morphology_table(objects)
+    if stored is not None:
+        return stored.iloc[rows].reset_index(drop=True)
+    return measure_crops(np.asarray(_RowsOf(crops, rows)))
 
 
 class _RowsOf:

@@ -7,6 +7,11 @@ objective), and evaluation reports the raw accuracy and the balanced accuracy (m
 Before training, a validation part is split off the training rows (grouped by cell, like the train/test split)
 to score every epoch; the sparse head's pruning is judged on all training rows. The test rows are used for
 nothing but the final figures.
+
+Small labelled sets (a hundred cells) need the training to scale with them (:func:`default_training`): every
+scheme gets a minimum number of optimisation steps whatever the data size (a fixed number of epochs over 80 cells
+is a dozen steps), weight decay, and early stopping: training ends when the validation loss has not improved for
+a quarter of the epochs, and the weights of the best validation epoch are kept.
 """
 
 from __future__ import annotations
@@ -27,24 +32,80 @@ from .data import HeadData
 from .prune import prune_head
 from .rigl import RigLSchedule
 
-__all__ = ["HeadResult", "HeadTask", "default_training", "evaluate", "iter_train_head", "predict", "train_head"]
+__all__ = [
+    "MIN_CNN_STEPS",
+    "MIN_HEAD_STEPS",
+    "HeadResult",
+    "HeadTask",
+    "default_training",
+    "default_validation_fraction",
+    "evaluate",
+    "iter_train_head",
+    "predict",
+    "train_head",
+]
 
 
 #: Fewest optimisation steps an MLP head gets by default: small labelled sets train for more epochs.
 MIN_HEAD_STEPS = 2000
+#: Fewest optimisation steps the CNN gets by default (6 epochs over 80 crops would be 12 steps).
+MIN_CNN_STEPS = 400
+#: Weight decay (Adam's L2) of the heads and of the CNN: small sets overfit without it.
+HEAD_WEIGHT_DECAY = 1e-4
+CNN_WEIGHT_DECAY = 1e-4
+#: Fewest validation cells early stopping is judged on, when the training rows allow.
+MIN_VALIDATION_CELLS = 20
+#: Early stopping waits this share of the epochs (at least :data:`MIN_PATIENCE_EPOCHS`) for a better validation loss.
+PATIENCE_SHARE = 0.25
+MIN_PATIENCE_EPOCHS = 5
 
 
 def default_training(scheme: HeadScheme | str, seed: int = 0, n_rows: int | None = None) -> TrainConfig:
-    """Training settings that work for each scheme on a few hundred to a few thousand cells (CPU-friendly).
+    """Training settings that work for each scheme on a hundred to a few thousand cells (CPU-friendly).
+
+    The number of epochs scales with ``n_rows`` (the rows trained on) so that every run takes at least
+    :data:`MIN_HEAD_STEPS` (heads) or :data:`MIN_CNN_STEPS` (CNN) optimisation steps; the CNN's batch shrinks on
+    small sets (a quarter of the rows, 16 to 64) so that an epoch is several steps.
 
     >>> default_training("dense", n_rows=300).epochs  # 3 steps per epoch: enough epochs for 2000 steps
     667
+    >>> cnn = default_training("cnn", n_rows=80)  # batches of 20: 4 steps per epoch, 100 epochs
+    >>> cnn.batch_size, cnn.epochs
+    (20, 100)
     """
     if HeadScheme(scheme) is HeadScheme.CNN:
-        return TrainConfig(epochs=6, batch_size=64, learning_rate=1e-3, seed=seed, device="auto")
+        batch_size = 64 if n_rows is None else int(min(64, max(16, n_rows // 4)))
+        epochs = 6 if n_rows is None else max(6, math.ceil(MIN_CNN_STEPS / math.ceil(n_rows / batch_size)))
+        return TrainConfig(
+            epochs=epochs,
+            batch_size=batch_size,
+            learning_rate=1e-3,
+            weight_decay=CNN_WEIGHT_DECAY,
+            seed=seed,
+            device="auto",
+        )
     batch_size = 128
     epochs = 40 if n_rows is None else max(40, math.ceil(MIN_HEAD_STEPS / math.ceil(n_rows / batch_size)))
-    return TrainConfig(epochs=epochs, batch_size=batch_size, learning_rate=3e-3, seed=seed, device="cpu")
+    return TrainConfig(
+        epochs=epochs,
+        batch_size=batch_size,
+        learning_rate=3e-3,
+        weight_decay=HEAD_WEIGHT_DECAY,
+        seed=seed,
+        device="cpu",
+    )
+
+
+def default_validation_fraction(n_train: int) -> float:
+    """Share of the training rows held out for validation: 10 %, or more on small sets (at most 25 %).
+
+    Small sets hold out enough rows for :data:`MIN_VALIDATION_CELLS` cells, so early stopping is not judged on a
+    handful of cells.
+
+    >>> default_validation_fraction(5000), default_validation_fraction(80)
+    (0.1, 0.25)
+    """
+    return float(min(0.25, max(0.1, MIN_VALIDATION_CELLS / max(n_train, 1))))
 
 
 class _Rows(torch.utils.data.Dataset):
@@ -102,9 +163,11 @@ class HeadTask:
         if self.augment:
             x = _random_symmetry(x)
         score = self.model(x)
+        return self._weighted_bce(score, y), {"accuracy": ((score >= 0) == y.bool()).float().mean()}
+
+    def _weighted_bce(self, score, y):
         weights = self.class_weights.to(score.device)[y.long()]
-        loss = (torch.nn.functional.binary_cross_entropy_with_logits(score, y, reduction="none") * weights).mean()
-        return loss, {"accuracy": ((score >= 0) == y.bool()).float().mean()}
+        return (torch.nn.functional.binary_cross_entropy_with_logits(score, y, reduction="none") * weights).mean()
 
     def on_epoch_end(self, epoch: int) -> dict[str, float]:
         """Validation accuracies and (sparse heads) the active weight count."""
@@ -114,6 +177,7 @@ class HeadTask:
             device = next(self.model.parameters()).device
             scores = _scores(self.model, x, device)
             metrics = {f"val_{k}": v for k, v in _accuracies(scores, y).items()}
+            metrics["val_loss"] = self._weighted_bce(torch.as_tensor(scores), torch.as_tensor(y)).item()
         if self.rigl is not None:
             metrics["active_weights"] = float(_mlp(self.model).active_weights())
         return metrics
@@ -214,6 +278,47 @@ def _build(scheme: HeadScheme, n_inputs: int, crop_size: int, head: HeadConfig |
     return MLPHead(head)
 
 
+class _BestEpoch:
+    """Early stopping on the validation loss: remembers the best epoch's weights and says when to stop."""
+
+    def __init__(self, model, patience_epochs: int) -> None:
+        self.model, self.patience = model, patience_epochs
+        self.best_loss, self.best_epoch, self.state = math.inf, 0, None
+
+    def update(self, epoch: int, val_loss: float) -> bool:
+        """Record an epoch's validation loss; True when ``patience`` epochs passed without improvement."""
+        if val_loss < self.best_loss - 1e-6:
+            self.best_loss, self.best_epoch = val_loss, epoch
+            self.state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+        return epoch - self.best_epoch >= self.patience
+
+    def restore(self) -> None:
+        """Put the best epoch's weights (and sparsity masks) back."""
+        if self.state is not None:
+            self.model.load_state_dict(self.state)
+
+
+def _until_stale(steps, best: _BestEpoch | None) -> Generator[Progress, None, tuple[list[dict], int]]:
+    """Run the training loop's events, stopping early when ``best`` says so; return the history and steps."""
+    history, step = [], 0
+    try:
+        while True:
+            try:
+                event = next(steps)
+            except StopIteration as stop:
+                return stop.value.history, stop.value.step
+            yield event
+            step = int(event.step)
+            if event.kind == "epoch_end":
+                history.append(dict(event.metrics))
+                epoch = int(event.metrics["epoch"])
+                if best is not None and "val_loss" in event.metrics and best.update(epoch, event.metrics["val_loss"]):
+                    yield Progress(step, step, f"early stop at epoch {epoch}: best validation epoch {best.best_epoch}")
+                    return history, step
+    finally:
+        steps.close()
+
+
 def iter_train_head(
     scheme: HeadScheme | str,
     data: HeadData,
@@ -222,7 +327,8 @@ def iter_train_head(
     cnn: CNNConfig | None = None,
     rigl: RigLConfig | None = None,
     training: TrainConfig | None = None,
-    validation_fraction: float = 0.1,
+    validation_fraction: float | None = None,
+    early_stopping: bool = True,
     checkpoint_dir=None,
     resume: bool = False,
 ) -> Generator[Progress, None, HeadResult]:
@@ -240,8 +346,12 @@ def iter_train_head(
         density with ERK, warm-up, and pruning).
     training : TrainConfig, optional
         Defaults to :func:`default_training`; the seed seeds the initial weights too.
-    validation_fraction : float, default=0.1
-        Training rows (grouped by cell) held out to validate each epoch.
+    validation_fraction : float, optional
+        Training rows (grouped by cell) held out to validate each epoch; default
+        :func:`default_validation_fraction` (10 %, more on small sets).
+    early_stopping : bool, default=True
+        Stop when the validation loss has not improved for :data:`PATIENCE_SHARE` of the epochs and keep the best
+        validation epoch's weights (needs validation rows).
 
     Yields
     ------
@@ -253,6 +363,8 @@ def iter_train_head(
     data.check_trainable()
     inputs = data.inputs_for(scheme)
     seed = training.seed if training is not None else 0
+    if validation_fraction is None:
+        validation_fraction = default_validation_fraction(len(data.rows("train")))
     fit_rows, val_rows = data.validation_split(validation_fraction, seed=seed)
     training = training or default_training(scheme, seed, len(fit_rows))
     test_rows = data.rows("test")
@@ -269,14 +381,19 @@ def iter_train_head(
     task = HeadTask(model, float(labels[fit_rows].mean()), schedule, validation, scheme is HeadScheme.CNN)
     started = time.perf_counter()
     dataset = _Rows(inputs[fit_rows], labels[fit_rows])
-    result = yield from iter_train(task, dataset, training, checkpoint_dir=checkpoint_dir, resume=resume)
+    patience = max(MIN_PATIENCE_EPOCHS, math.ceil(PATIENCE_SHARE * training.epochs))
+    best = _BestEpoch(model, patience) if early_stopping and validation is not None else None
+    steps = iter_train(task, dataset, training, checkpoint_dir=checkpoint_dir, resume=resume)
+    history, step = yield from _until_stale(steps, best)
+    if best is not None:
+        best.restore()
     model.cpu().eval()
 
     prune_report = None
     if schedule is not None and rigl.prune:
         # judged on all training rows: a small validation part (a few mitotic cells) would let pruning cut
         # connections that set the decision threshold; removing connections cannot overfit
-        yield Progress(result.step, result.step, "pruning the sparse head")
+        yield Progress(step, step, "pruning the sparse head")
         train_rows = data.rows("train")
         prune_x, prune_y = torch.as_tensor(inputs[train_rows]), torch.as_tensor(labels[train_rows])
         prune_report = prune_head(mlp, prune_x, prune_y, rigl.prune_tolerance).as_dict()
@@ -299,15 +416,14 @@ def iter_train_head(
             "rigl": rigl.model_dump(mode="json") if scheme is HeadScheme.SPARSE else None,
             "training": training.model_dump(mode="json"),
             "validation_fraction": validation_fraction,
+            "early_stopping": None if best is None else {"patience_epochs": patience, "best_epoch": best.best_epoch},
         },
         "metrics": {**metrics, "prune": prune_report},
-        "history": result.history,
+        "history": history,
         "train_seconds": round(time.perf_counter() - started, 2),
     }
     updates = schedule.updates if schedule is not None else []
-    return HeadResult(
-        model=model, scheme=scheme, metrics=metrics, history=result.history, card=card, rigl_updates=updates
-    )
+    return HeadResult(model=model, scheme=scheme, metrics=metrics, history=history, card=card, rigl_updates=updates)
 
 
 def train_head(scheme: HeadScheme | str, data: HeadData, **kwargs) -> HeadResult:

@@ -11,12 +11,27 @@ import pandas as pd
 
 from ..config import CropConfig
 from ..crops import CropResult, standardise_crops
+from ..states import CellState
 from .dataset import CropDataset, standard_table, write_crop_dataset
-from .folder import Project
+from .folder import Project, open_or_create
 
 IMAGE_SUFFIXES = (".tif", ".tiff", ".png")
 
-__all__ = ["import_crop_folder", "read_crop_folder"]
+__all__ = ["class_label", "import_crop_folder", "read_crop_folder"]
+
+
+def class_label(folder_name: str) -> str:
+    """The label a class folder's crops get: a known state's name if the folder names one, else the name itself.
+
+    Matching ignores case and surrounding spaces, so ``Metaphase`` and ``INTERPHASE `` are the states the heads
+    train on; any other name stays a class of its own (trimmed), never dropped.
+
+    >>> class_label(" Metaphase"), class_label("apoptotic")
+    ('metaphase', 'apoptotic')
+    """
+    trimmed = folder_name.strip()
+    known = {state.value for state in CellState}
+    return trimmed.lower() if trimmed.lower() in known else trimmed
 
 
 def _read_image(path: Path) -> np.ndarray:
@@ -160,8 +175,12 @@ def read_crop_folder(
     -------
     CropResult
         Objects: ``object_id`` 1..N in file order (classes, then files, by
-        name), ``label`` = the class folder name, ``file`` = path relative to
-        ``folder``, ``track_id`` 0 unless given, ``crop_at_border`` False.
+        name), ``label`` = the class folder's label (:func:`class_label`: a
+        known state, matched ignoring case and spaces, or the trimmed folder
+        name), ``file`` = path relative to ``folder``, ``track_id`` 0 unless
+        given, ``crop_at_border`` False. ``settings["class_labels"]`` maps each
+        folder name to its label and ``settings["classes"]`` counts crops per
+        label.
 
     Raises
     ------
@@ -181,6 +200,9 @@ def read_crop_folder(
             f"{folder} has no class subfolders: put the crops of each class in a subfolder named after the class, "
             f"e.g. {example}."
         )
+    mapping = {c.name: class_label(c.name) for c in classes}
+    if not all(mapping.values()):
+        raise ValueError(f"A class folder of {folder} has a blank name: rename it after its class.")
     files: list[Path] = []
     labels: list[str] = []
     for class_folder in classes:
@@ -194,7 +216,7 @@ def read_crop_folder(
                 f"The class folder {class_folder} holds no TIFF or PNG images: add its crops, or remove the folder."
             )
         files += images
-        labels += [class_folder.name] * len(images)
+        labels += [class_label(class_folder.name)] * len(images)
 
     size = cfg.size_px
     crops = np.empty((len(files), size, size), dtype=np.float32)
@@ -243,7 +265,8 @@ def read_crop_folder(
         "resize": "bilinear, anti-aliased (skimage.transform.resize, order=1) where the size differs",
         "movie_shape": None,
         "imported_from": str(folder),
-        "classes": {c.name: labels.count(c.name) for c in classes},
+        "class_labels": mapping,
+        "classes": {label: labels.count(label) for label in dict.fromkeys(mapping.values())},
         "converted_to_grey": converted,
         "positions_unmatched": unmatched,
     }
@@ -259,12 +282,15 @@ def import_crop_folder(
     source: str | None = None,
     test_fraction: float = 0.1,
     seed: int = 0,
+    replace: bool = False,
 ) -> CropDataset:
     """Make the project's crop dataset from a folder of crops in class-named subfolders.
 
     Reads the folder with :func:`read_crop_folder` (see there for the layout,
-    conversions and the positions file) and writes it with
-    :func:`write_crop_dataset`, replacing any crop dataset of the project. To
+    conversions, class names and the positions file) and writes it with
+    :func:`write_crop_dataset`, creating the project if needed and replacing
+    any crop dataset of the project (one whose cells carry latents,
+    predictions or labels only with ``replace=True``). To
     add the crops to an existing dataset instead, pass the result of
     :func:`read_crop_folder` to :func:`append_crop_dataset`.
 
@@ -280,14 +306,23 @@ def import_crop_folder(
         Name recorded in the ``source`` column; default: the folder's name.
     test_fraction : float, default=0.1
     seed : int, default=0
+    replace : bool, default=False
+        Allow replacing a dataset whose cells carry latents, predictions or labels.
 
     Returns
     -------
     CropDataset
-        Its ``label`` column holds the class names.
+        Its ``label`` column holds the class labels; ``metadata["sources"][-1]["settings"]`` the mapping.
     """
     result = read_crop_folder(folder, cfg, positions_json=positions_json)
     source = Path(folder).expanduser().absolute().name if source is None else source
+    target = project if isinstance(project, Project) else open_or_create(project)
     return write_crop_dataset(
-        project, result, source, result.settings["pixel_size_um"], test_fraction=test_fraction, seed=seed
+        target,
+        result,
+        source,
+        result.settings["pixel_size_um"],
+        test_fraction=test_fraction,
+        seed=seed,
+        replace=replace,
     )

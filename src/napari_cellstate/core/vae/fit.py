@@ -27,10 +27,12 @@ __all__ = [
     "encode_crops",
     "encode_project",
     "evaluate_on_synthetic",
+    "fine_tune_training",
     "iter_encode_project",
     "iter_train_vae",
     "latent_columns",
     "load_default_vae",
+    "resolve_vae_path",
     "synthetic_training_crops",
     "train_vae",
     "traversal_grid",
@@ -39,6 +41,34 @@ __all__ = [
 DEFAULT_VAE_PATH = Path(__file__).parents[1] / "data" / "vae_default"
 SYNTHETIC_CHUNK = 1000  # crops per generator call (one texture and neighbour bank each)
 LOSS_WEIGHTS = {"alpha", "beta", "gamma", "estimator"}  # the VAEConfig fields a fine-tune may change
+#: Fewest optimisation steps a fine-tune takes by default (a few hundred crops, a few minutes on a CPU).
+FINE_TUNE_STEPS = 200
+#: The name that stands for the packaged model wherever a model path is asked for.
+PACKAGED = "packaged"
+
+
+def resolve_vae_path(path: os.PathLike | str) -> Path:
+    """A model path, with ``"packaged"`` standing for the packaged β-TCVAE.
+
+    >>> resolve_vae_path("packaged") == DEFAULT_VAE_PATH
+    True
+    """
+    return DEFAULT_VAE_PATH if str(path).strip().lower() == PACKAGED else Path(path)
+
+
+def fine_tune_training(n_crops: int, seed: int = 0) -> TrainConfig:
+    """Fine-tuning settings for a few hundred to a few thousand crops: small batches, a low rate, enough steps.
+
+    Batches of 64 (fewer crops than that: all of them), learning rate 3e-4 (a third of training from scratch, so the
+    latents keep their meaning and names), and as many epochs as :data:`FINE_TUNE_STEPS` steps need (at least 5).
+
+    >>> config = fine_tune_training(300)
+    >>> config.batch_size, config.epochs, config.learning_rate
+    (64, 40, 0.0003)
+    """
+    batch_size = int(min(64, max(n_crops, 1)))
+    epochs = max(5, -(-FINE_TUNE_STEPS // -(-max(n_crops, 1) // batch_size)))
+    return TrainConfig(epochs=epochs, batch_size=batch_size, learning_rate=3e-4, seed=seed)
 
 
 class _Crops:
@@ -173,8 +203,9 @@ def iter_train_vae(
     crops : array of shape (N, S, S), float32
         Standardised crops (see ``CropConfig``), numpy or zarr.
     start_from : path, optional
-        A saved model to fine-tune. Its architecture is kept; each loss weight (α, β, γ, estimator) set
-        explicitly in ``vae`` replaces the file's, so a fine-tune can change the information penalty.
+        A saved model to fine-tune (``"packaged"``: the packaged one). Its architecture is kept; each loss weight
+        (α, β, γ, estimator) set explicitly in ``vae`` replaces the file's, so a fine-tune can change the
+        information penalty.
 
     Returns
     -------
@@ -190,6 +221,7 @@ def iter_train_vae(
     training = training or TrainConfig()
     parent = None
     if start_from is not None:
+        start_from = resolve_vae_path(start_from)
         model, parent_card = load_vae(start_from)
         if vae is not None:
             model.cfg = model.cfg.model_copy(update=vae.model_dump(include=LOSS_WEIGHTS & vae.model_fields_set))
@@ -348,8 +380,11 @@ def iter_encode_project(
     """Encode every crop of a project with ``model`` (default: the packaged one) into its objects table.
 
     The latents are stored as the column group "latents" with the model's name and weights hash, so heads can
-    refuse latents of another encoder. Returns the dataset's objects table with the latent columns.
+    refuse latents of another encoder; each crop's central nucleus is measured too (column group
+    "crop_morphology", :func:`~napari_cellstate.core.crop_morphology.iter_measure_project`), to name the latents.
+    Returns the dataset's objects table with both groups.
     """
+    from ..crop_morphology import iter_measure_project
     from ..project import load_crop_dataset, set_object_columns
     from ..provenance import model_provenance
 
@@ -368,7 +403,9 @@ def iter_encode_project(
         logvars.append(logvar)
         yield Progress(min(start + batch_size, n), n, f"encoded {min(start + batch_size, n)}/{n} crops")
     columns = latent_columns(np.concatenate(means), np.concatenate(logvars))
-    return set_object_columns(project, columns, group="latents", provenance=provenance).objects
+    set_object_columns(project, columns, group="latents", provenance=provenance)
+    # every crop's nucleus measured on the crop, so the latents can be named on any data (imported crops too)
+    return (yield from iter_measure_project(project))
 
 
 def encode_project(project: os.PathLike | str, model=None, **kwargs) -> pd.DataFrame:

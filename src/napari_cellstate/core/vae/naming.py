@@ -16,10 +16,33 @@ import itertools
 import numpy as np
 import pandas as pd
 
-__all__ = ["MORPHOLOGY", "best_pairs", "latent_names", "mutual_information_gap", "name_latents", "name_latents_within"]
+__all__ = [
+    "MIN_CELLS_TO_NAME",
+    "MORPHOLOGY",
+    "LatentNamingError",
+    "best_pairs",
+    "latent_names",
+    "mutual_information_gap",
+    "name_latents",
+    "name_latents_within",
+]
 
 #: Measured quantities latents are named after (objects-table / crop-factor columns).
-MORPHOLOGY = ("area", "eccentricity", "orientation", "intensity_mean", "brightness", "neighbour_count")
+MORPHOLOGY = (
+    "area",
+    "eccentricity",
+    "orientation",
+    "intensity_mean",
+    "brightness",
+    "texture_contrast",
+    "neighbour_count",
+)
+#: Fewest cells with measured quantities worth correlating latents with (r of fewer is mostly noise).
+MIN_CELLS_TO_NAME = 20
+
+
+class LatentNamingError(ValueError):
+    """Latents cannot be named on this data (too few measured cells, nothing that varies); the message says why."""
 
 
 def _standardise(values: np.ndarray) -> np.ndarray:
@@ -41,25 +64,52 @@ def _quantities(table: pd.DataFrame, columns) -> dict[str, np.ndarray]:
         else:
             out[name] = values
     if not out:
-        raise ValueError(f"The table has none of the columns {list(columns)} to name latents after.")
+        raise LatentNamingError(f"The table has none of the columns {list(columns)} to name latents after.")
     return out
 
 
-def name_latents(latents: np.ndarray, table: pd.DataFrame, columns=MORPHOLOGY) -> pd.DataFrame:
+def _usable(latents: np.ndarray, quantities: dict[str, np.ndarray], min_cells: int):
+    """Rows where every quantity is finite, and the quantities that vary on them; refuse too little data."""
+    values = np.stack(list(quantities.values()), axis=1)
+    finite = np.isfinite(values).all(axis=1) & np.isfinite(latents).all(axis=1)
+    if finite.sum() < min_cells:
+        raise LatentNamingError(
+            f"Only {int(finite.sum())} of {len(finite)} cells have every measured quantity (a nucleus found in "
+            f"the crop); naming latents needs at least {min_cells}: add crops, or leave the latents unnamed."
+        )
+    varying = {name: v[finite] for name, v in quantities.items() if np.ptp(v[finite]) > 0}
+    if not varying:
+        raise LatentNamingError(f"Every measured quantity ({', '.join(quantities)}) is the same for all cells.")
+    return latents[finite], varying
+
+
+def name_latents(
+    latents: np.ndarray, table: pd.DataFrame, columns=MORPHOLOGY, *, min_cells: int = MIN_CELLS_TO_NAME
+) -> pd.DataFrame:
     """Correlate each latent with each measured quantity; name it after the best match.
+
+    Cells with a missing (NaN) quantity are left out; quantities that do not vary are not candidates.
 
     Parameters
     ----------
     latents : ndarray of shape (N, D)
         Latent means of N cells.
     table : DataFrame
-        N rows with measured quantities (e.g. the objects table).
+        N rows with measured quantities (e.g. the objects table, or
+        :func:`~napari_cellstate.core.crop_morphology.morphology_table`).
+    min_cells : int, default=MIN_CELLS_TO_NAME
+        Fewest cells with every quantity measured.
 
     Returns
     -------
     DataFrame
         One row per latent: ``latent`` (z0, z1, ...), ``best_match``, ``r``
         (Pearson, signed) and one column of r per quantity.
+
+    Raises
+    ------
+    LatentNamingError
+        Too few measured cells, or no quantity that varies: latents cannot be named.
 
     Examples
     --------
@@ -73,8 +123,8 @@ def name_latents(latents: np.ndarray, table: pd.DataFrame, columns=MORPHOLOGY) -
     latents = np.asarray(latents, dtype=float)
     if len(latents) != len(table):
         raise ValueError(f"{len(latents)} latent vectors but {len(table)} table rows.")
-    quantities = _quantities(table, columns)
-    z = _standardise(latents)
+    z, quantities = _usable(latents, _quantities(table, columns), min_cells)
+    z = _standardise(z)
     q = _standardise(np.stack(list(quantities.values()), axis=1))
     r = z.T @ q / len(z)
     result = pd.DataFrame(r, columns=list(quantities))
@@ -109,12 +159,22 @@ def name_latents_within(
     """
     latents = np.asarray(latents, dtype=float)
     groups = np.asarray(groups)
-    total = None
+    parts, sizes = [], []
     for group in np.unique(groups):
         rows = np.flatnonzero(groups == group)
-        named = name_latents(latents[rows], table.iloc[rows].reset_index(drop=True), columns)
-        part = named.iloc[:, 3:].fillna(0.0) * len(rows) / len(groups)  # a quantity constant in a group: r = 0
-        total = part if total is None else total + part
+        try:
+            named = name_latents(latents[rows], table.iloc[rows].reset_index(drop=True), columns)
+        except LatentNamingError:
+            continue  # a class too small to correlate within does not vote
+        parts.append(named.iloc[:, 3:])
+        sizes.append(len(rows))
+    if not parts:
+        name_latents(latents, table, columns)  # raises with the reason, if pooled data cannot be named either
+        raise LatentNamingError(f"No class has {MIN_CELLS_TO_NAME} cells with measured quantities to name latents.")
+    quantities = list(dict.fromkeys(c for part in parts for c in part.columns))
+    # a quantity constant within a class: r = 0 there
+    total = sum(part.reindex(columns=quantities).fillna(0.0) * size for part, size in zip(parts, sizes, strict=True))
+    total = total / sum(sizes)
     best = total.abs().to_numpy().argmax(axis=1)
     result = total.copy()
     result.insert(0, "latent", [f"z{j}" for j in range(latents.shape[1])])
