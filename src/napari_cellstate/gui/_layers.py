@@ -183,7 +183,7 @@ def right_of_everything(viewer, exclude: tuple[str, ...] = ()) -> float:
     """The world column just right of every visible layer but ``exclude``, plus a gap: where a new image goes."""
     right, pixel = 0.0, 1.0
     for layer in viewer.layers:
-        if layer.name in exclude or not layer.visible or len(layer.data) == 0:
+        if layer.name in exclude or not layer.visible:
             continue
         right = max(right, float(layer.extent.world[1][-1]))
         pixel = min(pixel, float(layer.scale[-1])) if right else float(layer.scale[-1])
@@ -237,6 +237,8 @@ def grid_labels_layer(image_layer, rows: list[str], columns: list[str], cell_px:
 
 def set_legend(viewer, text: str = LEGEND) -> None:
     """One legend for the cell classes, in the corner of the canvas."""
-    viewer.text_overlay.text = text
-    viewer.text_overlay.visible = True
-    viewer.text_overlay.font_size = 9
+    overlay = viewer.canvas.overlays["text"]
+    overlay.text = text
+    overlay.font_size = 9
+    overlay.position = "top_left"
+    overlay.visible = True

@@ -91,7 +91,7 @@ class CellStatePanel(QWidget):
         layout.addLayout(top)
         layout.addWidget(self.tabs, 1)
         self.jobs.run_button.clicked.connect(self.open_project)
-        self.sample_button.clicked.connect(self.open_sample)
+        self.sample_button.clicked.connect(lambda: self.open_sample())
         self.setMinimumWidth(PANEL_WIDTH_PX - 60)
 
     def sizeHint(self) -> QSize:  # noqa: D102 (Qt's)
@@ -106,11 +106,11 @@ class CellStatePanel(QWidget):
         index = {"track": 0, "label": 1, "latents": 2, "vae": 2, "heads": 3, "expression": 4, "attacks": 5}[name]
         self.tabs.setCurrentIndex(index)
 
-    def open_sample(self) -> None:
-        """Simulate the sample movie in a worker, then show its layers."""
+    def open_sample(self, cfg=None) -> None:
+        """Simulate the sample movie (``cfg``: a SimulationConfig, default the standard one) in a worker."""
         from ._sample_data import iter_sample_layers
 
-        self.jobs.start(iter_sample_layers, self._add_sample)
+        self.jobs.start(iter_sample_layers, self._add_sample, cfg)
 
     def _add_sample(self, layers) -> None:
         for data, kwargs, kind in layers:

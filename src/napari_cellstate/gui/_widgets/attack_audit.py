@@ -160,6 +160,7 @@ class AttackAuditWidget(QWidget):
             cells = self.viewer.layers[CELLS_LAYER]
             self.viewer.layers.move(self.viewer.layers.index(cells), len(self.viewer.layers))
             cells.visible = True
+            self.viewer.layers.selection.active = cells  # keys and clicks keep going to the cells
         self.gallery.figure = gallery_figure(result)
         self.gallery.figure.set_canvas(self.gallery)
         self.gallery.draw_idle()
