@@ -119,7 +119,8 @@ def test_propagate_and_ground_truth_import(labelling, small_sample, tmp_path):
     written = save_simulation(small_sample, tmp_path / "sim")
     asked = []
     widget.import_truth(str(written["ground_truth"]), confirm=lambda n: asked.append(n) or False)
-    assert asked and asked[0] >= 1
+    assert asked
+    assert asked[0] >= 1
     assert widget.store.labels_for(objects.iloc[[mine]]).iloc[0] == "my class"  # kept: the user said no
     assert widget.import_truth("true states", confirm=lambda n: True) == len(objects)  # from the sample's layer
     assert widget.store.counts() == objects["state"].astype(str).value_counts().sort_index().to_dict()

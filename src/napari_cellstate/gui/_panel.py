@@ -24,13 +24,13 @@ from qtpy.QtWidgets import (
 
 from ._layers import LEGEND
 from ._project import ProjectField, project_state
-from ._workers import RunPanel
 from ._widgets.attack_audit import AttackAuditWidget
 from ._widgets.label_cells import LabelCellsWidget
 from ._widgets.latent_explorer import LatentExplorerWidget
 from ._widgets.track_crop import TrackCropWidget, show_project_layers
 from ._widgets.train_heads import TrainHeadsWidget
 from ._widgets.train_vae import TrainVAEWidget
+from ._workers import RunPanel
 
 __all__ = ["CellStatePanel"]
 
@@ -94,7 +94,7 @@ class CellStatePanel(QWidget):
         self.sample_button.clicked.connect(lambda: self.open_sample())
         self.setMinimumWidth(PANEL_WIDTH_PX - 60)
 
-    def sizeHint(self) -> QSize:  # noqa: D102 (Qt's)
+    def sizeHint(self) -> QSize:
         return QSize(PANEL_WIDTH_PX, 600)
 
     def step(self, name: str) -> QWidget:
@@ -135,7 +135,7 @@ class CellStatePanel(QWidget):
         self.viewer.reset_view()
         self.jobs.done(f"opened {self.state.path}")
 
-    def closeEvent(self, event) -> None:  # noqa: D102 (Qt's)
+    def closeEvent(self, event) -> None:
         for step in self.steps.values():
             step.close()
         self.jobs.cancel()

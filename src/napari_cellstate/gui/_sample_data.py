@@ -34,7 +34,7 @@ def iter_sample_layers(cfg: SimulationConfig | None = None) -> Generator[Progres
 
 
 def make_synthetic_sample() -> list[LayerDataTuple]:
-    """napari's File ▸ Open Sample entry (blocking: the CellState panel's Sample button runs it in a worker)."""
+    """Napari's File ▸ Open Sample entry (blocking: the CellState panel's Sample button runs it in a worker)."""
     from ..core.progress import run_to_completion
 
     return run_to_completion(iter_sample_layers())
