@@ -163,6 +163,7 @@ def colour_cells_by_class(
 
 
 LEGEND = "ring: your label · fill: the head's prediction — magenta metaphase, blue interphase, grey unlabelled"
+CANVAS_LEGEND = "ring: label · fill: prediction (magenta metaphase, blue interphase)"
 GAP_PX = 16  # screen-free margin between images laid side by side, in the movie's pixels
 
 
@@ -219,7 +220,7 @@ def grid_labels_layer(image_layer, rows: list[str], columns: list[str], cell_px:
     points, text = [], []
     right = len(columns) * cell_px
     for r, label in enumerate(rows):
-        points.append(origin + scale * ((r + 0.5) * cell_px, right + 1.1 * cell_px))
+        points.append(origin + scale * ((r + 0.5) * cell_px, right + 0.9 * cell_px))
         text.append(label)
     for c, label in enumerate(columns):
         points.append(origin + scale * (-0.15 * cell_px, (c + 0.5) * cell_px))
@@ -227,7 +228,7 @@ def grid_labels_layer(image_layer, rows: list[str], columns: list[str], cell_px:
     kwargs = {
         "name": name,
         "features": pd.DataFrame({"text": text}),
-        "text": {"string": "{text}", "color": "white", "size": 9, "anchor": "center"},
+        "text": {"string": "{text}", "color": "white", "size": 7, "anchor": "center"},
         "size": 0,
         "face_color": "transparent",
         "border_width": 0,
@@ -235,10 +236,10 @@ def grid_labels_layer(image_layer, rows: list[str], columns: list[str], cell_px:
     return (np.asarray(points), kwargs, "points")
 
 
-def set_legend(viewer, text: str = LEGEND) -> None:
+def set_legend(viewer, text: str = CANVAS_LEGEND) -> None:
     """One legend for the cell classes, in the corner of the canvas."""
     overlay = viewer.canvas.overlays["text"]
     overlay.text = text
-    overlay.font_size = 9
+    overlay.font_size = 8
     overlay.position = "top_left"
     overlay.visible = True

@@ -17,6 +17,7 @@ from qtpy.QtWidgets import (
     QListWidget,
     QMessageBox,
     QPushButton,
+    QSizePolicy,
     QVBoxLayout,
     QWidget,
 )
@@ -50,10 +51,11 @@ class LabelCellsWidget(QWidget):
         self.project.state.changed.connect(lambda _p: self.open_store())
         self.labels_file = QLabel("")
         self.labels_file.setWordWrap(True)
+        self.labels_file.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)  # a long path
         self.t_from = SpinBox(label="from frame", min=0, max=100000)
         self.t_to = SpinBox(label="to frame", min=0, max=100000)
         form = Container(widgets=[self.cells])
-        frames = Container(widgets=[self.t_from, self.t_to], layout="horizontal", labels=True)
+        frames = Container(widgets=[self.t_from, self.t_to], labels=True)
 
         self.classes = QListWidget()
         self.classes.addItems(DEFAULT_CLASSES)
@@ -61,6 +63,7 @@ class LabelCellsWidget(QWidget):
         self.classes.setMaximumHeight(110)
         self.new_class = LineEdit(label="new class")
         self.counts = QLabel("no labels yet")
+        self.counts.setWordWrap(True)
         self.click_to_label = QCheckBox("click a cell to label it with the chosen class")
         self.click_to_label.setChecked(True)
 
@@ -92,7 +95,7 @@ class LabelCellsWidget(QWidget):
         keys.setWordWrap(True)
         layout.addWidget(QLabel("classes"))
         layout.addWidget(self.classes)
-        layout.addWidget(self.new_class.native)
+        layout.addWidget(Container(widgets=[self.new_class]).native)
         layout.addWidget(frames.native)
         layout.addWidget(self.click_to_label)
         layout.addLayout(grid)

@@ -147,8 +147,8 @@ class LatentExplorerWidget(QWidget):
 
     def _label_traversal(self, latents: list[int], size: int) -> None:
         """Row labels (latent names) and column labels (values) over the traversal grid."""
-        rows = [self.latent_labels[j] if j < len(self.latent_labels) else f"z{j}" for j in latents]
-        columns = [f"{v:+g}" for v in TRAVERSAL_VALUES]
+        rows = [_short_name(self.latent_labels[j]) if j < len(self.latent_labels) else f"z{j}" for j in latents]
+        columns = [f"{v:g}" for v in TRAVERSAL_VALUES]
         data, kwargs, _ = grid_labels_layer(self.viewer.layers[TRAVERSAL_LAYER], rows, columns, size, TRAVERSAL_LABELS)
         if TRAVERSAL_LABELS in self.viewer.layers:
             self.viewer.layers.remove(TRAVERSAL_LABELS)
@@ -156,6 +156,12 @@ class LatentExplorerWidget(QWidget):
         self.viewer.add_points(data, **kwargs)
         if active is not None:
             self.viewer.layers.selection.active = active
+
+
+def _short_name(label: str) -> str:
+    """``z11 area`` from ``z11 ↔ area, r = 0.85``: short enough to sit beside a traversal row."""
+    latent, _, rest = label.partition(" ↔ ")
+    return f"{latent} {rest.split(',')[0].split(' (')[0]}".strip()
 
 
 def _iter_load_and_encode(project: str, model_path: str) -> Generator[Progress, None, tuple]:
