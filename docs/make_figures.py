@@ -216,6 +216,7 @@ def panel_screenshots() -> list[Path]:
     """The mission through the CellState panel in a 1280 x 800 napari window: one screenshot per step."""
     import napari
 
+    from napari_cellstate.gui._layers import CROP_LAYER
     from napari_cellstate.gui._tour import run_mission, wait_for
 
     viewer = napari.Viewer()
@@ -223,9 +224,20 @@ def panel_screenshots() -> list[Path]:
     paths = []
 
     def shoot(step: str, panel) -> None:
-        if step == "heads":
-            panel.step("heads").tabs.setCurrentIndex(1)  # the sparse head's wiring
         viewer.reset_view()
+        if step in ("heads", "attacks"):  # done with the latents: back to the movie, as a user would
+            for layer in viewer.layers:
+                layer.visible = layer.visible and not layer.name.startswith("cellstate latent")
+                layer.visible = layer.visible and layer.name not in ("cellstate traversal labels", CROP_LAYER)
+            viewer.reset_view()
+        if step == "heads":
+            heads = panel.step("heads")
+            heads.tabs.setCurrentIndex(1)  # the sparse head's wiring
+            panel.tabs.currentWidget().ensureWidgetVisible(heads.tabs)
+        if step == "attacks":  # close on the attacked cell and its perturbation map
+            cells = viewer.layers["cellstate cells"]
+            viewer.camera.center = cells.data_to_world(cells.data[sorted(cells.selected_data)[0]])[1:]
+            viewer.camera.zoom *= 4
         deadline = time.perf_counter() + 0.5
         wait_for(lambda: time.perf_counter() > deadline)  # let the docks and canvas settle
         path = OUT / PANEL_SHOTS[step]

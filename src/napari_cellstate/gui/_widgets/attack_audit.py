@@ -15,7 +15,7 @@ from pathlib import Path
 import napari
 from magicgui.widgets import CheckBox, ComboBox, Container, FloatSpinBox, LineEdit
 from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
-from qtpy.QtWidgets import QLabel, QListWidget, QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget
+from qtpy.QtWidgets import QLabel, QListWidget, QSizePolicy, QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget
 
 from ...core.attacks.audit import AUDIT_COLUMNS
 from ...core.attacks.figures import flip_rate_figure, gallery_figure
@@ -59,8 +59,9 @@ class AttackAuditWidget(QWidget):
         self.table.setHorizontalHeaderLabels(list(AUDIT_COLUMNS))
         self.canvas = FigureCanvasQTAgg(flip_rate_figure_placeholder())
         self.gallery = FigureCanvasQTAgg(flip_rate_figure_placeholder())
-        self.gallery.setMinimumHeight(200)
-        self.canvas.setMinimumHeight(200)
+        for canvas in (self.gallery, self.canvas):  # figures follow the dock's width
+            canvas.setMinimumSize(120, 220)
+            canvas.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Fixed)
         layout = QVBoxLayout(self)
         layout.addWidget(self.project)
         layout.addWidget(form.native)
