@@ -3,21 +3,20 @@
 1. docs/images/sample_frame.png: a frame of the default sample with true states.
 2. docs/images/realism.png: synthetic crops next to crops of real H2B/DNA data
    from ../shared/data/real, each at its own frame's display range.
-3. docs/images/viewer.png: the sample in a real napari viewer.
-4. docs/images/track_crop.png: the Track & crop and Label cells widgets after a run.
+3. docs/images/panel_*.png: the mission through the CellState panel in a 1280 x 800 napari window, one picture
+   per step: sample, track, label, latents (traversal grid with its labels), heads (the sparse head's classes
+   on every cell, its wiring in the dock), attacks (a perturbation map over an attacked cell).
 5. docs/images/segmentation_real.png: segmentation outlines on real Drosophila H2B-GFP frames.
 6. docs/images/vae_reconstructions.png and vae_traversal.png: the packaged beta-TCVAE.
-7. docs/images/latent_explorer.png: the Latent explorer after encoding, a cell selected.
 8. docs/images/sparse_topology.png and sparse_subnetwork.png: a RigL sparse head (Scheme 3) read as the paper
    reads it: its wiring and the response of its first sub-network, with decoded images along the axis.
-9. docs/images/train_heads.png: the Train heads widget after training on the sample's labelled cells and
-   applying the sparse head to the movie (cells filled by predicted class).
 """
 
 from __future__ import annotations
 
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import matplotlib
@@ -109,80 +108,12 @@ def realism_figure(result) -> Path:
     return _save(fig, "realism.png")
 
 
-def viewer_screenshot() -> Path:
-    import napari
-
-    viewer = napari.Viewer(show=False)
-    viewer.window.resize(1100, 760)
-    viewer.open_sample("napari-cellstate", "synthetic_h2b")
-    cells = viewer.layers["true states"]
-    frame = int(cells.features.loc[cells.features["state"] == "metaphase", "t"].mode().iloc[0])
-    viewer.dims.set_point(0, frame)
-    return _save_screenshot(viewer, "viewer.png")
-
-
-def _tracked_sample_viewer():
-    """A 1500 x 900 viewer with the sample (truth hidden), segmented, tracked and cropped into a temp project."""
-    import napari
-
-    from napari_cellstate.core.config import CropConfig
-    from napari_cellstate.core.pipeline import track_and_crop
-
-    viewer = napari.Viewer(show=False)
-    viewer.window.resize(1500, 900)
-    viewer.open_sample("napari-cellstate", "synthetic_h2b")
-    for name in ("true nuclei", "true states"):
-        viewer.layers[name].visible = False
-    project = tempfile.mkdtemp(prefix="cellstate-figures-")
-    result = track_and_crop(
-        viewer.layers["synthetic H2B"].data,
-        pixel_size_um=0.33,
-        crops=CropConfig(),
-        project=project,
-        source="synthetic H2B",
-    )
-    return viewer, project, result
-
-
-def _save_screenshot(viewer, name: str) -> Path:
-    """The whole napari window (docks included) as ``docs/images/<name>``; the viewer is closed."""
-    path = OUT / name
-    viewer.screenshot(str(path), canvas_only=False, flash=False)
-    viewer.close()
-    return path
-
-
 def _save(fig, name: str) -> Path:
     fig.tight_layout()
     path = OUT / name
     fig.savefig(path, dpi=80)
     plt.close(fig)
     return path
-
-
-def widgets_screenshot() -> Path:
-    from napari_cellstate.gui._widgets.label_cells import LabelCellsWidget
-    from napari_cellstate.gui._widgets.track_crop import TrackCropWidget
-
-    viewer, project, result = _tracked_sample_viewer()
-    tracker = TrackCropWidget(viewer)
-    tracker.project.value = project
-    viewer.window.add_dock_widget(tracker, name="Track & crop")
-    tracker._show(result)
-    labeller = LabelCellsWidget(viewer)
-    labeller.project.value = tracker.project.value
-    viewer.window.add_dock_widget(labeller, name="Label cells")
-    labeller.cells.value = "cellstate cells"
-    labeller.open_store()
-    frame = 46
-    viewer.dims.set_point(0, frame)
-    viewer.layers.selection.active = viewer.layers["cellstate cells"]
-    cells = viewer.layers["cellstate cells"]
-    here = np.flatnonzero(cells.features["t"].to_numpy() == frame)
-    cells.selected_data = set(here[:12].tolist())
-    labeller.label_selected("interphase")
-    tracker._show_selected_crop()
-    return _save_screenshot(viewer, "track_crop.png")
 
 
 def segmentation_real_figure() -> Path:
@@ -271,57 +202,51 @@ def sparse_head_figures() -> list[Path]:
     return paths
 
 
-def explorer_screenshot() -> Path:
-    from napari_cellstate.core.progress import run_to_completion
-    from napari_cellstate.core.vae.fit import iter_encode_project
-    from napari_cellstate.gui._layers import cells_layer
-    from napari_cellstate.gui._widgets.latent_explorer import LatentExplorerWidget
-
-    viewer, project, result = _tracked_sample_viewer()
-    data, kwargs, _ = cells_layer(result.objects, 0.33)
-    viewer.add_points(data, **kwargs)
-    explorer = LatentExplorerWidget(viewer)
-    explorer.project.value = project
-    viewer.window.add_dock_widget(explorer, name="Latent explorer")
-    model = explorer.load_model()
-    explorer._encoded(run_to_completion(iter_encode_project(project, model)))
-    explorer.panel.progress.setValue(explorer.panel.progress.maximum())  # encoded here, not in the worker
-    frame = 46
-    viewer.dims.set_point(0, frame)
-    cells = viewer.layers["cellstate cells"]
-    cells.selected_data = {int(np.flatnonzero(cells.features["t"].to_numpy() == frame)[3])}
-    viewer.reset_view()
-    return _save_screenshot(viewer, "latent_explorer.png")
+PANEL_SHOTS = {
+    "sample": "panel_sample.png",
+    "track": "panel_track.png",
+    "label": "panel_label.png",
+    "latents": "panel_latents.png",
+    "heads": "panel_heads.png",
+    "attacks": "panel_attacks.png",
+}
 
 
-def train_heads_screenshot() -> Path:
-    from napari_cellstate.core.heads.apply import apply_head
-    from napari_cellstate.core.heads.data import project_head_data
-    from napari_cellstate.core.labelling import LabelStore
-    from napari_cellstate.core.progress import run_to_completion
-    from napari_cellstate.core.vae.fit import encode_project
-    from napari_cellstate.gui._layers import cells_layer
-    from napari_cellstate.gui._widgets.train_heads import TrainHeadsWidget, iter_train_heads
+def panel_screenshots() -> list[Path]:
+    """The mission through the CellState panel in a 1280 x 800 napari window: one screenshot per step."""
+    import napari
 
-    viewer, project, result = _tracked_sample_viewer()
-    truth = simulate_movie(SimulationConfig())
-    LabelStore(Path(project) / "labels.csv").import_ground_truth(truth.objects, result.objects)
-    encode_project(project)
-    data, kwargs, _ = cells_layer(result.objects, 0.33)
-    viewer.add_points(data, **kwargs)
-    widget = TrainHeadsWidget(viewer)
-    widget.project.value = project
-    widget.synthetic.value = False
-    viewer.window.add_dock_widget(widget, name="Train heads")
-    trained = run_to_completion(
-        iter_train_heads(lambda: (project_head_data(project), None), ["dense", "sparse"], [0, 1, 2])
-    )
-    widget._trained(trained)
-    widget.panel.progress.setValue(widget.panel.progress.maximum())  # trained here, not in the widget's worker
-    widget._applied(apply_head(project, trained.best.results["sparse"].model))
-    viewer.dims.set_point(0, 46)
-    viewer.reset_view()
-    return _save_screenshot(viewer, "train_heads.png")
+    from napari_cellstate.gui._layers import CROP_LAYER
+    from napari_cellstate.gui._tour import run_mission, wait_for
+
+    viewer = napari.Viewer()
+    viewer.window.resize(1280, 800)
+    paths = []
+
+    def shoot(step: str, panel) -> None:
+        viewer.reset_view()
+        if step in ("heads", "attacks"):  # done with the latents: back to the movie, as a user would
+            for layer in viewer.layers:
+                layer.visible = layer.visible and not layer.name.startswith("cellstate latent")
+                layer.visible = layer.visible and layer.name not in ("cellstate traversal labels", CROP_LAYER)
+            viewer.reset_view()
+        if step == "heads":
+            heads = panel.step("heads")
+            heads.tabs.setCurrentIndex(1)  # the sparse head's wiring
+            panel.tabs.currentWidget().ensureWidgetVisible(heads.tabs)
+        if step == "attacks":  # close on the attacked cell and its perturbation map
+            cells = viewer.layers["cellstate cells"]
+            viewer.camera.center = cells.data_to_world(cells.data[sorted(cells.selected_data)[0]])[1:]
+            viewer.camera.zoom *= 4
+        deadline = time.perf_counter() + 0.5
+        wait_for(lambda: time.perf_counter() > deadline)  # let the docks and canvas settle
+        path = OUT / PANEL_SHOTS[step]
+        viewer.screenshot(str(path), canvas_only=False, flash=False)
+        paths.append(path)
+
+    run_mission(viewer, tempfile.mkdtemp(prefix="cellstate-figures-") + "/project", seeds=3, after=shoot)
+    viewer.close()
+    return paths
 
 
 def main() -> None:
@@ -334,10 +259,7 @@ def main() -> None:
     print(*vae_figures(), sep="\n")
     print(*sparse_head_figures(), sep="\n")
     if "--no-gui" not in sys.argv:
-        print(viewer_screenshot())
-        print(widgets_screenshot())
-        print(explorer_screenshot())
-        print(train_heads_screenshot())
+        print(*panel_screenshots(), sep="\n")
 
 
 if __name__ == "__main__":

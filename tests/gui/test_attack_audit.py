@@ -67,8 +67,16 @@ def test_perturbation_layer_sits_on_the_cell(make_napari_viewer, size, window):
     assert widget.gallery.figure.axes  # the Figs 8-10 gallery was drawn
 
 
-def test_attack_without_selected_cells_says_what_to_do(make_napari_viewer):
+def test_attack_without_a_head_or_cells_says_what_to_do(make_napari_viewer, tmp_path):
+    from napari_cellstate.core.config import HeadConfig
+    from napari_cellstate.core.heads import MLPHead, save_head
+
     widget = AttackAuditWidget(make_napari_viewer())
-    widget.project.value, widget.head.value = "/nonexistent", "/nonexistent"
+    widget.project.value = tmp_path
+    assert widget.run_attack() is None
+    assert "saved head" in widget.attack_panel.status.text()
+    save_head(tmp_path / "heads" / "toy", MLPHead(HeadConfig(n_inputs=4, hidden=(4,))), {"scheme": "dense"})
+    widget.refresh()
+    assert widget.head.value == "toy"  # the project's saved heads are offered
     assert widget.run_attack() is None
     assert "select cells" in widget.attack_panel.status.text()

@@ -66,9 +66,10 @@ def test_train_dense_and_sparse_on_synthetic_data_then_save_and_load(make_napari
     assert int(table["Scheme 3"]["head weights"].split()[0]) <= 31, table
     assert table["Scheme 2"]["head weights"] == "1040"
     assert "Scheme 3 keeps" in widget.findings.text()
-    assert widget.topology_canvas is not None
-    assert widget.topology_canvas.figure.axes, "the topology figure drew"
-    assert widget.subnetwork_canvases
+    qtbot.waitUntil(lambda: widget.figure_worker is None, timeout=60_000)
+    assert widget.figures["wiring"][0].axes, "the topology figure drew"
+    assert widget.figures["subnetworks"]
+    assert (tmp_path / "p" / "heads" / "scheme3_sparse_seed0.safetensors").exists()  # saved without a click
     assert widget.current_head().scheme == "sparse"
 
     qtbot.wait(200)

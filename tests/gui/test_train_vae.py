@@ -35,10 +35,10 @@ def test_fine_tuning_shows_loss_curves_and_saves_the_model(make_napari_viewer, q
     assert len(card["history"]) == 1
 
 
-def test_a_folder_without_crops_is_explained(make_napari_viewer, tmp_path):
+def test_a_folder_without_crops_is_explained(make_napari_viewer, qtbot, tmp_path):
     widget = TrainVAEWidget(make_napari_viewer())
     widget.project.value = str(tmp_path / "empty")
     (tmp_path / "empty").mkdir()
     widget.train()
+    qtbot.waitUntil(lambda: widget.panel.worker is None, timeout=30_000)
     assert "project" in widget.panel.status.text()
-    assert widget.panel.worker is None

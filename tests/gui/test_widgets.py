@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from app_model.types import KeyBinding
 
-from napari_cellstate.core.project import Project, load_crop_dataset
+from napari_cellstate.core.project import load_crop_dataset
 from napari_cellstate.gui._layers import CELLS_LAYER, CROP_LAYER, LABELS_LAYER, TRACKS_LAYER
 from napari_cellstate.gui._widgets.label_cells import LabelCellsWidget
 from napari_cellstate.gui._widgets.track_crop import TrackCropWidget
@@ -45,7 +45,7 @@ def test_track_crop_widget_explains_bad_input(make_napari_viewer, qtbot, tmp_pat
     _run(widget, qtbot)
     assert "RGB" in widget.panel.status.text()
     assert CELLS_LAYER not in viewer.layers
-    assert not (tmp_path / "project").exists() or Project.open(tmp_path / "project").run_id is None
+    assert not (tmp_path / "project").exists()
 
 
 def test_track_crop_can_be_cancelled(make_napari_viewer, qtbot, default_sample, tmp_path):
@@ -59,18 +59,19 @@ def test_track_crop_can_be_cancelled(make_napari_viewer, qtbot, default_sample, 
     assert widget.panel.status.text() == "cancelled"
     assert CELLS_LAYER not in viewer.layers
     project = tmp_path / "project"
-    qtbot.waitUntil(lambda: not list(project.glob(".staging-*")), timeout=10_000)  # the half-made run is gone
-    assert not project.exists() or Project.open(project).run_id is None
+    qtbot.waitUntil(lambda: not project.exists(), timeout=10_000)  # the new project is gone, with its half run
 
 
 @pytest.fixture
 def labelling(make_napari_viewer, small_sample, tmp_path):
     """A viewer with the small sample's cells and a Label cells widget on them."""
     viewer = make_napari_viewer()
-    objects = small_sample.objects
+    objects = small_sample.objects.assign(object_id=range(1, len(small_sample.objects) + 1))
     viewer.add_points(objects[["t", "y", "x"]].to_numpy(), features=objects, name="cells")
+    viewer.add_points(objects[["t", "y", "x"]].to_numpy(), features=small_sample.objects, name="true states")
     widget = LabelCellsWidget(viewer)
     widget.project.value = str(tmp_path / "project")
+    assert widget.cells.choices == ("cells",)  # a Points layer without cell ids is never offered
     widget.cells.value = "cells"
     widget.open_store()
     return viewer, widget, objects
@@ -87,14 +88,15 @@ def test_labelling_by_click_and_key_is_saved_and_undoable(labelling, tmp_path):
     np.testing.assert_allclose(layer.border_color[0][:3], [0xE7 / 255, 0x29 / 255, 0x8A / 255], atol=0.01)
 
     layer.selected_data = {1, 2}
-    layer.keymap[KeyBinding.from_str("i")](layer)  # the "i" key
+    assert KeyBinding.from_str("i") not in layer.keymap  # napari's own keys are left alone
+    layer.keymap[KeyBinding.from_str("Alt-I")](layer)
     assert widget.store.counts() == {"interphase": 2, "metaphase": 1}
 
     widget.undo()
     assert widget.store.counts() == {"metaphase": 1}
 
-    reopened = LabelCellsWidget(viewer)
-    reopened.project.value = str(tmp_path / "project")
+    assert widget.labels_file.text().endswith(str(tmp_path / "project" / "labels.csv"))
+    reopened = LabelCellsWidget(viewer)  # the project is shared by the viewer's widgets
     reopened.cells.value = "cells"
     reopened.open_store()
     assert reopened.store.counts() == {"metaphase": 1}
@@ -112,6 +114,14 @@ def test_propagate_and_ground_truth_import(labelling, small_sample, tmp_path):
     widget.t_from.value, widget.t_to.value = 0, 5
     assert widget.propagate_selected() == len(objects[(objects["track_id"] == track) & (objects["t"] <= 5)])
 
+    mine = int(np.flatnonzero((objects["state"] == "interphase").to_numpy())[0])
+    viewer.layers["cells"].selected_data = {mine}
+    widget.label_selected("my class")
     written = save_simulation(small_sample, tmp_path / "sim")
-    assert widget.import_truth(str(written["ground_truth"])) == len(objects)
-    assert widget.store.counts() == objects["state"].astype(str).value_counts().to_dict()
+    asked = []
+    widget.import_truth(str(written["ground_truth"]), confirm=lambda n: asked.append(n) or False)
+    assert asked
+    assert asked[0] >= 1
+    assert widget.store.labels_for(objects.iloc[[mine]]).iloc[0] == "my class"  # kept: the user said no
+    assert widget.import_truth("true states", confirm=lambda n: True) == len(objects)  # from the sample's layer
+    assert widget.store.counts() == objects["state"].astype(str).value_counts().sort_index().to_dict()

@@ -156,6 +156,27 @@ class LabelStore:
         self._change(pd.concat([kept, matched[LABEL_COLUMNS]], ignore_index=True) if len(kept) else matched)
         return len(matched)
 
+    def incoming_labels(
+        self, incoming: pd.DataFrame, objects: pd.DataFrame, max_distance_px: float = 5.0
+    ) -> tuple[pd.DataFrame, np.ndarray]:
+        """Labels (``t, y, x, label``) matched to ``objects``, and which of them would replace a different label.
+
+        Returns the matched rows (:data:`LABEL_COLUMNS`) and a boolean array, True where the cell already carries
+        another label: the caller asks before :meth:`merge` replaces those.
+        """
+        matched = _match_by_position(incoming, objects, max_distance_px).reset_index(drop=True)
+        current = self.labels_for(matched) if len(matched) else pd.Series([], dtype=str)
+        clash = ((current != "") & (current != matched["label"].astype(str))).to_numpy()
+        return matched, clash
+
+    def merge(self, matched: pd.DataFrame) -> int:
+        """Add labels matched by :meth:`incoming_labels` (all, or those kept after asking); returns how many."""
+        if matched.empty:
+            return 0
+        kept = self.table[~self.table["object_id"].isin(matched["object_id"])]
+        self._change(pd.concat([kept, matched[LABEL_COLUMNS]], ignore_index=True) if len(kept) else matched)
+        return len(matched)
+
     def import_ground_truth(self, truth: pd.DataFrame, objects: pd.DataFrame, max_distance_px: float = 5.0) -> int:
         """Label cells with the simulator's true ``state`` (matched by position)."""
         incoming = truth.rename(columns={"state": "label"})[["t", "y", "x", "label"]].astype({"label": str})

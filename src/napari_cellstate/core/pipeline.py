@@ -26,8 +26,18 @@ from .segment import NoCellsFoundError, iter_segment_movie
 from .track import track_objects, tracking_radii_px
 
 SEGMENTATION_STORE = "segmentation.zarr"
+#: Where a run records the movie it was made from (so a project can bring its movie back).
+MOVIE_RECORD = "movie.json"
 
-__all__ = ["SEGMENTATION_STORE", "TrackAndCropResult", "iter_track_and_crop", "relabel_unique", "track_and_crop"]
+__all__ = [
+    "MOVIE_RECORD",
+    "SEGMENTATION_STORE",
+    "TrackAndCropResult",
+    "iter_track_and_crop",
+    "read_movie_record",
+    "relabel_unique",
+    "track_and_crop",
+]
 
 
 @dataclass
@@ -86,6 +96,7 @@ def iter_track_and_crop(
     source: str = "movie",
     rgb: bool = False,
     replace: bool = False,
+    movie_origin: dict | None = None,
 ) -> Generator[Progress, None, TrackAndCropResult]:
     """Segment (unless ``labels`` are given), measure, track and crop a movie.
 
@@ -109,21 +120,69 @@ def iter_track_and_crop(
         Whether the viewer shows the image as RGB (refused with an explanation).
     replace : bool, default=False
         Allow replacing a project whose cells carry latents, predictions or labels.
+    movie_origin : dict, optional
+        Where the movie came from, kept in the run's ``movie.json`` with its name and pixel size: ``{"path": ...}``
+        for a file, ``{"simulation": {...}}`` for the simulator's settings. A project folder opened later brings
+        the movie back from it.
     """
     check_movie(movie, rgb=rgb)
     if project is None:
         return (yield from _track_and_crop(movie, pixel_size_um, labels, segmentation, tracking, crops, None, source))
+    from .io import write_json_atomic
     from .project import Project, new_run, open_or_create
 
-    folder = open_or_create(project).path
-    with new_run(folder, f"track {source}", replace=replace) as staged:
-        result = yield from _track_and_crop(movie, pixel_size_um, labels, segmentation, tracking, crops, staged, source)
+    folder = Path(project).expanduser().absolute()
+    created = not folder.exists() or (folder.is_dir() and not any(folder.iterdir()))
+    folder = open_or_create(folder).path
+    try:
+        with new_run(folder, f"track {source}", replace=replace) as staged:
+            result = yield from _track_and_crop(
+                movie, pixel_size_um, labels, segmentation, tracking, crops, staged, source
+            )
+            record = {"name": source, "pixel_size_um": float(pixel_size_um), **(movie_origin or {})}
+            write_json_atomic(staged.path / MOVIE_RECORD, record)
+    except BaseException:
+        if created:
+            _remove_new_project(folder)
+        raise
     import zarr
 
     result.labels = zarr.open_array(str(Project.open(folder).segmentation_path), mode="r")
     if crops is not None:
         yield Progress(1, 1, f"saved {len(result.objects)} cells and their crops to {folder}", stage="saving")
     return result
+
+
+def _remove_new_project(folder: Path) -> None:
+    """Remove a project this step created when the step fails or is cancelled before its first run."""
+    from .project import Project
+    from .project.folder import PROJECT_FILE
+    from .project.lock import LOCK_FILE
+
+    try:
+        if Project.open(folder).run_id is not None:
+            return
+    except ValueError:
+        return
+    for name in (PROJECT_FILE, LOCK_FILE):
+        (folder / name).unlink(missing_ok=True)
+    if not any(folder.iterdir()):
+        folder.rmdir()
+
+
+def read_movie_record(project) -> dict | None:
+    """What the live run recorded about its movie (name, pixel size, and a file path or simulator settings).
+
+    None when the run recorded nothing (imported crops, or a project made before the record existed).
+    """
+    import json
+
+    from .project.folder import as_project
+
+    run_path = as_project(project).run_path
+    if run_path is None or not (run_path / MOVIE_RECORD).exists():
+        return None
+    return json.loads((run_path / MOVIE_RECORD).read_text(encoding="utf-8"))
 
 
 def _track_and_crop(movie, pixel_size_um, labels, segmentation, tracking, crops, staged, source):

@@ -71,17 +71,34 @@ def label_colours(labels: pd.Series) -> np.ndarray:
     return transform_color([STATE_COLOURS.get(n, "#ffffff") if n else "#7f7f7f" for n in names])
 
 
+def fill_colours(classes: pd.Series, alpha: float = 0.45) -> np.ndarray:
+    """RGBA fill per cell: the class's colour at ``alpha``, transparent where there is no class."""
+    classes = classes.astype("string").fillna("")
+    colours = label_colours(classes)
+    colours[:, 3] = np.where(classes.to_numpy() == "", 0.0, alpha)
+    return colours
+
+
 def cells_layer(
-    objects: pd.DataFrame, pixel_size_um: float, name: str = CELLS_LAYER, colour_by: str = "label"
+    objects: pd.DataFrame,
+    pixel_size_um: float,
+    name: str = CELLS_LAYER,
+    colour_by: str = "label",
+    fill_by: str | None = None,
 ) -> LayerDataTuple:
-    """Points layer: a ring per cell per frame coloured by ``colour_by``; the table is its features."""
-    colours = label_colours(objects[colour_by])
+    """Points layer: a ring per cell per frame coloured by ``colour_by``, filled by ``fill_by`` (e.g. a head's class).
+
+    The table is the layer's features.
+    """
+    if colour_by not in objects:
+        objects = objects.assign(**{colour_by: ""})
+    colours = label_colours(objects[colour_by].fillna(""))
     data = objects[["t", "y", "x"]].to_numpy(float)
     kwargs = {
         "name": name,
         **_placement(pixel_size_um),
         "features": objects.reset_index(drop=True),
-        "face_color": "transparent",
+        "face_color": "transparent" if fill_by is None else fill_colours(objects[fill_by]),
         "border_color": colours,
         "border_width": 0.08,
         "border_width_is_relative": True,
@@ -104,18 +121,6 @@ def tracks_layer(objects: pd.DataFrame, graph: dict[int, list[int]], pixel_size_
         "tail_width": 2,
     }
     return (data, kwargs, "tracks")
-
-
-def crop_layer(crop: np.ndarray, title: str, pixel_size_um: float, movie_width_px: int) -> LayerDataTuple:
-    """A single crop, shown at the movie's scale just right of the movie."""
-    kwargs = {
-        "name": CROP_LAYER,
-        "colormap": "gray",
-        "scale": (pixel_size_um, pixel_size_um),
-        "translate": (0.0, (movie_width_px + 8) * pixel_size_um),
-        "metadata": {"title": title},
-    }
-    return (crop, kwargs, "image")
 
 
 def colour_cells_by_class(
@@ -153,8 +158,88 @@ def colour_cells_by_class(
     copied = [class_column, *columns]
     features = layer.features.drop(columns=[c for c in copied if c in layer.features.columns])
     features = features.merge(table[[key, *copied]].drop_duplicates(key), on=key, how="left")
-    classes = features[class_column].astype("string").fillna("")
-    colours = label_colours(classes)
-    colours[:, 3] = np.where(classes.to_numpy() == "", 0.0, alpha)
     layer.features = features
-    layer.face_color = colours
+    layer.face_color = fill_colours(features[class_column], alpha)
+
+
+LEGEND = "ring: your label · fill: the head's prediction — magenta metaphase, blue interphase, grey unlabelled"
+CANVAS_LEGEND = "ring: label · fill: prediction (magenta metaphase, blue interphase)"
+GAP_PX = 16  # screen-free margin between images laid side by side, in the movie's pixels
+
+
+def is_cells_layer(layer) -> bool:
+    """A Points layer of cells: one point per cell per frame, identified by an ``object_id`` feature."""
+    from napari.layers import Points
+
+    return isinstance(layer, Points) and "object_id" in layer.features.columns
+
+
+def cells_layer_names(viewer) -> list[str]:
+    """Names of the viewer's cells layers, the Track & crop layer first."""
+    names = [layer.name for layer in viewer.layers if is_cells_layer(layer)]
+    return sorted(names, key=lambda name: name != CELLS_LAYER)
+
+
+def right_of_everything(viewer, exclude: tuple[str, ...] = ()) -> float:
+    """The world column just right of every visible layer but ``exclude``, plus a gap: where a new image goes."""
+    right, pixel = 0.0, 1.0
+    for layer in viewer.layers:
+        if layer.name in exclude or not layer.visible:
+            continue
+        right = max(right, float(layer.extent.world[1][-1]))
+        pixel = min(pixel, float(layer.scale[-1])) if right else float(layer.scale[-1])
+    return right + GAP_PX * pixel if right else 0.0
+
+
+def show_beside(viewer, image: np.ndarray, name: str, pixel_size_um: float, row: float = 0.0, **kwargs):
+    """Show a 2-D image right of what the viewer already holds (updated in place if ``name`` exists).
+
+    The layer that was active stays active, so keys and clicks keep going to the cells.
+    """
+    if name in viewer.layers:
+        layer = viewer.layers[name]
+        layer.data = image
+        return layer
+    active = viewer.layers.selection.active
+    translate = (row, right_of_everything(viewer, exclude=(name,)))
+    layer = viewer.add_image(
+        image, name=name, scale=(pixel_size_um, pixel_size_um), translate=translate, colormap="gray", **kwargs
+    )
+    if active is not None:
+        viewer.layers.selection.active = active
+    return layer
+
+
+def grid_labels_layer(image_layer, rows: list[str], columns: list[str], cell_px: int, name: str) -> LayerDataTuple:
+    """Text labels for a grid image: row names right of each row, column values above each column.
+
+    Points of size 0 carry the text, placed in the image layer's world coordinates.
+    """
+    scale = np.asarray(image_layer.scale[-2:], float)
+    origin = np.asarray(image_layer.translate[-2:], float)
+    points, text = [], []
+    right = len(columns) * cell_px
+    for r, label in enumerate(rows):
+        points.append(origin + scale * ((r + 0.5) * cell_px, right + 0.9 * cell_px))
+        text.append(label)
+    for c, label in enumerate(columns):
+        points.append(origin + scale * (-0.15 * cell_px, (c + 0.5) * cell_px))
+        text.append(label)
+    kwargs = {
+        "name": name,
+        "features": pd.DataFrame({"text": text}),
+        "text": {"string": "{text}", "color": "white", "size": 7, "anchor": "center"},
+        "size": 0,
+        "face_color": "transparent",
+        "border_width": 0,
+    }
+    return (np.asarray(points), kwargs, "points")
+
+
+def set_legend(viewer, text: str = CANVAS_LEGEND) -> None:
+    """One legend for the cell classes, in the corner of the canvas."""
+    overlay = viewer.canvas.overlays["text"]
+    overlay.text = text
+    overlay.font_size = 8
+    overlay.position = "top_left"
+    overlay.visible = True

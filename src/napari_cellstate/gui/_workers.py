@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import threading
 from collections.abc import Callable, Generator
 from typing import Any
@@ -22,7 +23,11 @@ def _cancellable(
     Closing the core's generator runs its clean-up (a half-written run is removed, the project lock released)
     before the worker ends, so a cancelled step leaves nothing behind.
     """
-    gen = steps(*args, **kwargs)
+    with _leave_a_core_to_the_gui():
+        return (yield from _run(steps(*args, **kwargs), cancelled))
+
+
+def _run(gen: Generator[Progress, None, Any], cancelled: threading.Event) -> Generator[Progress, None, Any]:
     try:
         while not cancelled.is_set():
             try:
@@ -33,6 +38,29 @@ def _cancellable(
         return None
     finally:
         gen.close()
+
+
+_torch_threads = {"jobs": 0, "before": 1}  # jobs running, and torch's thread count before the first
+_torch_lock = threading.Lock()
+
+
+@contextlib.contextmanager
+def _leave_a_core_to_the_gui():
+    """While jobs run, torch uses one thread fewer than the machine has, so napari keeps a core to draw."""
+    import torch
+
+    with _torch_lock:
+        _torch_threads["jobs"] += 1
+        if _torch_threads["jobs"] == 1:
+            _torch_threads["before"] = torch.get_num_threads()
+            torch.set_num_threads(max(1, min(_torch_threads["before"], (os.cpu_count() or 2) - 1)))
+    try:
+        yield
+    finally:
+        with _torch_lock:
+            _torch_threads["jobs"] -= 1
+            if _torch_threads["jobs"] == 0:
+                torch.set_num_threads(_torch_threads["before"])
 
 
 class RunPanel(QWidget):
@@ -96,9 +124,19 @@ class RunPanel(QWidget):
 
     def _show_error(self, error: Exception) -> None:
         self.last_error = error
+        self.fail(str(error))
+
+    def fail(self, message: str) -> None:
+        """Say what went wrong and how to fix it: in the status line and as a napari notification."""
         self.status.setStyleSheet("color: #ff6b6b")
-        self.status.setText(str(error))
-        show_error(str(error))
+        self.status.setText(message)
+        show_error(message)
+
+    def done(self, message: str) -> None:
+        """Say what a finished job made: in the status line and as a napari notification."""
+        self.status.setStyleSheet("")
+        self.status.setText(message)
+        show_info(message)
 
     def _finished(self) -> None:
         if self._cancelled.is_set() and self.last_error is None:

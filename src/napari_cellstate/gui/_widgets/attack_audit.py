@@ -9,18 +9,24 @@ rate plot. The cells layer (the per-cell class overlay) is kept on top so it sta
 
 from __future__ import annotations
 
+from collections.abc import Generator
 from pathlib import Path
 
 import napari
 from magicgui.widgets import CheckBox, ComboBox, Container, FloatSpinBox, LineEdit
 from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
-from qtpy.QtWidgets import QLabel, QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget
+from qtpy.QtWidgets import QLabel, QListWidget, QSizePolicy, QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget
 
 from ...core.attacks.audit import AUDIT_COLUMNS
 from ...core.attacks.figures import flip_rate_figure, gallery_figure
+from ...core.heads.session import HEADS_FOLDER, saved_heads
+from ...core.progress import Progress
 from .._attack_layers import perturbation_layer
 from .._layers import CELLS_LAYER
+from .._project import ProjectField, project_state
 from .._workers import RunPanel
+
+ATTACKS_FOLDER = "attacks"
 
 SELECTIONS = ("cells selected on the movie", "cells classified metaphase", "cells classified interphase", "all cells")
 MAX_LAYERS = 20  # perturbation layers added per attack; the gallery and saved results hold every cell
@@ -32,9 +38,9 @@ class AttackAuditWidget(QWidget):
     def __init__(self, napari_viewer: napari.viewer.Viewer) -> None:
         super().__init__()
         self.viewer = napari_viewer
-        self.project = LineEdit(label="project folder")
-        self.head = LineEdit(label="head (.json)")
-        self.heads = LineEdit(label="heads folder (audit)")
+        self.project = ProjectField(project_state(napari_viewer))
+        self.head = ComboBox(label="head", choices=self._head_choices)
+        self.head.tooltip = "A head saved in the project's heads/ folder (the Heads step saves them as it trains)"
         self.cells = ComboBox(label="attack", choices=SELECTIONS)
         self.space = ComboBox(label="space", choices=["image", "latent"], value="image")
         self.epsilon = FloatSpinBox(label="ε", value=0.5, min=0.01, max=4.0, step=0.05)
@@ -42,25 +48,58 @@ class AttackAuditWidget(QWidget):
         self.freeze = LineEdit(label="frozen latents", value="")
         self.freeze.tooltip = "latent attacks: latents held fixed, e.g. z3 z17 z21 z29 (the paper's central ones)"
         self.space.changed.connect(lambda space: setattr(self.epsilon, "value", 0.5 if space == "image" else 1.0))
-        form = Container(widgets=[self.project, self.head, self.cells, self.space, self.epsilon, self.minimal,
-                                  self.freeze, self.heads])  # fmt: skip
+        form = Container(widgets=[self.head, self.cells, self.space, self.epsilon, self.minimal, self.freeze])
         self.attack_panel = RunPanel("Attack")
+        self.saved = QListWidget()
+        self.saved.setMaximumHeight(90)
+        self.saved.setToolTip("Attacks saved in the project's attacks/ folder; double-click one to show its maps.")
+        self.saved.itemDoubleClicked.connect(lambda item: self.show_saved(item.text()))
         self.audit_panel = RunPanel("Audit heads")
         self.table = QTableWidget(0, len(AUDIT_COLUMNS))
         self.table.setHorizontalHeaderLabels(list(AUDIT_COLUMNS))
         self.canvas = FigureCanvasQTAgg(flip_rate_figure_placeholder())
         self.gallery = FigureCanvasQTAgg(flip_rate_figure_placeholder())
+        for canvas in (self.gallery, self.canvas):  # figures follow the dock's width
+            canvas.setMinimumSize(120, 220)
+            canvas.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Fixed)
         layout = QVBoxLayout(self)
+        layout.addWidget(self.project)
         layout.addWidget(form.native)
         layout.addWidget(self.attack_panel)
+        layout.addWidget(QLabel("Attacks in this project"))
+        layout.addWidget(self.saved)
         layout.addWidget(self.gallery)
-        layout.addWidget(QLabel("Domain audit (test cells)"))
+        layout.addWidget(QLabel("Domain audit of every saved head (test cells)"))
         layout.addWidget(self.audit_panel)
         layout.addWidget(self.table)
         layout.addWidget(self.canvas)
         self.attack_panel.run_button.clicked.connect(self.run_attack)
         self.audit_panel.run_button.clicked.connect(self.run_audit)
+        self.project.state.changed.connect(lambda _p: self.refresh())
         self.last_result = None
+        self.refresh()
+
+    def _head_choices(self, _widget=None) -> list[str]:
+        return [card.stem for card in saved_heads(self.project.value)]
+
+    def refresh(self) -> None:
+        """Offer the project's saved heads and list its saved attacks."""
+        self.head.reset_choices()
+        self.saved.clear()
+        folder = Path(self.project.value) / ATTACKS_FOLDER if self.project.value else None
+        if folder is not None and folder.is_dir():
+            self.saved.addItems(sorted(p.name for p in folder.iterdir() if (p / "attack.json").exists()))
+
+    def show_saved(self, name: str) -> None:
+        """Show a saved attack's maps over its cells (read in a worker)."""
+        from ...core.attacks.results import load_attack_result
+
+        folder = Path(self.project.value) / ATTACKS_FOLDER / name
+        self.attack_panel.start(_iter_call, self._show_loaded, load_attack_result, folder)
+
+    def _show_loaded(self, returned) -> None:
+        result, summary = returned
+        self.show_attack((result, summary.get("geometry") or {}))
 
     def _selection(self) -> dict:
         choice = self.cells.value
@@ -80,9 +119,11 @@ class AttackAuditWidget(QWidget):
         """The core call's arguments, from the fields."""
         from ..._cli_attacks import _latent_indices
 
+        if not self.project.value or not self.head.value:
+            raise ValueError("Choose a project with a saved head first: train one in the Heads step.")
         return {
             "project": Path(self.project.value),
-            "head": Path(self.head.value),
+            "head": Path(self.project.value) / HEADS_FOLDER / f"{self.head.value}.safetensors",
             **self._selection(),
             "space": self.space.value,
             "epsilon": None if self.minimal.value else float(self.epsilon.value),
@@ -91,16 +132,21 @@ class AttackAuditWidget(QWidget):
         }
 
     def run_attack(self):
-        """Attack the chosen cells in a worker; layers appear when it is done."""
-        from ...core.attacks.project import iter_attack_project
-
+        """Attack the chosen cells in a worker and save the result in the project; layers appear when done."""
         try:
             request = self.attack_request()
         except ValueError as err:
             self.attack_panel._show_error(err)
             return None
         project, head = request.pop("project"), request.pop("head")
-        return self.attack_panel.start(iter_attack_project, self.show_attack, project, head, **request)
+        name = attack_name(head.stem, request)
+        return self.attack_panel.start(
+            _iter_attack_and_save, self._attacked, project, head, project / ATTACKS_FOLDER / name, request
+        )
+
+    def _attacked(self, returned) -> None:
+        self.show_attack(returned)
+        self.refresh()
 
     def show_attack(self, returned) -> None:
         """Perturbation layers over the attacked cells, the gallery, the cells layer kept on top."""
@@ -115,10 +161,11 @@ class AttackAuditWidget(QWidget):
             cells = self.viewer.layers[CELLS_LAYER]
             self.viewer.layers.move(self.viewer.layers.index(cells), len(self.viewer.layers))
             cells.visible = True
+            self.viewer.layers.selection.active = cells  # keys and clicks keep going to the cells
         self.gallery.figure = gallery_figure(result)
         self.gallery.figure.set_canvas(self.gallery)
         self.gallery.draw_idle()
-        self.attack_panel.status.setText(
+        self.attack_panel.done(
             f"flip rate {result.flip_rate:.2f} over {len(result.cells)} cells (Scheme {result.scheme}, {result.space})"
         )
 
@@ -128,7 +175,7 @@ class AttackAuditWidget(QWidget):
         from ...core.attacks.project import iter_audit_heads
 
         try:
-            heads = find_heads(Path(self.heads.value))
+            heads = find_heads(Path(self.project.value) / HEADS_FOLDER)
         except ValueError as err:
             self.audit_panel._show_error(err)
             return None
@@ -154,6 +201,33 @@ class AttackAuditWidget(QWidget):
         self.canvas.figure = flip_rate_figure(curves)
         self.canvas.figure.set_canvas(self.canvas)
         self.canvas.draw_idle()
+
+
+def attack_name(head: str, request: dict) -> str:
+    """A folder name saying what was attacked: head, space, ε (or minimal), frozen latents.
+
+    >>> attack_name("scheme3_sparse_seed0", {"space": "latent", "epsilon": 1.0, "frozen": [3, 17]})
+    'scheme3_sparse_seed0-latent-eps1-frozen3_17'
+    """
+    epsilon = "minimal" if request.get("epsilon") is None else f"eps{request['epsilon']:g}"
+    frozen = "-frozen" + "_".join(str(j) for j in request["frozen"]) if request.get("frozen") else ""
+    return f"{head}-{request['space']}-{epsilon}{frozen}"
+
+
+def _iter_attack_and_save(project: Path, head: Path, folder: Path, request: dict) -> Generator[Progress, None, tuple]:
+    """Attack, then save the result in the project (so it comes back when the project is opened again)."""
+    from ...core.attacks.project import iter_attack_project
+    from ...core.attacks.results import save_attack_result
+
+    result, geometry = yield from iter_attack_project(project, head, **request)
+    save_attack_result(folder, result, geometry)
+    return result, geometry
+
+
+def _iter_call(function, *args) -> Generator[Progress, None, object]:
+    """A plain call as a one-step job (to read files off the GUI thread)."""
+    yield Progress(0, 1, "reading ...")
+    return function(*args)
 
 
 def flip_rate_figure_placeholder():

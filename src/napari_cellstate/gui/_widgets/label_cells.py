@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import napari
@@ -14,7 +15,9 @@ from qtpy.QtWidgets import (
     QGridLayout,
     QLabel,
     QListWidget,
+    QMessageBox,
     QPushButton,
+    QSizePolicy,
     QVBoxLayout,
     QWidget,
 )
@@ -22,25 +25,37 @@ from qtpy.QtWidgets import (
 from ...core.labelling import LabelStore, nearest_object
 from ...core.objects import validate_objects
 from ...core.states import CellState
-from .._layers import label_colours
+from .._layers import cells_layer_names, label_colours, set_legend
+from .._project import ProjectField, project_state
 
 DEFAULT_CLASSES = (CellState.INTERPHASE.value, CellState.METAPHASE.value)
 CLICK_RADIUS_PX = 20.0
+#: Labelling keys work with Alt held, so napari's own Points keys (modes, undo) stay as they are.
+MODIFIER = "Alt"
+KEYS_HELP = (
+    f"Keys ({MODIFIER} held, on the cells layer): {MODIFIER}+I interphase, {MODIFIER}+M metaphase, "
+    f"{MODIFIER}+1…9 the class in the list, {MODIFIER}+U unlabel, {MODIFIER}+Z undo."
+)
+TRUTH_COLUMN = "state"
 
 
 class LabelCellsWidget(QWidget):
-    """Give cells a state; keys: i = interphase, m = metaphase, 1-9 = class in the list, u = unlabel, z = undo."""
+    """Give cells a state by click or key (see :data:`KEYS_HELP`); labels are saved in the project as made."""
 
     def __init__(self, napari_viewer: napari.viewer.Viewer) -> None:
         super().__init__()
         self.viewer = napari_viewer
         self.store: LabelStore | None = None
-        self.cells = ComboBox(label="cells", choices=self._points_choices)
-        self.project = LineEdit(label="project folder", value=str(Path.cwd() / "cellstate-project"))
+        self.cells = ComboBox(label="cells", choices=lambda _w=None: cells_layer_names(self.viewer))
+        self.project = ProjectField(project_state(napari_viewer))
+        self.project.state.changed.connect(lambda _p: self.open_store())
+        self.labels_file = QLabel("")
+        self.labels_file.setWordWrap(True)
+        self.labels_file.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)  # a long path
         self.t_from = SpinBox(label="from frame", min=0, max=100000)
         self.t_to = SpinBox(label="to frame", min=0, max=100000)
-        form = Container(widgets=[self.cells, self.project])
-        frames = Container(widgets=[self.t_from, self.t_to], layout="horizontal", labels=True)
+        form = Container(widgets=[self.cells])
+        frames = Container(widgets=[self.t_from, self.t_to], labels=True)
 
         self.classes = QListWidget()
         self.classes.addItems(DEFAULT_CLASSES)
@@ -48,6 +63,7 @@ class LabelCellsWidget(QWidget):
         self.classes.setMaximumHeight(110)
         self.new_class = LineEdit(label="new class")
         self.counts = QLabel("no labels yet")
+        self.counts.setWordWrap(True)
         self.click_to_label = QCheckBox("click a cell to label it with the chosen class")
         self.click_to_label.setChecked(True)
 
@@ -61,6 +77,7 @@ class LabelCellsWidget(QWidget):
             "import": ("Import CSV...", self._import_csv_dialog),
             "export": ("Export CSV...", self._export_csv_dialog),
             "truth": ("Import simulator truth...", self._import_truth_dialog),
+            "truth_layer": ("Labels from 'true states'", lambda: self.import_truth(self._truth_layer_name())),
         }
         self.buttons = {}
         grid = QGridLayout()
@@ -71,23 +88,25 @@ class LabelCellsWidget(QWidget):
             grid.addWidget(button, i // 2, i % 2)
 
         layout = QVBoxLayout(self)
+        layout.addWidget(self.project)
         layout.addWidget(form.native)
-        layout.addWidget(QLabel("classes (keys 1-9; i, m)"))
+        layout.addWidget(self.labels_file)
+        keys = QLabel(KEYS_HELP)
+        keys.setWordWrap(True)
+        layout.addWidget(QLabel("classes"))
         layout.addWidget(self.classes)
-        layout.addWidget(self.new_class.native)
+        layout.addWidget(Container(widgets=[self.new_class]).native)
         layout.addWidget(frames.native)
         layout.addWidget(self.click_to_label)
         layout.addLayout(grid)
         layout.addWidget(self.counts)
+        layout.addWidget(keys)
         layout.addStretch()
         for event in (self.viewer.layers.events.inserted, self.viewer.layers.events.removed):
             event.connect(lambda _e=None: self.cells.reset_choices())
         self.cells.changed.connect(lambda _v=None: self.open_store())
 
     # --- layer and store -------------------------------------------------------------
-    def _points_choices(self, _widget=None) -> list[str]:
-        return [layer.name for layer in self.viewer.layers if isinstance(layer, napari.layers.Points)]
-
     @property
     def layer(self) -> napari.layers.Points | None:
         """The Points layer of cells being labelled."""
@@ -101,22 +120,23 @@ class LabelCellsWidget(QWidget):
     def open_store(self) -> None:
         """Load (or start) the labels of the project folder and bind keys and clicks on the layer."""
         layer = self.layer
-        if layer is None:
+        if layer is None or not self.project.value:
+            self.store = None
+            self.labels_file.setText("Choose a project and a cells layer: labels are saved in the project.")
             return
-        folder = Path(self.project.value)
-        folder.mkdir(parents=True, exist_ok=True)
-        self.store = LabelStore(folder / "labels.csv")
+        self.store = LabelStore(Path(self.project.value) / "labels.csv")
+        self.labels_file.setText(f"labels saved to {self.store.path}")
         self._bind(layer)
         self._refresh()
 
     def _bind(self, layer: napari.layers.Points) -> None:
-        keys = {"i": CellState.INTERPHASE.value, "m": CellState.METAPHASE.value}
+        keys = {"I": CellState.INTERPHASE.value, "M": CellState.METAPHASE.value}
         for key, name in keys.items():
-            layer.bind_key(key, lambda _layer, name=name: self.label_selected(name), overwrite=True)
+            layer.bind_key(f"{MODIFIER}-{key}", lambda _layer, name=name: self.label_selected(name), overwrite=True)
         for k in range(1, 10):
-            layer.bind_key(str(k), lambda _layer, k=k: self._label_with_row(k - 1), overwrite=True)
-        layer.bind_key("u", lambda _layer: self.label_selected(""), overwrite=True)
-        layer.bind_key("z", lambda _layer: self.undo(), overwrite=True)
+            layer.bind_key(f"{MODIFIER}-{k}", lambda _layer, k=k: self._label_with_row(k - 1), overwrite=True)
+        layer.bind_key(f"{MODIFIER}-U", lambda _layer: self.label_selected(""), overwrite=True)
+        layer.bind_key(f"{MODIFIER}-Z", lambda _layer: self.undo(), overwrite=True)
         if self._on_click not in layer.mouse_drag_callbacks:
             layer.mouse_drag_callbacks.append(self._on_click)
 
@@ -150,6 +170,8 @@ class LabelCellsWidget(QWidget):
         """Label the selected cells with ``name`` ("" removes labels); returns how many."""
         if self.store is None:
             self.open_store()
+        if self.store is None:
+            return 0
         chosen = self._selected_objects()
         if chosen.empty:
             self.counts.setText("Select cells first (or click a cell with 'click a cell' on).")
@@ -162,6 +184,8 @@ class LabelCellsWidget(QWidget):
         """Label the cell nearest to a (t, y, x) data position in the same frame."""
         if self.store is None:
             self.open_store()
+        if self.store is None:
+            return 0
         t, y, x = (float(v) for v in position[-3:])
         hit = nearest_object(self.objects(), round(t), y, x, CLICK_RADIUS_PX)
         if hit.empty:
@@ -199,11 +223,40 @@ class LabelCellsWidget(QWidget):
         self._refresh()
         return changed
 
-    def import_truth(self, path: str) -> int:
-        """Label cells with a simulation's ground_truth.csv."""
-        changed = self.store.import_ground_truth(pd.read_csv(path), self.objects())
+    def import_truth(self, source: str, confirm: Callable[[int], bool] | None = None) -> int:
+        """Add the simulator's true states to the labels: from a ground_truth.csv or a Points layer's ``state``.
+
+        The truth merges with the user's labels. Where it differs from a label the user made, ``confirm(n)`` is
+        asked whether to replace those ``n`` labels (default: a question box); they are kept when it says no.
+        Returns how many labels were added or changed.
+        """
+        if self.store is None:
+            self.open_store()
+        if self.store is None:
+            return 0
+        if source in self.viewer.layers:
+            layer = self.viewer.layers[source]
+            truth = layer.features.assign(t=layer.data[:, -3], y=layer.data[:, -2], x=layer.data[:, -1])
+        else:
+            truth = pd.read_csv(source)
+        if TRUTH_COLUMN not in truth.columns:
+            raise ValueError(f"{source} has no '{TRUTH_COLUMN}' column: choose the simulator's ground truth.")
+        incoming = truth.rename(columns={TRUTH_COLUMN: "label"})[["t", "y", "x", "label"]].astype({"label": str})
+        matched, clash = self.store.incoming_labels(incoming, self.objects())
+        if clash.any() and not (confirm or self._ask_replace)(int(clash.sum())):
+            matched = matched[~clash]
+        changed = self.store.merge(matched)
         self._refresh()
         return changed
+
+    def _ask_replace(self, n: int) -> bool:
+        answer = QMessageBox.question(
+            self, "Replace your labels?", f"The truth differs from {n} labels you made. Replace them?"
+        )
+        return answer == QMessageBox.StandardButton.Yes
+
+    def _truth_layer_name(self) -> str:
+        return next((layer.name for layer in self.viewer.layers if TRUTH_COLUMN in getattr(layer, "features", {})), "")
 
     def _import_csv_dialog(self) -> None:
         path, _ = QFileDialog.getOpenFileName(self, "Import labels", filter="CSV (*.csv)")
@@ -229,6 +282,6 @@ class LabelCellsWidget(QWidget):
         features["label"] = self.store.labels_for(self.objects()).to_numpy()
         layer.features = features
         layer.border_color = label_colours(features["label"])
-        layer.text = {"string": "{label}", "color": "white", "size": 7, "anchor": "upper_left"}
+        set_legend(self.viewer)
         counts = self.store.counts()
         self.counts.setText(", ".join(f"{k}: {v}" for k, v in counts.items()) or "no labels yet")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+from collections.abc import Generator
 
 import napari
 import numpy as np
@@ -11,14 +11,18 @@ from magicgui.widgets import Container, LineEdit
 from qtpy.QtCore import Qt
 from qtpy.QtWidgets import QFormLayout, QLabel, QSlider, QVBoxLayout, QWidget
 
+from ...core.progress import Progress
 from ...core.vae.fit import decode_latents, iter_encode_project, load_default_vae, traversal_grid
 from ...core.vae.naming import latent_names, name_latents
-from .._layers import CELLS_LAYER
+from .._layers import CELLS_LAYER, grid_labels_layer, show_beside
+from .._project import ProjectField, project_state
 from .._workers import RunPanel
 
 PACKAGED = "(packaged model)"
 TRAVERSAL_LAYER = "cellstate latent traversal"
 EXPLORER_LAYER = "cellstate latent explorer"
+TRAVERSAL_LABELS = "cellstate traversal labels"
+TRAVERSAL_VALUES = (-3.0, -2.0, -1.0, 0.0, 1.0, 2.0, 3.0)
 N_SLIDERS = 6
 SLIDER_STEPS = 60  # -3 .. 3 in steps of 0.1
 
@@ -32,7 +36,8 @@ class LatentExplorerWidget(QWidget):
         self.model = None
         self.objects: pd.DataFrame | None = None
         self.base = None
-        self.project = LineEdit(label="project folder", value=str(Path.cwd() / "cellstate-project"))
+        self.latent_labels: list[str] = []
+        self.project = ProjectField(project_state(napari_viewer))
         self.model_path = LineEdit(label="model", value=PACKAGED)
         self.chosen = LineEdit(label="latents to show", value="")
         self.panel = RunPanel("Encode crops")
@@ -50,7 +55,8 @@ class LatentExplorerWidget(QWidget):
             self.slider_labels.append(label)
             sliders.addRow(label, slider)
         layout = QVBoxLayout(self)
-        layout.addWidget(Container(widgets=[self.project, self.model_path, self.chosen]).native)
+        layout.addWidget(self.project)
+        layout.addWidget(Container(widgets=[self.model_path, self.chosen]).native)
         layout.addWidget(self.panel)
         layout.addWidget(self.names)
         layout.addLayout(sliders)
@@ -58,20 +64,15 @@ class LatentExplorerWidget(QWidget):
         self.panel.run_button.clicked.connect(self.encode)
         self.chosen.changed.connect(lambda _v=None: self.show_selected())
 
-    def load_model(self):
-        """The packaged β-TCVAE, or the one named in the model box."""
-        from ...core.vae import load_vae
-
-        path = self.model_path.value.strip()
-        self.model = load_default_vae()[0] if path in ("", PACKAGED) else load_vae(path)[0]
-        return self.model
-
     def encode(self) -> None:
-        """Encode every crop of the project in a worker; then name latents and show the selected cell."""
-        model = self.load_model()
-        self.panel.start(iter_encode_project, self._encoded, self.project.value, model)
+        """Load the model and encode every crop of the project in a worker; then name latents, show a cell."""
+        if not self.project.value:
+            self.panel.fail("Choose a project folder first (Project…).")
+            return
+        self.panel.start(_iter_load_and_encode, self._encoded, self.project.value, self.model_path.value.strip())
 
-    def _encoded(self, objects: pd.DataFrame) -> None:
+    def _encoded(self, returned) -> None:
+        self.model, objects = returned
         self.objects = objects
         dims = self.model.cfg.n_latents
         mu = objects[[f"z{j}" for j in range(dims)]].to_numpy()
@@ -79,15 +80,19 @@ class LatentExplorerWidget(QWidget):
         best_named = np.argsort(-np.abs(named["r"].to_numpy()))
         if not self.chosen.value.strip():  # start with the latents most tied to morphology
             self.chosen.value = ", ".join(str(j) for j in best_named[:N_SLIDERS])
-        labels = latent_names(named)
-        self.names.setText("\n".join(labels[j] for j in best_named[:8]))
+        self.latent_labels = latent_names(named)
+        self.names.setText("\n".join(self.latent_labels[j] for j in best_named[:8]))
         if CELLS_LAYER in self.viewer.layers:
             cells = self.viewer.layers[CELLS_LAYER]
             latents = objects[["object_id", *[f"z{j}" for j in range(dims)]]]
             features = cells.features.drop(columns=[c for c in latents.columns[1:] if c in cells.features])
             cells.features = features.merge(latents, on="object_id", how="left")
-            cells.selected_data.events.items_changed.connect(lambda _e=None: self.show_selected())
-        self.panel.status.setText(f"encoded {len(objects)} crops into {dims} latents")
+            cells.selected_data.events.items_changed.disconnect(self._selection_changed)
+            cells.selected_data.events.items_changed.connect(self._selection_changed)
+        self.panel.done(f"encoded {len(objects)} crops into {dims} latents")
+        self.show_selected()
+
+    def _selection_changed(self, _event=None) -> None:
         self.show_selected()
 
     def chosen_latents(self) -> list[int]:
@@ -113,8 +118,9 @@ class LatentExplorerWidget(QWidget):
             return
         self.base = self._selected_latents()
         latents = self.chosen_latents()
-        grid = traversal_grid(self.model, self.base, latents)
+        grid = traversal_grid(self.model, self.base, latents, np.asarray(TRAVERSAL_VALUES))
         self._show(TRAVERSAL_LAYER, grid)
+        self._label_traversal(latents, grid.shape[0] // max(len(latents), 1))
         for k, (slider, label) in enumerate(zip(self.sliders, self.slider_labels, strict=True)):
             visible = k < len(latents)
             slider.setVisible(visible)
@@ -135,15 +141,34 @@ class LatentExplorerWidget(QWidget):
         self._show(EXPLORER_LAYER, decode_latents(self.model, z[None])[0])
 
     def _show(self, name: str, image: np.ndarray) -> None:
-        if name in self.viewer.layers:
-            self.viewer.layers[name].data = image
-            return
-        placement = {}
-        if CELLS_LAYER in self.viewer.layers:  # beside the movie, at its pixel size
-            cells = self.viewer.layers[CELLS_LAYER]
-            px = float(cells.scale[-1])
-            right = float(cells.extent.world[1][-1]) + 40 * px
-            if name == EXPLORER_LAYER and TRAVERSAL_LAYER in self.viewer.layers:
-                right += self.viewer.layers[TRAVERSAL_LAYER].data.shape[1] * px + 10 * px
-            placement = {"scale": (px, px), "translate": (0.0, right)}
-        self.viewer.add_image(image, name=name, colormap="gray", contrast_limits=(-2.0, 4.0), **placement)
+        """The image right of what the viewer holds, at the movie's pixel size; the cells layer stays active."""
+        px = float(self.viewer.layers[CELLS_LAYER].scale[-1]) if CELLS_LAYER in self.viewer.layers else 1.0
+        show_beside(self.viewer, image, name, px, contrast_limits=(-2.0, 4.0))
+
+    def _label_traversal(self, latents: list[int], size: int) -> None:
+        """Row labels (latent names) and column labels (values) over the traversal grid."""
+        rows = [_short_name(self.latent_labels[j]) if j < len(self.latent_labels) else f"z{j}" for j in latents]
+        columns = [f"{v:g}" for v in TRAVERSAL_VALUES]
+        data, kwargs, _ = grid_labels_layer(self.viewer.layers[TRAVERSAL_LAYER], rows, columns, size, TRAVERSAL_LABELS)
+        if TRAVERSAL_LABELS in self.viewer.layers:
+            self.viewer.layers.remove(TRAVERSAL_LABELS)
+        active = self.viewer.layers.selection.active
+        self.viewer.add_points(data, **kwargs)
+        if active is not None:
+            self.viewer.layers.selection.active = active
+
+
+def _short_name(label: str) -> str:
+    """``z11 area`` from ``z11 ↔ area, r = 0.85``: short enough to sit beside a traversal row."""
+    latent, _, rest = label.partition(" ↔ ")
+    return f"{latent} {rest.split(',')[0].split(' (')[0]}".strip()
+
+
+def _iter_load_and_encode(project: str, model_path: str) -> Generator[Progress, None, tuple]:
+    """Load the packaged β-TCVAE (or the one at ``model_path``) and encode the project: off the GUI thread."""
+    from ...core.vae import load_vae
+
+    yield Progress(0, 1, "loading the β-TCVAE ...", stage="loading")
+    model = load_default_vae()[0] if model_path in ("", PACKAGED) else load_vae(model_path)[0]
+    objects = yield from iter_encode_project(project, model)
+    return model, objects

@@ -2,16 +2,25 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import napari
 import numpy as np
-from magicgui.widgets import ComboBox, Container, FloatSpinBox, LineEdit, SpinBox
+from magicgui.widgets import ComboBox, Container, FloatSpinBox, SpinBox
 from qtpy.QtWidgets import QVBoxLayout, QWidget
 
 from ...core.config import CropConfig, SegmentationConfig, ThresholdMethod, TrackingConfig
 from ...core.pipeline import TrackAndCropResult, iter_track_and_crop
-from .._layers import CELLS_LAYER, LABELS_LAYER, cells_layer, crop_layer, labels_layer, tracks_layer
+from .._layers import (
+    CELLS_LAYER,
+    CROP_LAYER,
+    LABELS_LAYER,
+    cells_layer,
+    is_cells_layer,
+    labels_layer,
+    set_legend,
+    show_beside,
+    tracks_layer,
+)
+from .._project import ProjectField, project_state
 from .._workers import RunPanel
 
 SEGMENT_CHOICE = "(segment the movie)"
@@ -38,7 +47,7 @@ class TrackCropWidget(QWidget):
             tooltip="How far a cell may move between frames; 0: 1.5 nucleus diameters, measured on the movie.",
         )
         self.crop_size = SpinBox(label="crop size (px)", value=64, min=8, max=512, step=2)
-        self.project = LineEdit(label="project folder", value=str(Path.cwd() / "cellstate-project"))
+        self.project = ProjectField(project_state(napari_viewer))
         self.form = Container(
             widgets=[
                 self.image,
@@ -49,11 +58,11 @@ class TrackCropWidget(QWidget):
                 self.min_separation_um,
                 self.max_search_radius_um,
                 self.crop_size,
-                self.project,
             ]
         )
         self.panel = RunPanel("Track && crop")
         layout = QVBoxLayout(self)
+        layout.addWidget(self.project)
         layout.addWidget(self.form.native)
         layout.addWidget(self.panel)
         layout.addStretch()
@@ -99,7 +108,10 @@ class TrackCropWidget(QWidget):
     def run(self) -> None:
         """Start the work in a thread; layers are added when it returns."""
         if not self.image.value:
-            self.panel.status.setText("Open a movie first (File > Open, or File > Open Sample).")
+            self.panel.fail("Open a movie first (File > Open, or the sample in the CellState panel).")
+            return
+        if not self.project.value:
+            self.panel.fail("Choose a project folder first (Project…): the cells and crops are saved there.")
             return
         layer = self.viewer.layers[self.image.value]
         labels = None
@@ -118,23 +130,23 @@ class TrackCropWidget(QWidget):
             project=self.project.value or None,
             source=layer.name,
             rgb=layer.rgb,
+            movie_origin=movie_origin(layer),
         )
 
     def _show(self, result: TrackAndCropResult) -> None:
         self.result = result
         px = self.pixel_size_um.value
-        for data, kwargs, kind in (
-            labels_layer(result.labels, result.objects, px),
-            tracks_layer(result.objects, result.graph, px),
-            cells_layer(result.objects, px),
-        ):
-            name = kwargs["name"]
-            if name in self.viewer.layers:
-                self.viewer.layers.remove(name)
-            getattr(self.viewer, f"add_{kind}")(data, **kwargs)
+        show_project_layers(
+            self.viewer,
+            [
+                labels_layer(result.labels, result.objects, px),
+                tracks_layer(result.objects, result.graph, px),
+                cells_layer(result.objects, px),
+            ],
+        )
         self.viewer.layers[CELLS_LAYER].selected_data.events.items_changed.connect(self._show_selected_crop)
         n_tracks = result.objects["track_id"].nunique()
-        self.panel.status.setText(
+        self.panel.done(
             f"{len(result.objects)} cells in {n_tracks} tracks, {len(result.graph)} daughters; "
             f"{0 if result.crops is None else len(result.crops.crops)} crops saved to {self.project.value}"
         )
@@ -145,15 +157,35 @@ class TrackCropWidget(QWidget):
             return
         index = int(sorted(cells.selected_data)[-1])
         row = self.result.objects.iloc[index]
-        data, kwargs, _ = crop_layer(
-            np.asarray(self.result.crops.crops[index]),
-            f"track {row['track_id']}, frame {row['t']}",
-            self.pixel_size_um.value,
-            self.result.labels.shape[-1],
+        layer = show_beside(
+            self.viewer, np.asarray(self.result.crops.crops[index]), CROP_LAYER, self.pixel_size_um.value
         )
-        if kwargs["name"] in self.viewer.layers:
-            self.viewer.layers[kwargs["name"]].data = data
-            self.viewer.layers[kwargs["name"]].reset_contrast_limits()
-        else:
-            self.viewer.add_image(data, **kwargs)
-        self.panel.status.setText(f"selected crop: {kwargs['metadata']['title']}")
+        layer.reset_contrast_limits()
+        self.panel.status.setText(f"selected crop: track {row['track_id']}, frame {row['t']}")
+
+
+def movie_origin(layer) -> dict:
+    """Where a movie layer came from, for the project to bring it back: its file, or the simulator's settings."""
+    if layer.metadata.get("cellstate_simulation"):
+        return {"simulation": layer.metadata["cellstate_simulation"]}
+    path = getattr(layer.source, "path", None)
+    return {"path": str(path)} if path else {}
+
+
+def show_project_layers(viewer, layers) -> None:
+    """Replace the project's layers (same names) with these, hide other rings, keep the cells layer active.
+
+    Points layers without cell ids (e.g. the sample's true states) are hidden, so each cell has one ring.
+    """
+    for data, kwargs, kind in layers:
+        name = kwargs["name"]
+        if name in viewer.layers:
+            viewer.layers.remove(name)
+        getattr(viewer, f"add_{kind}")(data, **kwargs)
+    for layer in viewer.layers:
+        if isinstance(layer, napari.layers.Points) and not is_cells_layer(layer) and layer.visible:
+            layer.visible = False
+    cells = next((layer for layer in reversed(viewer.layers) if is_cells_layer(layer)), None)
+    if cells is not None:
+        viewer.layers.selection.active = cells
+        set_legend(viewer)

@@ -4,31 +4,31 @@ The widget only gathers settings and shows results. Everything it computes is a 
 worker (:class:`~napari_cellstate.gui._workers.RunPanel`): preparing the data (encoding synthetic crops with the
 β-TCVAE, or reading a project's labels and latents), training and comparing the schemes
 (:func:`~napari_cellstate.core.heads.compare.iter_compare_schemes`), and scoring every cell of a movie
-(:func:`~napari_cellstate.core.heads.apply.iter_apply_head`). Bad input surfaces as the core's own message in the
-status line.
+(:func:`~napari_cellstate.core.heads.apply.iter_apply_head`). The best head of each scheme is saved in the
+project's ``heads/`` folder by the core session (:mod:`napari_cellstate.core.heads.session`), and the figures are
+drawn in the worker too: the GUI only shows their pictures, scaled to the dock's width. Bad input surfaces as the
+core's own message, in the status line and as a notification.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Generator, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
 from typing import Any
 
 import napari
 import numpy as np
 import pandas as pd
-from magicgui.widgets import CheckBox, ComboBox, Container, FloatSpinBox, LineEdit, SpinBox
+from magicgui.widgets import CheckBox, ComboBox, Container, FloatSpinBox, SpinBox
 from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
 from matplotlib.figure import Figure
-from qtpy.QtCore import QSize, Qt
-from qtpy.QtGui import QColor
+from qtpy.QtCore import Qt
+from qtpy.QtGui import QColor, QImage, QPixmap
 from qtpy.QtWidgets import (
     QAbstractItemView,
     QFileDialog,
-    QFrame,
     QGridLayout,
     QGroupBox,
     QHBoxLayout,
@@ -36,6 +36,7 @@ from qtpy.QtWidgets import (
     QLabel,
     QPushButton,
     QScrollArea,
+    QSizePolicy,
     QSpinBox,
     QTableWidget,
     QTableWidgetItem,
@@ -45,9 +46,19 @@ from qtpy.QtWidgets import (
 )
 
 from ...core.config import Activation, HeadConfig, HeadScheme, RigLConfig
-from ...core.progress import Progress
+from ...core.heads.session import (
+    HEADS_FOLDER,
+    TrainHeadsResult,
+    head_file_stem,
+    iter_search_heads,
+    iter_train_heads,
+    project_data_source,
+    saved_heads,
+    synthetic_data_source,
+)
 from ...core.states import CellState
-from .._layers import CELLS_LAYER, cells_layer, colour_cells_by_class
+from .._layers import cells_layer, cells_layer_names, colour_cells_by_class, set_legend
+from .._project import ProjectField, project_state
 from .._workers import RunPanel
 
 SCHEME_TITLES = {
@@ -62,8 +73,7 @@ SCHEME_TIPS = {
     HeadScheme.SPARSE: "The same head trained sparse with RigL and pruned: a few dozen connections, small enough "
     "to read as sub-networks of one or two latents.",
 }
-HEADS_FOLDER = "heads"
-LOADED_PREFIX = "loaded: "
+LOADED_PREFIX = "saved: "
 #: Rows of the Table 1 widget: label -> column of :func:`~napari_cellstate.core.heads.compare.summarise_table1`.
 TABLE_ROWS = (
     ("models (seeds)", "models"),
@@ -75,97 +85,9 @@ TABLE_ROWS = (
     ("expression size", "expression size"),
     ("paper  ", "paper expression size"),
 )
-#: Figures are drawn at this resolution, whatever the dock's width, so their text stays legible; a figure
-#: wider than the dock scrolls rather than shrinking.
-FIGURE_DPI = 72
-RESULTS_MIN_WIDTH_PX = 470
-RESULTS_MIN_HEIGHT_PX = 400
-
-
-@dataclass
-class TrainHeadsResult:
-    """What one Train run gives the widget.
-
-    Attributes
-    ----------
-    data : HeadData
-        The cells the heads learned from (kept to plot the sub-networks' responses on real latents).
-    runs : DataFrame
-        One row per scheme x seed, as :func:`~napari_cellstate.core.heads.compare.iter_compare_schemes` returns.
-    summary : DataFrame
-        Table 1, our figures beside the paper's (:func:`~napari_cellstate.core.heads.compare.summarise_table1`).
-    best : BestHeads
-        The best seed's head of each scheme.
-    decode : callable or None
-        ``decode(z: (M, D)) -> (M, S, S)``: the β-TCVAE decoder of the latents, when known, to draw what moving
-        along a latent looks like under the sub-network response curves.
-    """
-
-    data: Any
-    runs: pd.DataFrame
-    summary: pd.DataFrame
-    best: Any
-    decode: Callable[[np.ndarray], np.ndarray] | None = None
-
-
-def iter_train_heads(
-    prepare: Callable[[], tuple[Any, Callable | None]],
-    schemes: Sequence[str],
-    seeds: Sequence[int],
-    *,
-    head: HeadConfig | None = None,
-    rigl: RigLConfig | None = None,
-    epochs: int | None = None,
-) -> Generator[Progress, None, TrainHeadsResult]:
-    """Prepare the data, then train and compare the schemes: all of it off the GUI thread.
-
-    The data are prepared here rather than in the widget because encoding crops with the β-TCVAE takes seconds
-    to minutes, and the GUI must stay responsive meanwhile. Each scheme keeps its own training settings
-    (:func:`~napari_cellstate.core.heads.fit.default_training`), with only the number of epochs overridden.
-
-    Parameters
-    ----------
-    prepare : callable
-        Returns the :class:`~napari_cellstate.core.heads.data.HeadData` (synthetic or a project's) and the decoder
-        of its latents (or None when unknown).
-    schemes : sequence of str
-        ``"cnn"``, ``"dense"``, ``"sparse"``.
-    seeds : sequence of int
-        One run per scheme per seed.
-    head, rigl : optional
-        Passed to :func:`~napari_cellstate.core.heads.compare.iter_compare_schemes`; the head's ``n_inputs`` is
-        set to the data's number of latents.
-    epochs : int, optional
-        Epochs for every scheme; default: each scheme's own.
-
-    Yields
-    ------
-    Progress
-        Preparation, then the comparison's events on one scale over all schemes.
-    """
-    from ...core.heads.compare import BestHeads, iter_compare_schemes, summarise_table1
-
-    yield Progress(0, 1, "preparing the data (encoding crops with the β-TCVAE) ...")
-    data, decode = prepare()
-    if head is not None and data.n_latents:
-        head = head.model_copy(update={"n_inputs": data.n_latents})
-    best = BestHeads()
-    runs = yield from iter_compare_schemes(data, schemes, seeds, head=head, rigl=rigl, epochs=epochs, on_result=best)
-    return TrainHeadsResult(data=data, runs=runs, summary=summarise_table1(runs), best=best, decode=decode)
-
-
-def iter_search_heads(
-    prepare: Callable[[], tuple[Any, Callable | None]], storage: Path, n_trials: int
-) -> Generator[Progress, None, Any]:
-    """Prepare the data, then run (or resume) the Optuna sparsity search: all of it off the GUI thread.
-
-    Returns the :class:`~napari_cellstate.core.heads.search.SearchResult`.
-    """
-    from ...core.heads.search import iter_sparsity_search
-
-    yield Progress(0, 1, "preparing the data (encoding crops with the β-TCVAE) ...")
-    data, _ = prepare()
-    return (yield from iter_sparsity_search(data, storage, n_trials=n_trials))
+#: Figures are rendered at this resolution in the worker, then shown scaled down to the dock's width.
+FIGURE_DPI = 110
+RESULTS_MIN_HEIGHT_PX = 300
 
 
 @dataclass
@@ -187,23 +109,39 @@ class TrainHeadsWidget(QWidget):
         self.result: TrainHeadsResult | None = None
         self.heads: dict[str, _Head] = {}
         self.applied: pd.DataFrame | None = None
+        self.figures: dict[str, list[Figure]] = {}
+        self.figure_worker = None
+        self.project = ProjectField(project_state(napari_viewer))
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self.project)
+        for box in (
+            self._data_section(),
+            self._schemes_section(),
+            self._search_section(),
+            self._results_section(),
+            self._use_section(),
+        ):
+            layout.addWidget(box)
+        layout.addStretch()
+        self._connect()
 
-        # --- data ---------------------------------------------------------------------
-        self.project = LineEdit(label="project folder", value=str(Path.cwd() / "cellstate-project"))
-        self.project.native.setToolTip(
-            "A project made by Track & crop, its crops encoded (Latent explorer) and cells labelled (Label cells); "
-            "heads are saved in its heads/ folder."
+    # --- sections ---------------------------------------------------------------------------
+    def _data_section(self) -> QGroupBox:
+        self.project.setToolTip(
+            "A project made by Track & crop, its crops encoded (Latents) and cells labelled (Label); "
+            "the best head of each scheme is saved in its heads/ folder."
         )
         self.synthetic = CheckBox(text="synthetic sample (no labels needed)", value=False)
-        self.n_synthetic = SpinBox(label="cells", value=3000, min=200, max=100_000, step=500)
-        synthetic_row = Container(widgets=[self.synthetic, self.n_synthetic], layout="horizontal", labels=True)
-        synthetic_row.margins = (0, 0, 0, 0)
-        data_box = _group("Data", Container(widgets=[self.project]).native, synthetic_row.native)
         self.synthetic.native.setToolTip(
             "Balanced synthetic crops encoded by the packaged β-TCVAE: try the schemes before labelling cells."
         )
+        self.n_synthetic = SpinBox(label="cells", value=3000, min=200, max=100_000, step=500)
+        row = Container(widgets=[self.synthetic, self.n_synthetic], layout="horizontal", labels=True)
+        row.margins = (0, 0, 0, 0)
+        return _group("Data", row.native)
 
-        # --- schemes and settings -------------------------------------------------------
+    def _schemes_section(self) -> QGroupBox:
         self.schemes = {
             scheme: CheckBox(text=SCHEME_TITLES[scheme], value=scheme is not HeadScheme.CNN) for scheme in HeadScheme
         }
@@ -222,21 +160,16 @@ class TrainHeadsWidget(QWidget):
         self.activation.native.setToolTip("Activation of the heads' hidden units (paper: SiLU).")
         schemes = Container(widgets=list(self.schemes.values()))
         schemes.margins = (0, 0, 0, 0)
-        grid = QGridLayout()
-        for k, (label, field) in enumerate(
-            (
-                ("seeds", self.seeds.native),
-                ("epochs", self.epochs),
-                ("RigL density", self.density.native),
-                ("activation", self.activation.native),
-            )
-        ):
-            grid.addWidget(QLabel(label), k // 2, 2 * (k % 2))
-            grid.addWidget(field, k // 2, 2 * (k % 2) + 1)
-        grid.setColumnStretch(1, 1)
-        grid.setColumnStretch(3, 1)
+        fields = (
+            ("seeds", self.seeds.native),
+            ("epochs", self.epochs),
+            ("RigL density", self.density.native),
+            ("activation", self.activation.native),
+        )
         self.panel = RunPanel("Train heads")
-        scheme_box = _group("Schemes", schemes.native, grid, self.panel)
+        return _group("Schemes", schemes.native, _label_grid(fields), self.panel)
+
+    def _search_section(self) -> QGroupBox:
         self.trials = SpinBox(label="Optuna trials", value=20, min=1, max=500)
         self.trials.native.setToolTip(
             "Trials wanted in all: the study is kept in <project>/heads, so a second search resumes it."
@@ -244,11 +177,11 @@ class TrainHeadsWidget(QWidget):
         self.search_panel = RunPanel("Search sparsity")
         self.search_panel.run_button.setToolTip(
             "Search RigL's density and schedule for the sparsest head within 1 % of the best validation accuracy "
-            "(test cells untouched); the chosen head joins the list below."
+            "(test cells untouched); the chosen head is saved in the project and joins the list below."
         )
-        search_box = _group("Sparsity search (Optuna)", Container(widgets=[self.trials]).native, self.search_panel)
+        return _group("Sparsity search (Optuna)", Container(widgets=[self.trials]).native, self.search_panel)
 
-        # --- results ------------------------------------------------------------------------
+    def _results_section(self) -> QGroupBox:
         self.table = QTableWidget(0, 0)
         self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.table.setSelectionMode(QAbstractItemView.SelectionMode.NoSelection)
@@ -266,59 +199,41 @@ class TrainHeadsWidget(QWidget):
         table_layout.addWidget(self.table)
         table_layout.addWidget(self.findings)
         table_layout.addStretch()
-        self.topology_canvas: FigureCanvasQTAgg | None = None
-        self.subnetwork_canvases: list[FigureCanvasQTAgg] = []
         self.topology_area = _scroll_area("Train a sparse head (Scheme 3) to see which latents it uses.")
         self.subnetwork_area = _scroll_area("Train a sparse head (Scheme 3) to see what each sub-network computes.")
+        self.search_area = _scroll_area("Search sparsity to see the accuracy / weights trade-off.")
         self.tabs = QTabWidget()
         self.tabs.addTab(self.table_page, "Table 1")
-        self.tabs.addTab(self.topology_area, "Sparse head wiring")
+        self.tabs.addTab(self.topology_area, "Wiring")
         self.tabs.addTab(self.subnetwork_area, "Sub-networks")
-        self.search_area = _scroll_area("Search sparsity to see the accuracy / weights trade-off.")
-        self.tabs.addTab(self.search_area, "Sparsity search")
-        self.tabs.setMinimumSize(RESULTS_MIN_WIDTH_PX, RESULTS_MIN_HEIGHT_PX)
+        self.tabs.addTab(self.search_area, "Search")
+        self.tabs.setMinimumHeight(RESULTS_MIN_HEIGHT_PX)
+        self.popout_button = QPushButton("Open figures in a window…")
+        self.popout_button.setToolTip("Full size, with zoom, pan and Save (PNG, SVG, PDF).")
+        self.popout_button.setEnabled(False)
+        return _group("Results", self.tabs, self.popout_button)
 
+    def _use_section(self) -> QGroupBox:
         self.current = ComboBox(label="current head", choices=[])
-        self.current.native.setToolTip("The best seed of each trained scheme, and heads loaded from files.")
-        self.save_button = QPushButton("Save head…")
+        self.current.native.setToolTip(
+            "The best seed of each trained scheme (saved in the project's heads/ folder as it is trained), and "
+            "the heads saved there earlier."
+        )
+        self.save_button = QPushButton("Save head as…")
         self.load_button = QPushButton("Load head…")
         files = QHBoxLayout()
         files.addWidget(self.save_button)
         files.addWidget(self.load_button)
-        self.cells = ComboBox(label="cells layer", choices=self._points_choices)
+        self.cells = ComboBox(label="cells layer", choices=lambda _w=None: cells_layer_names(self.viewer))
         self.apply_panel = RunPanel("Apply to movie")
         self.apply_panel.run_button.setToolTip(
             "Score every cell of the project with the current head; the cells' faces take the predicted class's "
             "colour (metaphase magenta, interphase blue), their rings keep your labels."
         )
-        self.figure_makers: dict[str, Callable[[], list[Figure]] | str] = {}
-        self.popout_button = QPushButton("Open figures in a window…")
-        self.popout_button.setToolTip("Full size, with zoom, pan and Save (PNG, SVG, PDF).")
-        self.popout_button.setEnabled(False)
-        results_box = _group("Results", self.tabs, self.popout_button)
-        head_box = _group(
-            "Use a head",
-            Container(widgets=[self.current]).native,
-            files,
-            Container(widgets=[self.cells]).native,
-            self.apply_panel,
-        )
+        form = Container(widgets=[self.current, self.cells])
+        return _group("Use a head", form.native, files, self.apply_panel)
 
-        content = QWidget()
-        layout = QVBoxLayout(content)
-        for box in (data_box, scheme_box, search_box, results_box, head_box):
-            layout.addWidget(box)
-        layout.addStretch()
-        # the dock scrolls rather than forcing napari's window taller than a laptop screen
-        scroll = QScrollArea()
-        scroll.setWidgetResizable(True)
-        scroll.setFrameShape(QFrame.Shape.NoFrame)
-        scroll.setWidget(content)
-        outer = QVBoxLayout(self)
-        outer.setContentsMargins(0, 0, 0, 0)
-        outer.addWidget(scroll)
-        self._content, self._scroll = content, scroll
-
+    def _connect(self) -> None:
         self.panel.run_button.clicked.connect(self.train)
         self.search_panel.run_button.clicked.connect(self.search)
         self.apply_panel.run_button.clicked.connect(self.apply)
@@ -327,10 +242,11 @@ class TrainHeadsWidget(QWidget):
         self.popout_button.clicked.connect(self.open_figures_window)
         self.current.changed.connect(lambda _v=None: self.show_current())
         self.synthetic.changed.connect(self._synthetic_toggled)
+        self.project.state.changed.connect(lambda _p: self.list_saved_heads())
         for event in (self.viewer.layers.events.inserted, self.viewer.layers.events.removed):
             event.connect(lambda _e=None: self.cells.reset_choices())
         self._synthetic_toggled()
-        self._enable_head_actions()
+        self.list_saved_heads()
 
     def closeEvent(self, event) -> None:
         """Stop training and applying when the widget closes: a worker must not outlive its widget."""
@@ -338,16 +254,7 @@ class TrainHeadsWidget(QWidget):
             panel.cancel()
         super().closeEvent(event)
 
-    def sizeHint(self) -> QSize:
-        """Wide enough for the results with the vertical scroll bar; the user may still make the dock narrower."""
-        width = self._content.minimumSizeHint().width() + self._scroll.verticalScrollBar().sizeHint().width() + 2
-        return QSize(width, super().sizeHint().height())
-
     # --- settings -------------------------------------------------------------------------
-    def _points_choices(self, _widget=None) -> list[str]:
-        names = [layer.name for layer in self.viewer.layers if isinstance(layer, napari.layers.Points)]
-        return sorted(names, key=lambda name: name != CELLS_LAYER)  # the Track & crop layer first
-
     def _synthetic_toggled(self, _value=None) -> None:
         self.n_synthetic.enabled = self.synthetic.value
 
@@ -358,15 +265,23 @@ class TrainHeadsWidget(QWidget):
     def _prepare(self) -> Callable[[], tuple[Any, Callable | None]]:
         """The data source, as a call the worker makes: it returns the data and their latents' decoder."""
         if self.synthetic.value:
-            return partial(_synthetic_data, int(self.n_synthetic.value))
-        return partial(_project_data, self.project.value)
+            return synthetic_data_source(int(self.n_synthetic.value))
+        return project_data_source(self.project.value)
+
+    def _project_or_fail(self, panel: RunPanel) -> str | None:
+        if not self.project.value:
+            panel.fail("Choose a project folder first (Project…): heads are saved in it.")
+            return None
+        return self.project.value
 
     # --- training ---------------------------------------------------------------------------
     def train(self) -> None:
         """Train the ticked schemes over the seeds in a worker; Table 1 and the figures are shown when done."""
         schemes = self.chosen_schemes()
         if not schemes:
-            self.panel.status.setText("Tick at least one scheme.")
+            self.panel.fail("Tick at least one scheme.")
+            return
+        if self._project_or_fail(self.panel) is None:
             return
         self.panel.start(
             iter_train_heads,
@@ -377,6 +292,7 @@ class TrainHeadsWidget(QWidget):
             head=HeadConfig(activation=self.activation.value),
             rigl=RigLConfig(density=float(self.density.value)),
             epochs=self.epochs.value() or None,
+            save_to=self.project.value,
         )
 
     def search_storage(self) -> Path:
@@ -386,8 +302,15 @@ class TrainHeadsWidget(QWidget):
 
     def search(self) -> None:
         """Run or resume the Optuna sparsity search in a worker; the chosen head joins the list."""
+        if self._project_or_fail(self.search_panel) is None:
+            return
         self.search_panel.start(
-            iter_search_heads, self._searched, self._prepare(), self.search_storage(), int(self.trials.value)
+            iter_search_heads,
+            self._searched,
+            self._prepare(),
+            self.search_storage(),
+            int(self.trials.value),
+            save_to=self.project.value,
         )
 
     def _searched(self, result) -> None:
@@ -395,11 +318,12 @@ class TrainHeadsWidget(QWidget):
 
         chosen = result.head
         label = f"Scheme 3 sparse · Optuna density {result.rigl.density:.3f} · {chosen.metrics['accuracy']:.1%}"
-        self.heads[label] = _Head(chosen.model, chosen.card, HeadScheme.SPARSE.value, "scheme3_sparse_optuna")
-        _show_figures(self.search_area, [tradeoff_figure(result)])
+        stem = head_file_stem(HeadScheme.SPARSE, tag="optuna")
+        self.heads[label] = _Head(chosen.model, chosen.card, HeadScheme.SPARSE.value, stem)
+        _show_figures(self.search_area, [_rendered(tradeoff_figure(result))])
         self.tabs.setCurrentWidget(self.search_area)
         self._refresh_heads(select=label)
-        self.search_panel.status.setText(
+        self.search_panel.done(
             f"{len(result.trials)} trials in {result.storage.name}; chosen: {chosen.metrics['active_weights']} "
             f"weights, test accuracy {chosen.metrics['accuracy']:.1%}"
         )
@@ -415,14 +339,15 @@ class TrainHeadsWidget(QWidget):
             if scheme.value in result.best.results:
                 trained = result.best.results[scheme.value]
                 label = _head_label(scheme, result.best.seeds[scheme.value], trained.metrics)
-                stem = f"scheme{scheme.number}_{scheme.value}_seed{result.best.seeds[scheme.value]}"
+                stem = head_file_stem(scheme, result.best.seeds[scheme.value])
                 self.heads[label] = _Head(trained.model, trained.card, scheme.value, stem)
         self._refresh_heads(prefer=HeadScheme.SPARSE.value)
         self.findings.setText(_findings(table1_bars(result.runs)))
         described = result.data.describe()
-        self.panel.status.setText(
+        saved = f"; best heads saved in {Path(self.project.value) / HEADS_FOLDER}" if result.saved else ""
+        self.panel.done(
             f"trained {len(result.runs)} heads on {described['n_train']} cells and tested them on "
-            f"{described['n_test']} others; data: {described['source']}"
+            f"{described['n_test']} others; data: {described['source']}{saved}"
         )
 
     def show_table(self, summary: pd.DataFrame) -> None:
@@ -481,20 +406,41 @@ class TrainHeadsWidget(QWidget):
         return self.heads.get(self.current.value) if self.current.value else None
 
     def show_current(self) -> None:
-        """Draw the current head's wiring and sub-network responses, when it is a sparse head on latents."""
-        self.figure_makers = self._figure_makers()
-        self.popout_button.setEnabled(any(callable(m) for m in self.figure_makers.values()))
-        self.topology_canvas, self.subnetwork_canvases = None, []
+        """Draw the current head's wiring and sub-network responses (in a worker), for a sparse head on latents."""
+        from napari.qt.threading import create_worker
+
+        makers = self._figure_makers()
+        self.figures = {}
+        self.popout_button.setEnabled(False)
+        jobs = {}
         for key, area in (("wiring", self.topology_area), ("subnetworks", self.subnetwork_area)):
-            made = self.figure_makers.get(key)
-            if isinstance(made, str) or made is None:
-                _set_message(area, made or "")
-                continue
-            canvases = _show_figures(area, made())
-            if key == "wiring":
-                self.topology_canvas = canvases[0]
+            made = makers.get(key)
+            if callable(made):
+                jobs[key] = made
+                _set_message(area, "drawing ...")
             else:
-                self.subnetwork_canvases = canvases
+                _set_message(area, made or "")
+        if not jobs:
+            return
+        worker = create_worker(_make_figures, jobs, _start_thread=False, _ignore_errors=True)
+        worker.returned.connect(lambda made, worker=worker: self._show_made_figures(made, worker))
+        worker.errored.connect(lambda err: self.apply_panel.fail(f"Could not draw the head's figures: {err}"))
+        worker.finished.connect(lambda worker=worker: self._figures_finished(worker))
+        self.figure_worker = worker
+        worker.start()
+
+    def _show_made_figures(self, made: dict, worker) -> None:
+        if worker is not self.figure_worker:  # another head was chosen meanwhile
+            return
+        areas = {"wiring": self.topology_area, "subnetworks": self.subnetwork_area}
+        for key, rendered in made.items():
+            _show_figures(areas[key], rendered)
+            self.figures[key] = [figure for figure, _ in rendered]
+        self.popout_button.setEnabled(bool(self.figures))
+
+    def _figures_finished(self, worker) -> None:
+        if worker is self.figure_worker:
+            self.figure_worker = None
 
     def _figure_makers(self) -> dict[str, Callable[[], list[Figure]] | str]:
         """For each figure tab, a call making its figures, or a message saying why there are none."""
@@ -531,10 +477,10 @@ class TrainHeadsWidget(QWidget):
     def open_figures_window(self) -> QWidget | None:
         """Show the figures of the tab in view in a window of their own: full size, with zoom and Save."""
         key = {self.topology_area: "wiring", self.subnetwork_area: "subnetworks"}.get(self.tabs.currentWidget())
-        made = self.figure_makers.get(key or "wiring")
-        if not callable(made):
+        figures = self.figures.get(key or "wiring")
+        if not figures:
             return None
-        window = _FigureWindow(made(), f"{self.tabs.tabText(self.tabs.currentIndex())}: {self.current.value}", self)
+        window = _FigureWindow(figures, f"{self.tabs.tabText(self.tabs.currentIndex())}: {self.current.value}", self)
         window.show()
         return window
 
@@ -566,28 +512,39 @@ class TrainHeadsWidget(QWidget):
         try:
             saved = save_head(path, head.model, head.card)
         except (ModelFileError, OSError, ValueError) as err:
-            self.apply_panel.status.setText(f"Could not save the head: {err}")
+            self.apply_panel.fail(f"Could not save the head: {err}")
             return None
-        self.apply_panel.status.setText(f"saved {saved}")
+        self.apply_panel.done(f"saved {saved}")
         return saved
 
-    def load_head(self, path: str | Path) -> str | None:
-        """Load a head saved by Save head… (or the CLI) and make it current; returns its name in the box."""
+    def load_head(self, path: str | Path, *, select: bool = True) -> str | None:
+        """Load a saved head (by this panel or the CLI) into the list, current if ``select``; returns its name."""
         from ...core.heads import load_head
         from ...core.model_files import ModelFileError
 
         try:
             model, card = load_head(path)
         except (ModelFileError, OSError) as err:
-            self.apply_panel.status.setText(str(err))
+            self.apply_panel.fail(str(err))
             return None
         scheme = _scheme_of(model, card)
         stem = Path(path).name.removesuffix(".safetensors").removesuffix(".json")
         label = f"{LOADED_PREFIX}{stem} (Scheme {scheme.number})"
         self.heads[label] = _Head(model, card, scheme.value, stem)
-        self._refresh_heads(select=label)
-        self.apply_panel.status.setText(f"loaded {label[len(LOADED_PREFIX) :]}")
+        if select:
+            self._refresh_heads(select=label)
+            self.apply_panel.status.setText(f"loaded {label[len(LOADED_PREFIX) :]}")
         return label
+
+    def list_saved_heads(self) -> list[str]:
+        """Offer the heads saved in the project (a few small files); returns their names in the box."""
+        for key in [k for k in self.heads if k.startswith(LOADED_PREFIX)]:
+            del self.heads[key]
+        names = [
+            self.load_head(card.with_suffix(".safetensors"), select=False) for card in saved_heads(self.project.value)
+        ]
+        self._refresh_heads(prefer=HeadScheme.SPARSE.value)
+        return [name for name in names if name]
 
     def _default_head_path(self) -> str:
         head = self.current_head()
@@ -613,7 +570,7 @@ class TrainHeadsWidget(QWidget):
 
         head = self.current_head()
         if head is None:
-            self.apply_panel.status.setText("Train or load a head first.")
+            self.apply_panel.fail("Train or load a head first.")
             return
         self.apply_panel.start(iter_apply_head, self._applied, self.project.value, head.model, card=head.card)
 
@@ -625,12 +582,13 @@ class TrainHeadsWidget(QWidget):
         try:
             colour_cells_by_class(layer, objects, CLASS_COLUMN, columns=(SCORE_COLUMN,))
         except ValueError as err:  # a Points layer that is not the cells of this project
-            self.apply_panel.status.setText(f"{err} Choose the cells layer made by Track & crop.")
+            self.apply_panel.fail(f"{err} Choose the cells layer made by Track & crop.")
             return
         classes = objects[CLASS_COLUMN].astype(str)
         n_meta = int((classes == CellState.METAPHASE.value).sum())
         share = 100 * n_meta / max(len(objects), 1)
-        self.apply_panel.status.setText(
+        set_legend(self.viewer)
+        self.apply_panel.done(
             f"{n_meta} of {len(objects)} cells ({share:.1f} %) classified metaphase. In '{layer.name}' the fill "
             "is the head's class (magenta metaphase, blue interphase), the ring your label."
         )
@@ -650,23 +608,6 @@ class TrainHeadsWidget(QWidget):
         return layer
 
 
-# --- data sources (run in the worker) -----------------------------------------------------------------
-def _synthetic_data(n: int) -> tuple[Any, Callable]:
-    """Synthetic crops encoded by the packaged β-TCVAE, which also decodes latents for the figures."""
-    from ...core.heads.data import synthetic_head_data
-    from ...core.vae.fit import decode_latents, load_default_vae
-
-    vae = load_default_vae()[0]
-    return synthetic_head_data(n, seed=0, vae=vae), partial(decode_latents, vae)
-
-
-def _project_data(folder: str) -> tuple[Any, None]:
-    """A project's labelled cells; which β-TCVAE encoded them is not recorded, so no decoder."""
-    from ...core.heads.data import project_head_data
-
-    return project_head_data(folder), None
-
-
 # --- helpers (layout and formatting only) -----------------------------------------------------------
 def _group(title: str, *items) -> QGroupBox:
     box = QGroupBox(title)
@@ -677,6 +618,17 @@ def _group(title: str, *items) -> QGroupBox:
         else:
             layout.addLayout(item)
     return box
+
+
+def _label_grid(fields) -> QGridLayout:
+    """Labelled fields two to a row: ``fields`` is a sequence of (label, widget)."""
+    grid = QGridLayout()
+    for k, (label, field) in enumerate(fields):
+        grid.addWidget(QLabel(label), k // 2, 2 * (k % 2))
+        grid.addWidget(field, k // 2, 2 * (k % 2) + 1)
+    grid.setColumnStretch(1, 1)
+    grid.setColumnStretch(3, 1)
+    return grid
 
 
 def _scroll_area(message: str) -> QScrollArea:
@@ -693,27 +645,62 @@ def _set_message(area: QScrollArea, message: str) -> None:
     area.setWidget(label)
 
 
-def _show_figures(area: QScrollArea, figures: list[Figure]) -> list[FigureCanvasQTAgg]:
-    """Put figures one under the other in a scroll area: at their own height, as wide as the dock allows.
+def _rendered(figure: Figure) -> tuple[Figure, np.ndarray]:
+    """A figure and its picture (H, W, 4) uint8, drawn by Agg: safe in a worker thread, so the GUI only shows it."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
 
-    Each is drawn at :data:`FIGURE_DPI` so its text keeps a legible size; it widens with the dock but never gets
-    narrower than it was designed (the area scrolls instead): squeezed, its labels would overlap.
-    """
+    figure.set_dpi(FIGURE_DPI)
+    canvas = FigureCanvasAgg(figure)
+    canvas.draw()
+    return figure, np.array(canvas.buffer_rgba())
+
+
+def _make_figures(jobs: dict[str, Callable[[], list[Figure]]]) -> dict[str, list[tuple[Figure, np.ndarray]]]:
+    """Make and draw each tab's figures (run in a worker)."""
+    return {key: [_rendered(figure) for figure in make()] for key, make in jobs.items()}
+
+
+class FigureImage(QLabel):
+    """A drawn figure that scales to the dock's width (never above its own size), keeping its proportions."""
+
+    def __init__(self, rgba: np.ndarray) -> None:
+        super().__init__()
+        self.rgba = np.ascontiguousarray(rgba)
+        height, width = self.rgba.shape[:2]
+        image = QImage(self.rgba.data, width, height, 4 * width, QImage.Format.Format_RGBA8888)
+        self.pixmap_full = QPixmap.fromImage(image.copy())
+        self.setMinimumWidth(120)
+        self.setAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignTop)
+        self.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+
+    def hasHeightForWidth(self) -> bool:
+        """Its height follows its width."""
+        return True
+
+    def heightForWidth(self, width: int) -> int:
+        """The height that keeps the figure's proportions at ``width``."""
+        full = self.pixmap_full
+        return int(full.height() * min(width, full.width()) / max(full.width(), 1))
+
+    def resizeEvent(self, event) -> None:
+        """Scale the picture to the new width."""
+        width = min(event.size().width(), self.pixmap_full.width())
+        self.setPixmap(self.pixmap_full.scaledToWidth(max(width, 1), Qt.TransformationMode.SmoothTransformation))
+        self.setFixedHeight(self.heightForWidth(event.size().width()))
+        super().resizeEvent(event)
+
+
+def _show_figures(area: QScrollArea, rendered: list[tuple[Figure, np.ndarray]]) -> list[FigureImage]:
+    """Put drawn figures one under the other in a scroll area, each scaled to the dock's width."""
     holder = QWidget()
     layout = QVBoxLayout(holder)
     layout.setContentsMargins(0, 0, 0, 0)
-    canvases = []
-    for figure in figures:
-        figure.set_dpi(FIGURE_DPI)  # before the canvas exists: it keeps this as the figure's own resolution
-        width_in, height_in = figure.get_size_inches()
-        canvas = FigureCanvasQTAgg(figure)
-        canvas.setMinimumWidth(int(width_in * FIGURE_DPI))
-        canvas.setFixedHeight(int(height_in * FIGURE_DPI))
-        layout.addWidget(canvas)
-        canvas.draw_idle()
-        canvases.append(canvas)
+    images = [FigureImage(rgba) for _, rgba in rendered]
+    for image in images:
+        layout.addWidget(image)
+    layout.addStretch()
     area.setWidget(holder)
-    return canvases
+    return images
 
 
 class _FigureWindow(QWidget):

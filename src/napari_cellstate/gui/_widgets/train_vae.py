@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Generator
 from pathlib import Path
 
 import napari
 import numpy as np
-from magicgui.widgets import CheckBox, FloatSpinBox, LineEdit, SpinBox
+from magicgui.widgets import CheckBox, Container, FloatSpinBox, LineEdit, SpinBox
 from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
 from matplotlib.figure import Figure
 from qtpy.QtWidgets import QVBoxLayout, QWidget
 
 from ...core.config import TrainConfig, VAEConfig
 from ...core.progress import Progress
+from .._project import ProjectField, project_state
 from .._workers import RunPanel
 
 CURVES = ("recon", "mi", "tc", "dwkl")
@@ -25,8 +27,9 @@ class TrainVAEWidget(QWidget):
     def __init__(self, napari_viewer: napari.viewer.Viewer) -> None:
         super().__init__()
         self.viewer = napari_viewer
-        self.project = LineEdit(label="project folder", value=str(Path.cwd() / "cellstate-project"))
-        self.output = LineEdit(label="save model as", value=str(Path.cwd() / "cellstate-project" / "vae"))
+        self.project = ProjectField(project_state(napari_viewer))
+        self.output = LineEdit(label="save model as", value="")
+        self.output.tooltip = "Where the trained model goes; empty: <project>/models/vae"
         self.fine_tune = CheckBox(text="start from the packaged model", value=True)
         self.epochs = SpinBox(label="epochs", value=5, min=1, max=1000)
         self.batch_size = SpinBox(label="batch size", value=128, min=2, max=8192)
@@ -40,8 +43,9 @@ class TrainVAEWidget(QWidget):
         self.canvas = FigureCanvasQTAgg(self.figure)
         self.canvas.setMinimumHeight(220)
         layout = QVBoxLayout(self)
-        for widget in (self.project, self.output, self.fine_tune, self.epochs, self.batch_size, self.beta):
-            layout.addWidget(widget.native)
+        layout.addWidget(self.project)
+        fields = (self.output, self.fine_tune, self.epochs, self.batch_size, self.beta)
+        layout.addWidget(Container(widgets=list(fields)).native)  # every field with its label
         layout.addWidget(self.panel)
         layout.addWidget(self.canvas)
         self.history: dict[str, list[float]] = {name: [] for name in CURVES}
@@ -49,24 +53,24 @@ class TrainVAEWidget(QWidget):
         self.panel.run_button.clicked.connect(self.train)
 
     def train(self) -> None:
-        """Load the project's training crops and train in a worker thread."""
-        from ...core.project import load_crop_dataset
-        from ...core.vae.fit import DEFAULT_VAE_PATH, iter_train_vae
+        """Load the project's training crops and train, both in a worker thread."""
+        from ...core.vae.fit import DEFAULT_VAE_PATH
 
-        try:
-            dataset = load_crop_dataset(self.project.value)
-        except ValueError as err:
-            self.panel.status.setText(str(err))
+        if not self.project.value:
+            self.panel.fail("Choose a project folder first (Project…).")
             return
-        rows = np.flatnonzero((dataset.objects["split"] == "train").to_numpy())
-        crops = np.asarray(dataset.crops)[rows]
         self.history = {name: [] for name in CURVES}
         training = TrainConfig(epochs=self.epochs.value, batch_size=self.batch_size.value)
         start_from = DEFAULT_VAE_PATH if self.fine_tune.value else None
         weights = {} if start_from else {"beta": self.beta.value}
-        vae = VAEConfig(crop_size_px=int(crops.shape[-1]), **weights)
-        worker = self.panel.start(iter_train_vae, self._save, crops, vae, training, start_from=start_from)
+        worker = self.panel.start(
+            _iter_load_and_train, self._save, self.project.value, weights, training, start_from=start_from
+        )
         worker.yielded.connect(self._record)
+
+    def output_path(self) -> Path:
+        """Where the model is saved: the box's path, else ``<project>/models/vae``."""
+        return Path(self.output.value) if self.output.value.strip() else Path(self.project.value) / "models" / "vae"
 
     def _record(self, event: Progress) -> None:
         if event.kind == "epoch_end" or "recon" not in event.metrics:
@@ -92,6 +96,19 @@ class TrainVAEWidget(QWidget):
 
         model, card = result
         card["data"]["source"] = self.project.value
-        self.saved = save_vae(self.output.value, model, card)
+        self.saved = save_vae(self.output_path(), model, card)
         self.draw()
-        self.panel.status.setText(f"saved {self.saved}; use it in the Latent explorer's model box")
+        self.panel.done(f"saved {self.saved}; use it in the Latents step's model box")
+
+
+def _iter_load_and_train(project: str, weights: dict, training: TrainConfig, start_from) -> Generator:
+    """Read the project's training crops, then train or fine-tune: off the GUI thread."""
+    from ...core.project import load_crop_dataset
+    from ...core.vae.fit import iter_train_vae
+
+    yield Progress(0, 1, "reading the training crops ...", stage="loading")
+    dataset = load_crop_dataset(project)
+    rows = np.flatnonzero((dataset.objects["split"] == "train").to_numpy())
+    crops = np.asarray(dataset.crops[rows])
+    vae = VAEConfig(crop_size_px=int(crops.shape[-1]), **weights)
+    return (yield from iter_train_vae(crops, vae, training, start_from=start_from))

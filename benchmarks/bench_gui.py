@@ -1,0 +1,93 @@
+"""Does napari stay responsive while the CellState panel works? The longest GUI pause per job, in a real viewer.
+
+A 20 ms heartbeat QTimer runs on napari's GUI thread while the panel is driven through the mission as a user
+clicks it (:func:`napari_cellstate.gui._tour.run_mission`: sample, track & crop, labels from the true states,
+encode, train a sparse head over 3 seeds and apply it, attack a cell), then the project is opened again. The gaps
+between heartbeats are recorded per job, the layers added at its end included. The baseline is the same viewer
+left idle, measured in the same run (the machine is shared). Goal: longest gap < 200 ms for every job.
+
+Run under a display: xvfb-run -a -s "-screen 0 1280x800x24" python benchmarks/bench_gui.py [--small]
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+HEARTBEAT_MS = 20
+GOAL_MS = 200
+IDLE_S = 3.0
+
+
+class Heartbeat:
+    """Records the gaps between the ticks of a 20 ms QTimer, per named job, and each job's wall time."""
+
+    def __init__(self) -> None:
+        from qtpy.QtCore import QTimer
+
+        self.gaps: dict[str, list[float]] = {}
+        self.wall: dict[str, float] = {}
+        self.job, self.began = "", time.perf_counter()
+        self.last = time.perf_counter()
+        self.timer = QTimer()
+        self.timer.setInterval(HEARTBEAT_MS)
+        self.timer.timeout.connect(self._tick)
+        self.timer.start()
+
+    def _tick(self) -> None:
+        now = time.perf_counter()
+        self.gaps.setdefault(self.job, []).append(now - self.last)
+        self.last = now
+
+    def next_job(self, job: str) -> None:
+        """Close the current job's wall time and start counting gaps for ``job``."""
+        now = time.perf_counter()
+        if self.job:
+            self.wall[self.job] = now - self.began
+        self.job, self.began = job, now
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--small", action="store_true", help="a 256x256, 24-frame sample (about 2 min in all)")
+    args = parser.parse_args()
+
+    import napari
+
+    from napari_cellstate.core.config import SimulationConfig
+    from napari_cellstate.gui._tour import MISSION_STEPS, run_mission, wait_for
+
+    cfg = SimulationConfig(shape_yx=(256, 256), n_frames=24, n_cells=20, n_divisions=6, seed=3) if args.small else None
+    folder = Path(tempfile.mkdtemp()) / "project"
+    viewer = napari.Viewer()
+    viewer.window.resize(1280, 800)
+    beat = Heartbeat()
+    beat.next_job("idle viewer (baseline)")
+    deadline = time.perf_counter() + IDLE_S
+    wait_for(lambda: time.perf_counter() > deadline)
+
+    jobs = iter(MISSION_STEPS[1:])
+    beat.next_job(MISSION_STEPS[0])
+    panel = run_mission(viewer, folder, sample=cfg, seeds=3, after=lambda step, _p: beat.next_job(next(jobs, "")))
+    beat.next_job("reopen the project")
+    panel.open_project()
+    wait_for(lambda: panel.jobs.worker is None)
+    beat.next_job("")
+
+    baseline = max(beat.gaps["idle viewer (baseline)"])
+    print(f"{'job':28s} {'wall s':>7s} {'longest gap ms':>15s} {'gaps > 200 ms':>14s} {'vs idle':>8s}")
+    for job, wall in beat.wall.items():
+        gaps = np.asarray(beat.gaps.get(job) or [0.0])
+        print(
+            f"{job:28s} {wall:7.1f} {gaps.max() * 1000:15.0f} {int((gaps > GOAL_MS / 1000).sum()):14d} "
+            f"{gaps.max() / baseline:7.1f}x"
+        )
+    viewer.close()
+
+
+if __name__ == "__main__":
+    main()
