@@ -5,7 +5,7 @@ import pandas as pd
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from napari_cellstate.core.dataset import split_by_track
+from napari_cellstate.core.project import split_by_track
 
 # Reproducible and quiet: a fixed example sequence, no example database written into the checkout, and no
 # deadline (the cores may be shared).
