@@ -2,7 +2,7 @@
 
 1. docs/images/sample_frame.png: a frame of the default sample with true states.
 2. docs/images/realism.png: synthetic crops next to crops of real H2B/DNA data
-   from ../shared/data/real, each at its own frame's display range.
+   from tests/data/real, each at its own frame's display range.
 3. docs/images/panel_*.png: the mission through the CellState panel in a 1280 x 800 napari window, one picture
    per step: sample, track, label, latents (traversal grid with its labels), heads (the sparse head's classes
    on every cell, its wiring in the dock), attacks (a perturbation map over an attacked cell).
@@ -32,7 +32,7 @@ from napari_cellstate.core.preview import display_range, save_movie_preview
 from napari_cellstate.core.simulate import simulate_movie
 
 OUT = Path(__file__).parent / "images"
-REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "real"
+REAL = Path(__file__).resolve().parents[1] / "tests" / "data" / "real"  # frames 0, 7, 14, 20, 42, 49, 56, 62
 
 
 def crop_at(image: np.ndarray, y: float, x: float, half: int) -> np.ndarray:
@@ -52,7 +52,7 @@ def synthetic_crops(result, state: str, n: int) -> list[tuple[np.ndarray, tuple[
 
 
 def drosophila_crops(frame_index: int, n: int) -> list[tuple[np.ndarray, tuple[float, float]]]:
-    movie = tifffile.imread(REAL / "drosophila_histone_gfp_63t.tif")
+    movie = tifffile.imread(REAL / "drosophila_histone_gfp_8t.tif")
     frame = movie[frame_index].astype(float)
     smooth = filters.gaussian(frame, 2)
     mask = smooth > filters.threshold_otsu(smooth)
@@ -92,8 +92,8 @@ def realism_figure(result) -> Path:
     ]
     if REAL.exists():
         rows += [
-            ("real: Drosophila H2B-GFP, interphase", drosophila_crops(55, 6)),
-            ("real: Drosophila H2B-GFP, metaphase", drosophila_crops(8, 6)),
+            ("real: Drosophila H2B-GFP, interphase", drosophila_crops(6, 6))  # frame 56,
+            ("real: Drosophila H2B-GFP, metaphase", drosophila_crops(1, 6))  # frame 7,
             ("real: HT29 Hoechst, PH3-negative", ht29_crops(False, 6)),
             ("real: HT29 Hoechst, PH3-positive (mitotic)", ht29_crops(True, 6)),
         ]
@@ -122,16 +122,16 @@ def segmentation_real_figure() -> Path:
     from napari_cellstate.core.config import SegmentationConfig, ThresholdMethod
     from napari_cellstate.core.segment import segment_frame
 
-    movie = tifffile.imread(REAL / "drosophila_histone_gfp_63t.tif")
+    movie = tifffile.imread(REAL / "drosophila_histone_gfp_8t.tif")
     # this embryo has bright histone granules between nuclei: raise the threshold and the minimum size
     cfg = SegmentationConfig(pixel_size_um=0.33, threshold=ThresholdMethod.LOCAL, threshold_scale=2.0, min_area_um2=20)
     fig, axes = plt.subplots(1, 3, figsize=(15, 3.4))
-    for ax, t in zip(axes, (5, 30, 55), strict=True):
+    for ax, (t, frame) in zip(axes, ((1, 7), (3, 20), (6, 56)), strict=True):
         labels = segment_frame(movie[t], cfg)
         ax.imshow(movie[t], cmap="gray", vmin=np.percentile(movie[t], 0.5), vmax=np.percentile(movie[t], 99.8))
         edges = np.ma.masked_where(~find_boundaries(labels), np.ones(labels.shape))
         ax.imshow(edges, cmap="autumn", alpha=1.0, interpolation="nearest")
-        ax.set_title(f"frame {t}: {labels.max()} nuclei found", fontsize=10)
+        ax.set_title(f"frame {frame}: {labels.max()} nuclei found", fontsize=10)
         ax.axis("off")
     return _save(fig, "segmentation_real.png")
 

@@ -5,6 +5,7 @@ from napari_cellstate.core.config import CropConfig
 from napari_cellstate.core.movie import MovieError
 from napari_cellstate.core.pipeline import relabel_unique, track_and_crop
 from napari_cellstate.core.progress import run_to_completion
+from napari_cellstate.core.project import Project
 from napari_cellstate.core.segment import NoCellsFoundError, detection_scores
 from napari_cellstate.core.track_metrics import score_tracking
 
@@ -95,6 +96,10 @@ def test_a_failed_run_leaves_nothing_half_written(tmp_path):
     noise = (100 + rng.normal(0, 2, (5, 64, 64))).astype(np.uint16)
     with pytest.raises(NoCellsFoundError):
         track_and_crop(noise, pixel_size_um=0.33, crops=CropConfig(), project=tmp_path / "p")
-    leftovers = sorted(p.name for p in (tmp_path / "p").iterdir())
-    assert leftovers == [".lock", "project.json"]  # the lock file stays, empty: nobody holds it
-    assert (tmp_path / "p" / ".lock").read_text() == ""
+    assert not (tmp_path / "p").exists()  # the project this run created is removed with it
+    existing = tmp_path / "existing"
+    Project.create(existing)
+    with pytest.raises(NoCellsFoundError):
+        track_and_crop(noise, pixel_size_um=0.33, crops=CropConfig(), project=existing)
+    assert sorted(p.name for p in existing.iterdir()) == [".lock", "project.json"]  # an empty lock: nobody holds it
+    assert (existing / ".lock").read_text() == ""
