@@ -30,6 +30,7 @@ table { border-collapse: collapse; margin: .6em 0; font-size: .9em }
 th, td { border: 1px solid #ccc; padding: .25em .6em; text-align: left } th { background: #f2f2f2 }
 img { max-width: 100%; border: 1px solid #eee; margin: .3em 0 } .note { color: #666; font-size: .9em }
 pre { background: #f7f7f7; padding: .8em; overflow-x: auto; font-size: .8em } .formula { font-size: 1.2em }
+.wide { overflow-x: auto } td { max-width: 16em; overflow-wrap: anywhere }
 .figs { display: flex; flex-wrap: wrap; gap: .6em } .figs img { max-width: 560px }
 """
 
@@ -44,7 +45,8 @@ def _figures(paths: list[Path]) -> str:
 
 
 def _table(frame: pd.DataFrame) -> str:
-    return frame.to_html(index=False, border=0, na_rep="—", float_format=lambda v: f"{v:.3g}")
+    table = frame.to_html(index=False, border=0, na_rep="—", float_format=lambda v: f"{v:.3g}")
+    return f'<div class="wide">{table}</div>'
 
 
 def _note(text: str) -> str:
