@@ -50,7 +50,7 @@ def test_yaml_and_toml_read_alike_with_paths_from_the_file(tmp_path):
 
 def test_bad_configs_name_the_problem(tmp_path):
     path = tmp_path / "bad.toml"
-    path.write_text('[inputs.sample]\nn_frame = 5\n')
+    path.write_text("[inputs.sample]\nn_frame = 5\n")
     with pytest.raises(FlowConfigError, match=r"inputs\.sample\.n_frame"):
         read_flow_config(path)
     path.write_text("[heads]\nseeds = 2\n")
@@ -70,7 +70,8 @@ def test_run_resumes_and_reports(tmp_path, capsys):
     assert all(step["status"] == "ran" for step in first["steps"].values())
     project = tmp_path / "proj"
     report = (project / "flow" / "report" / "report.html").read_text()
-    assert "Table 1" in report and "data:image/png;base64," in report
+    assert "Table 1" in report
+    assert "data:image/png;base64," in report
     assert "logistic regression" in report  # the baseline column
     summary = json.loads((project / "flow" / "report" / "summary.json").read_text())
     assert summary["scores"]["segmentation_f1"] > 0.7  # the sample's truth scores the segmentation
@@ -105,7 +106,8 @@ def test_encoding_with_another_encoder_invalidates_the_step(tmp_path, monkeypatc
     from napari_cellstate.core.flow.steps import FlowContext, _valid_encode
 
     class Dataset:
-        provenance = {"latents": {"model": {"sha256": "abc"}, "run": "r1"}}
+        def __init__(self):
+            self.provenance = {"latents": {"model": {"sha256": "abc"}, "run": "r1"}}
 
     ctx = FlowContext(FlowConfig(), tmp_path)
     monkeypatch.setattr(FlowContext, "dataset", lambda self: Dataset())
