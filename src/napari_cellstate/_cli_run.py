@@ -74,9 +74,9 @@ def demo_config(out: Path, seed: int = 0):
             "project": str(out.absolute()),
             "seed": seed,
             "inputs": {"sample": {"seed": seed}},
-            "heads": {"seeds": 2},
+            "heads": {"seeds": 1},
             "symbolic": {"time_budget_s": 15},
-            "audit": {"max_cells": 120, "n_minimal": 20, "gallery_cells": 4},
+            "audit": {"max_cells": 60, "n_minimal": 10, "gallery_cells": 4},
         }
     )
 

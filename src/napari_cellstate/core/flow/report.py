@@ -49,6 +49,13 @@ def _table(frame: pd.DataFrame) -> str:
     return f'<div class="wide">{table}</div>'
 
 
+def _cell(value):
+    """Lists (e.g. flip rates at three noise levels) as "0.00 / 0.02 / 0.06"."""
+    if isinstance(value, list):
+        return " / ".join(f"{v:.2f}" if isinstance(v, float) else str(v) for v in value)
+    return value
+
+
 def _note(text: str) -> str:
     return f'<p class="note">{html.escape(text)}</p>'
 
@@ -176,8 +183,9 @@ def write_report(ctx) -> Path:
 
     parts.append("<h2>Attacks and audit</h2>")
     audit = folder / "audit"
-    if (audit / "audit.csv").is_file():
-        parts.append(_table(pd.read_csv(audit / "audit.csv")))
+    if (audit / "audit.json").is_file():
+        rows = json.loads((audit / "audit.json").read_text(encoding="utf-8"))["rows"]
+        parts.append(_table(pd.DataFrame([{k: _cell(v) for k, v in row.items()} for row in rows])))
         parts.append(_figures([audit / "flip_rate.png"]))
         for gallery in sorted(audit.glob("gallery_*.png")):
             parts.append(f"<h3>{html.escape(gallery.stem.removeprefix('gallery_'))}</h3>" + _png(gallery, gallery.stem))
