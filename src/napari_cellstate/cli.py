@@ -1,4 +1,4 @@
-"""The ``napari-cellstate`` command: demo, simulate, track, train-vae, encode, train-heads, apply-head, doctor.
+"""The ``napari-cellstate`` command: run, demo, simulate, track, train-vae, encode, train-heads, apply-head, doctor.
 
 Heavy libraries are imported inside each command, so ``--help`` is instant and
 PySR (which would fetch Julia) is never imported here.
@@ -12,8 +12,6 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-
-DEFAULT_DEMO_FOLDER = Path("cellstate-demo")
 
 
 def _simulate_to(folder: Path, cfg) -> None:
@@ -82,44 +80,6 @@ def _track_and_crop(
         f"{len(result.crops.crops)} crops in {time.perf_counter() - start:.1f} s -> {project}"
     )
     return result
-
-
-def cmd_demo(args: argparse.Namespace) -> int:
-    """Run the whole flow that exists so far on the built-in synthetic sample."""
-    from ._cli_heads import apply_to_project, encode_and_report, train_and_compare
-    from .core.config import SimulationConfig
-    from .core.heads.data import project_head_data
-    from .core.labelling import LabelStore
-    from .core.segment import detection_scores
-    from .core.simulate import simulate_movie
-    from .core.track_metrics import score_tracking
-
-    folder = Path(args.out)
-    print(f"napari-cellstate demo: writing to {folder.resolve()}")
-    cfg = SimulationConfig(seed=args.seed)
-    _simulate_to(folder, cfg)
-    truth = simulate_movie(cfg)  # same seed, same movie: cheaper than re-reading the files
-    print("segmenting, tracking and cropping the movie:")
-    project = folder / "project"
-    result = _track_and_crop(truth.movie, project, "synthetic", cfg.pixel_size_um, replace=True)
-    detection = detection_scores(truth.labels, result.labels)
-    scores = score_tracking(
-        truth.objects.assign(object_id=truth.objects["track_id"]), truth.labels, result.objects, result.labels
-    )
-    labelled = LabelStore(project / "labels.csv").import_ground_truth(truth.objects, result.objects)
-    print(
-        f"segmentation F1 {detection['f1']:.3f} (IoU >= 0.5); tracking TRA {scores['TRA']:.3f}, "
-        f"DET {scores['DET']:.3f}, link accuracy {scores['link_accuracy']:.3f}, "
-        f"division F1 {scores['division_f1_within_2_frames']:.2f} within 2 frames "
-        f"({scores['division_f1']:.2f} at the exact frame)"
-    )
-    print(f"{labelled} cells labelled from the ground truth in {project / 'labels.csv'}")
-    encode_and_report(project)
-    print("training and comparing the heads on the labelled cells (Schemes 1-3, Table 1):")
-    train_and_compare(project_head_data(project), folder / "heads", ["cnn", "dense", "sparse"], range(args.seeds))
-    apply_to_project(project, str(folder / "heads" / "sparse_head"))
-    print(f"Open {folder / 'preview.png'} to see the movie with its true states.")
-    return 0
 
 
 def cmd_track(args: argparse.Namespace) -> int:
@@ -288,18 +248,13 @@ def build_parser() -> argparse.ArgumentParser:
     from ._cli_attacks import add_attack_commands
     from ._cli_heads import add_head_commands
     from ._cli_realdata import add_realdata_commands
+    from ._cli_run import add_run_commands
 
     parser = argparse.ArgumentParser(
         prog="napari-cellstate",
         description="Interpretable cell-state models from H2B time-lapse movies.",
     )
     sub = parser.add_subparsers(dest="command", required=True)
-
-    demo = sub.add_parser("demo", help="run the pipeline on the built-in synthetic sample")
-    demo.add_argument("--out", default=str(DEFAULT_DEMO_FOLDER), help="output folder (default: %(default)s)")
-    demo.add_argument("--seed", type=int, default=0)
-    demo.add_argument("--seeds", type=int, default=1, help="heads per scheme in the comparison (default: %(default)s)")
-    demo.set_defaults(func=cmd_demo)
 
     sim = sub.add_parser("simulate", help="simulate an H2B time-lapse with ground truth")
     sim.add_argument("--out", required=True, help="output folder")
@@ -363,6 +318,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_head_commands(sub)
     add_realdata_commands(sub)
+    add_run_commands(sub)
     add_attack_commands(sub)
 
     doc = sub.add_parser("doctor", help="check btrack, OpenGL, torch and Julia on this machine")

@@ -251,6 +251,9 @@ def train_vae(crops, vae: VAEConfig | None = None, training: TrainConfig | None 
     return run_to_completion(iter_train_vae(crops, vae, training, **kwargs))
 
 
+_FORWARD_CROPS = 64  # crops per forward pass when encoding
+
+
 def encode_crops(model, crops, *, batch_size: int = 512, device: str = "cpu") -> tuple[np.ndarray, np.ndarray]:
     """Latent means and log-variances of crops, in batches.
 
@@ -270,12 +273,19 @@ def encode_crops(model, crops, *, batch_size: int = 512, device: str = "cpu") ->
     check_crop_size(model.cfg, int(crops.shape[-1]))
     model = model.to(device).eval()
     means, logvars = [], []
-    with torch.inference_mode():
-        for start in range(0, len(crops), batch_size):
-            batch = torch.from_numpy(np.asarray(crops[start : start + batch_size], dtype=np.float32))[:, None]
-            mu, logvar = model.encode(batch.to(device))
-            means.append(mu.float().cpu().numpy())
-            logvars.append(logvar.float().cpu().numpy())
+    # Channels-last convolutions on small forward batches (activations stay in cache): about 3x the crops/s of
+    # 512-crop NCHW batches on CPU, same results within float32 rounding (benchmarks/bench_vae.py).
+    model.to(memory_format=torch.channels_last)
+    try:
+        with torch.inference_mode():
+            for start in range(0, len(crops), batch_size):
+                batch = torch.from_numpy(np.asarray(crops[start : start + batch_size], dtype=np.float32))[:, None]
+                for part in batch.split(_FORWARD_CROPS):
+                    mu, logvar = model.encode(part.to(device).contiguous(memory_format=torch.channels_last))
+                    means.append(mu.float().cpu().numpy())
+                    logvars.append(logvar.float().cpu().numpy())
+    finally:
+        model.to(memory_format=torch.contiguous_format)
     return np.concatenate(means), np.concatenate(logvars)
 
 

@@ -1,0 +1,168 @@
+"""The pipeline: the demo's wall time, peak memory and each step's share; crops/s on 1 and 2 dask workers;
+peak memory of one movie's segmentation, tracking and cropping for two movie sizes (zarr, read frame by frame).
+
+Run from the repository root:  python benchmarks/bench_pipeline.py [--parts demo dask memory] [--quick]
+Each measurement runs in a fresh process, so peak RSS is that run's own.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+_CHILD = r"""
+import json, resource, sys, time
+import torch
+torch.set_num_threads(int(sys.argv[2]))
+from napari_cellstate.core.flow import FlowConfig, run_flow
+config = FlowConfig.model_validate(json.loads(sys.argv[1]))
+steps = json.loads(sys.argv[3]) or None
+start = time.perf_counter()
+result = run_flow(config, steps=steps)
+print(json.dumps({"seconds": time.perf_counter() - start,
+                  "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                  "steps": result["steps"]}))
+"""
+
+
+def _run(config: dict, threads: int, steps: list[str] | None = None) -> dict:
+    out = subprocess.run(
+        [sys.executable, "-c", _CHILD, json.dumps(config), str(threads), json.dumps(steps)],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024  # dask worker processes too
+    result["peak_rss_children_mb"] = children
+    return result
+
+
+def bench_demo(quick: bool, threads: int) -> None:
+    sys.path.insert(0, str(Path(__file__).parents[1] / "src"))
+    from napari_cellstate._cli_run import demo_config
+
+    with tempfile.TemporaryDirectory() as folder:
+        config = demo_config(Path(folder) / "demo").model_dump(mode="json")
+        if quick:
+            config["inputs"]["sample"].update({"n_frames": 12, "size_px": 256})
+            config["heads"].update({"seeds": 1, "epochs": 5})
+        result = _run(config, threads)
+    total = result["seconds"]
+    size = "quick" if quick else "full"
+    print(f"demo ({size}), {threads} threads: {total:.0f} s, peak RSS {result['peak_rss_mb']:.0f} MB")
+    for name, step in result["steps"].items():
+        print(f"  {name:9s} {step['seconds']:7.1f} s  {step['seconds'] / total:6.1%}")
+
+
+def _movies(folder: Path, n: int, frames: int, size: int) -> list[dict]:
+    from napari_cellstate.core.config import SimulationConfig
+    from napari_cellstate.core.io import save_simulation
+    from napari_cellstate.core.simulate import simulate_movie
+
+    movies = []
+    for seed in range(n):
+        cfg = SimulationConfig(n_frames=frames, n_cells=30, n_divisions=4, shape_yx=(size, size), seed=seed)
+        save_simulation(simulate_movie(cfg), folder / f"m{seed}")
+        movies.append({"path": str(folder / f"m{seed}" / "movie.tif"), "pixel_size_um": 0.33, "name": f"m{seed}"})
+    return movies
+
+
+def bench_dask(quick: bool) -> None:
+    try:
+        import distributed  # noqa: F401
+    except ImportError:
+        print("dask workers: skipped (dask.distributed is not installed)")
+        return
+    with tempfile.TemporaryDirectory() as folder:
+        folder = Path(folder)
+        movies = _movies(folder, 4, 8 if quick else 20, 256)
+        rates = {}
+        for workers in (1, 2):
+            config = {
+                "project": str(folder / f"p{workers}"),
+                "inputs": {"movies": movies},
+                "scale": {"workers": workers},
+            }
+            result = _run(config, 1, ["inputs", "encode"])
+            from napari_cellstate.core.project import load_crop_dataset
+
+            n = len(load_crop_dataset(folder / f"p{workers}"))
+            rates[workers] = n / result["seconds"]
+            print(
+                f"dask, {workers} worker(s) (1 thread each): {n} crops from 4 movies in {result['seconds']:.1f} s = "
+                f"{rates[workers]:.1f} crops/s (segment, track, crop and encode)"
+            )
+        print(f"2 workers / 1 worker: {rates[2] / rates[1]:.2f}x")
+
+
+_MEMORY_CHILD = r"""
+import json, resource, sys
+import torch
+torch.set_num_threads(1)
+from napari_cellstate.core.flow.config import MovieInput, InputsStep
+from napari_cellstate.core.flow.scale import track_movie
+settings = InputsStep().model_dump(mode="json", include={"segmentation", "tracking", "crops"})
+summary = track_movie(MovieInput(path=sys.argv[1], pixel_size_um=0.33), folder=sys.argv[2], settings=settings)
+print(json.dumps({**summary, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+"""
+
+
+def _zarr_movie(path: Path, frames: int, size: int) -> int:
+    """A (T, Y, X) uint16 zarr movie, written frame by frame by tiling a simulated frame (bounded memory)."""
+    import numpy as np
+    import zarr
+
+    from napari_cellstate.core.config import SimulationConfig
+    from napari_cellstate.core.simulate import simulate_movie
+
+    tile = simulate_movie(SimulationConfig(n_frames=4, n_cells=40, n_divisions=0, shape_yx=(512, 512), seed=0)).movie
+    reps = size // 512
+    array = zarr.open_array(str(path), mode="w", shape=(frames, size, size), chunks=(1, size, size), dtype="uint16")
+    for t in range(frames):
+        array[t] = np.tile(tile[t % len(tile)], (reps, reps)).astype(np.uint16)
+    return array.nbytes
+
+
+def bench_memory(quick: bool) -> None:
+    with tempfile.TemporaryDirectory() as folder:
+        folder = Path(folder)
+        for frames in (4, 8) if quick else (10, 40):
+            size = 2048
+            nbytes = _zarr_movie(folder / f"movie{frames}.zarr", frames, size)
+            start = time.perf_counter()
+            out = subprocess.run(
+                [sys.executable, "-c", _MEMORY_CHILD, str(folder / f"movie{frames}.zarr"), str(folder / f"p{frames}")],
+                check=True,
+                capture_output=True,
+                text=True,
+            )
+            result = json.loads(out.stdout.strip().splitlines()[-1])
+            print(
+                f"movie {frames} x {size} x {size} ({nbytes / 2**30:.2f} GiB as uint16): {result['cells']} cells in "
+                f"{time.perf_counter() - start:.0f} s, peak RSS {result['peak_rss_mb']:.0f} MB"
+            )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--parts", nargs="+", choices=["demo", "dask", "memory"], default=["demo", "dask", "memory"])
+    parser.add_argument("--quick", action="store_true", help="small sizes (a smoke test of the script)")
+    parser.add_argument("--threads", type=int, default=2, help="torch threads of the demo run")
+    args = parser.parse_args()
+    if "demo" in args.parts:
+        bench_demo(args.quick, args.threads)
+    if "dask" in args.parts:
+        bench_dask(args.quick)
+    if "memory" in args.parts:
+        bench_memory(args.quick)
+
+
+if __name__ == "__main__":
+    main()
