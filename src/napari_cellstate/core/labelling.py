@@ -133,7 +133,7 @@ def read_labels_csv(path: os.PathLike | str) -> pd.DataFrame:
     table = table.drop_duplicates([*key, "label"])
     conflicts = table[table.duplicated(key, keep=False)]
     if len(conflicts):
-        cells = conflicts.groupby(key).groups
+        cells = conflicts.groupby(key if len(key) > 1 else key[0]).groups
         described = "; ".join(
             f"{_lines(rows)} give {sorted(set(table.loc[rows, 'label']))}" for rows in list(cells.values())[:5]
         )
