@@ -50,7 +50,9 @@ __all__ = [
     "MAX_PARAMETERS",
     "SUPPORTED_FORMAT_VERSIONS",
     "ModelFileError",
+    "NonFiniteError",
     "build_model",
+    "check_finite",
     "load_state_strict",
     "loads_bounded",
     "model_paths",
@@ -79,6 +81,48 @@ _Module = TypeVar("_Module", bound=torch.nn.Module)
 
 class ModelFileError(ValueError):
     """A model file is missing, unreadable, of another format or version, or does not match its card."""
+
+
+class NonFiniteError(ValueError):
+    """A model's inputs or outputs hold NaN or infinity; nothing was written."""
+
+
+def check_finite(values, what: str, fix: str) -> None:
+    """Refuse ``values`` holding NaN or infinity (a model's inputs or outputs), before anything is written.
+
+    Parameters
+    ----------
+    values : array-like
+        Rows of numbers (one row per cell).
+    what : str
+        What they are, e.g. ``"the latents the VAE produced"``.
+    fix : str
+        What to do about it.
+
+    Raises
+    ------
+    NonFiniteError
+        ``<what>: N of M rows hold NaN or infinity (rows ...). <fix>``
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> check_finite(np.ones((2, 3)), "scores", "retrain")  # fine: returns None
+    >>> check_finite(np.array([1.0, np.nan]), "the head's scores", "Retrain the head.")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    napari_cellstate.core.model_files.NonFiniteError: the head's scores: 1 of 2 rows hold NaN or infinity (rows [1])...
+    """
+    import numpy as np
+
+    values = np.asarray(values, dtype=np.float64)
+    bad = ~np.isfinite(values.reshape(len(values), -1)).all(axis=1) if values.ndim else ~np.isfinite(values[None])
+    if bad.any():
+        rows = np.flatnonzero(bad)
+        raise NonFiniteError(
+            f"{what}: {len(rows)} of {len(values)} rows hold NaN or infinity (rows {rows[:10].tolist()}"
+            f"{' ...' if len(rows) > 10 else ''}). Nothing was written. {fix}"
+        )
 
 
 def model_paths(path: os.PathLike | str) -> tuple[Path, Path]:

@@ -219,6 +219,10 @@ def train_vae(crops, vae: VAEConfig | None = None, training: TrainConfig | None 
     return run_to_completion(iter_train_vae(crops, vae, training, **kwargs))
 
 
+CROPS_FIX = "Extract the crops again (napari-cellstate track); the movie may hold NaN."
+ENCODER_FIX = "The VAE is damaged or diverged: load another model (e.g. the packaged one) or retrain it."
+
+
 def encode_crops(model, crops, *, batch_size: int = 512, device: str = "cpu") -> tuple[np.ndarray, np.ndarray]:
     """Latent means and log-variances of crops, in batches.
 
@@ -230,9 +234,15 @@ def encode_crops(model, crops, *, batch_size: int = 512, device: str = "cpu") ->
     Returns
     -------
     mu, logvar : ndarray of shape (N, D), float32
+
+    Raises
+    ------
+    NonFiniteError
+        If a crop or a latent holds NaN or infinity (nothing is returned, so nothing is written).
     """
     import torch
 
+    from .model_files import check_finite
     from .vae import check_crop_size
 
     check_crop_size(model.cfg, int(crops.shape[-1]))
@@ -241,10 +251,13 @@ def encode_crops(model, crops, *, batch_size: int = 512, device: str = "cpu") ->
     with torch.inference_mode():
         for start in range(0, len(crops), batch_size):
             batch = torch.from_numpy(np.asarray(crops[start : start + batch_size], dtype=np.float32))[:, None]
+            check_finite(batch.numpy(), f"Crops {start} to {start + len(batch) - 1}", CROPS_FIX)
             mu, logvar = model.encode(batch.to(device))
             means.append(mu.float().cpu().numpy())
             logvars.append(logvar.float().cpu().numpy())
-    return np.concatenate(means), np.concatenate(logvars)
+    mu, logvar = np.concatenate(means), np.concatenate(logvars)
+    check_finite(np.hstack([mu, logvar]), "The latents the VAE produced", ENCODER_FIX)
+    return mu, logvar
 
 
 def load_default_vae():
