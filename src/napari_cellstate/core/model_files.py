@@ -525,7 +525,8 @@ def validate_config(config_type: type[_Config], data: Any, path: os.PathLike | s
     try:
         return config_type.model_validate(data)
     except ValidationError as err:
-        raise ModelFileError(f"{model_paths(path)[0]} has an invalid {what} config: {err}") from err
+        fields = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'config'}: {e['msg']}" for e in err.errors())
+        raise ModelFileError(f"{model_paths(path)[0]} has an invalid {what} config: {fields}") from err
 
 
 def build_model(factory: Callable[[], _Module], path: os.PathLike | str) -> _Module:
