@@ -114,7 +114,7 @@ def test_max_project_works_from_the_cli(tmp_path, small_sample, capsys, kind):
     stack = np.stack([movie // 2, movie, movie // 3], axis=1)  # (T, Z, Y, X): the max is the movie itself
     if kind == "tif":
         path = tmp_path / "stack.tif"
-        tifffile.imwrite(path, stack)
+        tifffile.imwrite(path, stack, photometric="minisblack")
     else:
         path = tmp_path / "stack.zarr"
         zarr.create_array(str(path), shape=stack.shape, chunks=(1, 1, *stack.shape[2:]), dtype=stack.dtype)[:] = stack
