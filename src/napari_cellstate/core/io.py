@@ -131,6 +131,8 @@ def _check_tiff_complete(path: Path) -> None:
     logger.setLevel(logging.CRITICAL)  # its "invalid page offset" lines: the message below says it better
     try:
         with tifffile.TiffFile(path) as tif:
+            if not tif.series:
+                raise ValueError("the file holds no image")
             size = path.stat().st_size
             series = tif.series[0]
             n_read = int(np.prod(series.shape[:-2], dtype=np.int64))
