@@ -91,16 +91,28 @@ def _run_torchrun(script: Path, out: Path, *args: str, timeout_s: int = 120) -> 
 
 @pytest.fixture
 def edit_card():
-    """``edit_card(model_path, key=value, ...)`` rewrites a saved model's JSON card; a value of None drops the key."""
+    """``edit_card(model_path, state=None, key=value, ...)`` rewrites the card inside a saved model; None drops a key.
 
-    def edit(path, **changes):
-        card_path = path.with_suffix(".json")
-        card = json.loads(card_path.read_text())
+    With ``state``, the tensors are replaced too and the card's hash updated to them (a hand-edited but consistent
+    file, to test the checks after the hash). The ``.json`` copy is left as saved: it is never read.
+    """
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    from napari_cellstate.core.model_files import tensors_sha256
+
+    def edit(path, state=None, **changes):
+        path = path.with_suffix(".safetensors")
+        with safe_open(path, "pt") as handle:
+            metadata = handle.metadata()
+        card = json.loads(metadata["card"])
+        if state is not None:
+            card["weights"] = {**card["weights"], "tensors_sha256": tensors_sha256(state)}
         for key, value in changes.items():
             if value is None:
                 card.pop(key, None)
             else:
                 card[key] = value
-        card_path.write_text(json.dumps(card))
+        save_file(load_file(path) if state is None else state, path, metadata={**metadata, "card": json.dumps(card)})
 
     return edit

@@ -75,25 +75,35 @@ def _track_and_crop(
         _print_progress,
     )
     objects = result.objects
-    print(
-        f"{len(objects)} cells, {objects['track_id'].nunique()} tracks, {len(result.graph)} daughters, "
-        f"{len(result.crops.crops)} crops in {time.perf_counter() - start:.1f} s -> {project}"
-    )
+    seconds = time.perf_counter() - start
+    if objects["t"].nunique() < 2:
+        print(
+            f"{len(objects)} cells in 1 frame: nothing to track (each cell is a single-frame object), "
+            f"{len(result.crops.crops)} crops in {seconds:.1f} s -> {project}"
+        )
+    else:
+        print(
+            f"{len(objects)} cells, {objects['track_id'].nunique()} tracks, {len(result.graph)} daughters, "
+            f"{len(result.crops.crops)} crops in {seconds:.1f} s -> {project}"
+        )
     return result
 
 
 def cmd_track(args: argparse.Namespace) -> int:
     """Segment (or read labels), track and crop a user's movie into a project folder."""
     from .core.config import CropConfig, SegmentationConfig, TrackingConfig
+    from .core.crops import check_crop_window
     from .core.io import read_movie
-    from .core.movie import max_project_z
+    from .core.movie import check_label_image, check_movie, max_project_z
 
+    crop_cfg = CropConfig(size_px=args.crop_size, mask_neighbours=args.mask_neighbours)
+    seg_cfg = SegmentationConfig(pixel_size_um=args.pixel_size, threshold=args.threshold)
     movie = read_movie(args.movie)
     if args.max_project:
         movie = max_project_z(movie)
-    labels = read_movie(args.labels) if args.labels else None
-    crop_cfg = CropConfig(size_px=args.crop_size, mask_neighbours=args.mask_neighbours)
-    seg_cfg = SegmentationConfig(pixel_size_um=args.pixel_size, threshold=args.threshold)
+    check_movie(movie)
+    check_crop_window(crop_cfg, movie.shape[1:], args.pixel_size)
+    labels = check_label_image(read_movie(args.labels), movie.shape) if args.labels else None
     tracking = TrackingConfig(
         max_search_radius_um=args.max_move,
         division_radius_um=args.division_radius,
@@ -254,6 +264,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="napari-cellstate",
         description="Interpretable cell-state models from H2B time-lapse movies.",
     )
+    parser.add_argument("--debug", action="store_true", help="show the full traceback of an error")
     sub = parser.add_subparsers(dest="command", required=True)
 
     sim = sub.add_parser("simulate", help="simulate an H2B time-lapse with ground truth")
@@ -330,14 +341,52 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _is_expected(err: BaseException) -> bool:
+    """Errors of the input, not of napari-cellstate: bad values, files missing or damaged, too little memory."""
+    module = type(err).__module__.split(".")[0]
+    return isinstance(err, ValueError | OSError | MemoryError) or module in ("zarr", "numcodecs", "tifffile")
+
+
+def _one_line(err: BaseException) -> str:
+    """An error as one line: pydantic's field errors joined, any other message's lines joined."""
+    from pydantic import ValidationError
+
+    if isinstance(err, ValidationError):
+        fields = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'value'}: {e['msg']}" for e in err.errors())
+        return f"invalid {err.title} settings: {fields}"
+    if isinstance(err, MemoryError):
+        return "not enough memory: use a smaller movie, crop size or batch size"
+    text = " ".join(line.strip() for line in str(err).splitlines() if line.strip())
+    if type(err).__module__.split(".")[0] in ("zarr", "numcodecs", "tifffile"):
+        return f"damaged or unreadable data ({type(err).__name__}: {text}); copy the file again from its source"
+    return text or type(err).__name__
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``napari-cellstate`` command."""
+    """Entry point of the ``napari-cellstate`` command.
+
+    Returns
+    -------
+    int
+        0 on success; 2 for an error of the input (a clear one-line message on stderr); 1 for an unexpected
+        error (one line, and the full traceback with ``--debug``).
+    """
+    import traceback
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if "--debug" in argv:  # a global flag, accepted anywhere on the line
+        argv = ["--debug", *(a for a in argv if a != "--debug")]
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ValueError, OSError) as err:
-        print(f"napari-cellstate {args.command}: {err}", file=sys.stderr)
-        return 2
+    except Exception as err:
+        if args.debug:
+            traceback.print_exc()
+        expected = _is_expected(err)
+        hint = "" if expected or args.debug else " Run again with --debug for the full traceback, and report it."
+        kind = "" if expected else f"unexpected error ({type(err).__name__}): "
+        print(f"napari-cellstate {args.command}: {kind}{_one_line(err)}{hint}", file=sys.stderr)
+        return 2 if expected else 1
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ from napari_cellstate.core.heads.compare import (
     PAPER_TABLE1,
     RUN_COLUMNS,
     BestHeads,
+    bars_report,
     iter_compare_schemes,
     latent_roles,
     summarise_table1,
@@ -167,7 +168,12 @@ def _runs(dense_acc, sparse_acc, sparse_weights, nucleus, cnn_acc=None):
 
 def test_bars_pass_on_the_papers_numbers():
     bars = table1_bars(_runs([0.99] * 10, [0.97] * 10, [23] * 10, [True] * 8 + [False] * 2, [0.997] * 10))
-    assert bars["passed"] == {"scheme3_vs_scheme2": True, "nucleus_only": True, "scheme1_vs_scheme2": True}
+    assert bars["passed"] == {
+        "scheme3_vs_scheme2": True,
+        "nucleus_only": True,
+        "scheme1_vs_scheme2": True,
+        "above_chance": True,
+    }
     assert bars["sparse_dense_accuracy_ratio"] == pytest.approx(0.97 / 0.99)
     assert bars["sparse_dense_weights_ratio"] == pytest.approx(23 / 1040)
     assert (bars["nucleus_only_runs"], bars["nucleus_only_needed"]) == (8, 8)
@@ -175,16 +181,50 @@ def test_bars_pass_on_the_papers_numbers():
 
 def test_bars_fail_where_the_runs_miss_them():
     too_inaccurate = table1_bars(_runs([0.99] * 3, [0.95] * 3, [20] * 3, [True] * 3, [0.98] * 3))
-    assert too_inaccurate["passed"] == {"scheme3_vs_scheme2": False, "nucleus_only": True, "scheme1_vs_scheme2": False}
+    assert too_inaccurate["passed"] == {
+        "scheme3_vs_scheme2": False,
+        "nucleus_only": True,
+        "scheme1_vs_scheme2": False,
+        "above_chance": True,
+    }
     too_big = table1_bars(_runs([0.99] * 3, [0.99] * 3, [40] * 3, [True, False, True]))
     # 40 / 1040 = 3.8 % of the weights; nucleus-only in 2 of 3 seeds misses ceil(0.8 * 3) = 3
-    assert too_big["passed"] == {"scheme3_vs_scheme2": False, "nucleus_only": False, "scheme1_vs_scheme2": None}
+    assert too_big["passed"] == {
+        "scheme3_vs_scheme2": False,
+        "nucleus_only": False,
+        "scheme1_vs_scheme2": None,
+        "above_chance": True,
+    }
     assert too_big["nucleus_only_needed"] == 3
+
+
+def test_a_head_that_learnt_nothing_fails_its_bars():
+    # an empty sparse head scores the majority class: 96 % accuracy on unbalanced cells, balanced accuracy 50 %
+    runs = _runs([0.99] * 3, [0.97, 0.96, 0.97], [23, 0, 22], [True, True, True]).assign(
+        balanced_accuracy=[0.95] * 3 + [0.9, 0.5, 0.9], seed=[0, 1, 2] * 2
+    )
+    bars = table1_bars(runs)
+    assert bars["passed"] == {
+        "scheme3_vs_scheme2": False,
+        "nucleus_only": False,
+        "scheme1_vs_scheme2": None,
+        "above_chance": False,
+    }
+    assert bars["heads_at_chance"] == ["sparse 1"]
+    assert "[FAIL] every head uses its inputs" in "\n".join(bars_report(bars))
+    assert "heads that learnt nothing (no active weight or at chance): sparse 1" in bars_report(bars)
+    at_chance = table1_bars(runs.assign(active_weights=runs["active_weights"].replace(0, 20), balanced_accuracy=0.55))
+    assert at_chance["heads_at_chance"] == ["dense 0", "dense 1", "dense 2", "sparse 0", "sparse 1", "sparse 2"]
 
 
 def test_bars_undecided_without_the_schemes_they_compare():
     bars = table1_bars(_runs([0.99] * 2, [], [], []))
-    assert bars["passed"] == {"scheme3_vs_scheme2": None, "nucleus_only": None, "scheme1_vs_scheme2": None}
+    assert bars["passed"] == {
+        "scheme3_vs_scheme2": None,
+        "nucleus_only": None,
+        "scheme1_vs_scheme2": None,
+        "above_chance": True,
+    }
     assert math.isnan(bars["sparse_dense_accuracy_ratio"])
 
 

@@ -1,7 +1,7 @@
 import pandas as pd
 import pytest
 
-from napari_cellstate.core.labelling import LabelStore
+from napari_cellstate.core.labelling import LabelsFileError, LabelStore
 from napari_cellstate.core.objects import validate_objects
 
 
@@ -67,3 +67,39 @@ def test_a_foreign_csv_is_refused(tmp_path, objects):
     pd.DataFrame({"a": [1]}).to_csv(path, index=False)
     with pytest.raises(ValueError, match="lacks columns"):
         LabelStore(path)
+
+
+HEADER = "object_id,track_id,t,y,x,label\n"
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (
+            HEADER + "1,1,0,5,6,metaphase\n2,1,1,5,6,metaph",
+            r"last line has no line break, so the file may have been cut",
+        ),
+        (HEADER + "1,1,0,5,6,metaphase\n2,1,1,5\n", r"refused, not used in part: line 3 misses a field"),
+        (HEADER + "1,1,0,5,6,metaphase\n1,1,0,5,6,interphase\n", r"1 cell\(s\) have conflicting labels \(lines 2, 3 "),
+        (
+            "t,y,x,label\n0,5,6, metaphase\n",
+            r"unrecognised class ' metaphase' \(did you mean 'metaphase'\?\) on line 2",
+        ),
+        ("t,y,x,label\n0,5,6,Metaphase\n", r"unrecognised class 'Metaphase' \(did you mean 'metaphase'\?\)"),
+        ("t,y,x,label\n0,5,6,metaphse\n", r"'metaphse' \(did you mean 'metaphase'\?\)"),
+        ("t,y,x,label\n0,5,6,G1/S\n", r"'G1/S' \(class names are letters, digits, spaces, - and _\)"),
+        ("t,y,x,label\n0.5,5,6,metaphase\n1,nan,3,interphase\n", r"lines 2, 3 hold a malformed number"),
+    ],
+)
+def test_a_damaged_or_ambiguous_labels_csv_is_refused_whole(tmp_path, text, message):
+    path = tmp_path / "labels.csv"
+    path.write_text(text)
+    with pytest.raises(LabelsFileError, match=message):
+        LabelStore(path)
+    assert path.read_text() == text  # nothing rewritten
+
+
+def test_repeated_rows_blank_lines_and_custom_classes_are_fine(tmp_path):
+    path = tmp_path / "labels.csv"
+    path.write_text("t,y,x,label\n0,5,6,metaphase\n\n0,5,6,metaphase\n1,5,6,mitotic cell\n")
+    assert LabelStore(path).counts() == {"metaphase": 1, "mitotic cell": 1}

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
 from napari_cellstate.core.config import VAEConfig
 from napari_cellstate.core.vae import (
@@ -184,7 +184,7 @@ def test_round_trip_gives_identical_outputs(saved, tmp_path):
     assert torch.equal(model.decode(z), loaded.decode(z))
 
     assert card["format"] == "napari-cellstate model"
-    assert card["format_version"] == 1
+    assert card["format_version"] == 2
     assert card["architecture"] == "beta-tcvae"
     assert card["config"] == SMALL.model_dump(mode="json")
     assert card["metrics"] == {"loss": 12.5}
@@ -238,37 +238,18 @@ def test_loading_never_unpickles(saved, monkeypatch):
 
 def test_missing_files(saved):
     _, path = saved
-    path.with_suffix(".json").unlink()
-    with pytest.raises(ModelFileError, match=r"not found: .*vae\.json"):
-        load_vae(path)
+    path.with_suffix(".json").write_text("epochs: 3\n")  # the .json is a copy for people: never read
+    assert load_vae(path)[0].cfg == SMALL
     path.unlink()
-    with pytest.raises(ModelFileError, match=r"not found: .*vae\.json, .*vae\.safetensors"):
-        load_vae(path)
-
-
-@pytest.mark.parametrize(
-    ("content", "message"),
-    [
-        ('{"model": "mine", "weights": [1, 2]}', "not a napari-cellstate model card.*found None"),
-        ("[1, 2, 3]", "not a napari-cellstate model card.*found 'list'"),
-        ('{"format": "napari-cellstate project", "version": 1}', "found 'napari-cellstate project'"),
-        ("epochs: 3\nloss: 1.2\n", "not valid JSON"),
-        (b"\x89PNG\r\n\x1a\n\xff\xfe", "not UTF-8 text"),
-    ],
-)
-def test_a_card_that_is_not_a_model_card(saved, content, message):
-    _, path = saved
-    card_path = path.with_suffix(".json")
-    card_path.write_bytes(content if isinstance(content, bytes) else content.encode())
-    with pytest.raises(ModelFileError, match=message):
+    with pytest.raises(ModelFileError, match=r"not found: .*vae\.safetensors"):
         load_vae(path)
 
 
 def test_another_format_version(saved, edit_card):
     _, path = saved
-    edit_card(path, format_version=2)
+    edit_card(path, format_version=3)
     with pytest.raises(
-        ModelFileError, match=r"format_version 2; this version of napari-cellstate reads format_version 1"
+        ModelFileError, match=r"format_version 3; this version of napari-cellstate reads format_version 2"
     ):
         load_vae(path)
 
@@ -287,26 +268,19 @@ def test_an_invalid_config(saved, edit_card):
         load_vae(path)
 
 
-def test_truncated_weights(saved, edit_card):
+def test_truncated_weights(saved):
     _, path = saved
     path.write_bytes(path.read_bytes()[:1000])
-    with pytest.raises(ModelFileError, match="corrupted or is not the weights file"):  # caught by the card's SHA-256
-        load_vae(path)
-    edit_card(path, weights=None)  # a card without the checksum: safetensors itself must refuse it
     with pytest.raises(ModelFileError, match=r"not a readable safetensors file \(truncated or corrupted\?\)"):
         load_vae(path)
 
 
-def test_corrupted_weights(saved, edit_card):
+def test_corrupted_weights(saved):
     _, path = saved
     data = bytearray(path.read_bytes())
-    data[-5] ^= 0xFF  # one flipped byte inside a tensor: safetensors cannot see it, the checksum can
+    data[-5] ^= 0xFF  # one flipped byte inside a tensor: safetensors cannot see it, the hash can
     path.write_bytes(bytes(data))
     with pytest.raises(ModelFileError, match="SHA-256 mismatch"):
-        load_vae(path)
-    path.write_bytes(b"\xff" * 64)  # a garbage header
-    edit_card(path, weights=None)
-    with pytest.raises(ModelFileError, match="not a readable safetensors file"):
         load_vae(path)
 
 
@@ -325,8 +299,7 @@ def test_missing_and_unexpected_tensors(saved, edit_card):
     state = load_file(path)
     state.pop("mu_head.bias")
     state["extra.weight"] = torch.zeros(3)
-    save_file(state, path)
-    edit_card(path, weights=None)
+    edit_card(path, state=state)
     with pytest.raises(
         ModelFileError, match=r"missing tensors \['mu_head\.bias'\]; unexpected tensors \['extra\.weight'\]"
     ):

@@ -30,6 +30,19 @@ __all__ = [
 ]
 
 
+# Caps on network sizes, far above anything useful, so that a hostile or mistyped config (a model card, a config
+# file) is refused before a giant network is allocated.
+MAX_UNITS = 4096  # units of a dense layer
+MAX_LAYERS = 16  # hidden layers of a head, conv blocks of an encoder
+MAX_CROP_SIZE_PX = 1024
+
+
+def _bounded_sizes(value: tuple[int, ...], what: str) -> tuple[int, ...]:
+    if len(value) > MAX_LAYERS or max(value, default=1) > MAX_UNITS or min(value, default=1) < 1:
+        raise ValueError(f"{what} must be at most {MAX_LAYERS} layers of 1 to {MAX_UNITS} units each, got {value}")
+    return value
+
+
 def _power_of_two(value: int) -> int:
     if value & (value - 1):
         raise ValueError(f"crop_size_px must be a power of two (16, 32, 64, 128 ...), got {value}")
@@ -86,7 +99,7 @@ class SimulationConfig(_Config):
 class CropGeneratorConfig(_Config):
     """Balanced interphase/metaphase single-cell crops with their generating factors."""
 
-    crop_size: int = Field(64, ge=16, description="Crop side in px.")
+    crop_size: int = Field(64, ge=16, le=MAX_CROP_SIZE_PX, description="Crop side in px.")
     pixel_size_um: float = Field(0.33, gt=0)
     mean_neighbours: float = Field(4.0, ge=0, description="Average neighbours around a cell.")
     neighbour_exclusion_um: float = Field(3.0, ge=0)
@@ -124,7 +137,7 @@ class SegmentationConfig(_Config):
 class CropConfig(_Config):
     """Single-cell crops around each object."""
 
-    size_px: int = Field(64, ge=8, description="Crop side in px (after rescaling).")
+    size_px: int = Field(64, ge=8, le=MAX_CROP_SIZE_PX, description="Crop side in px (after rescaling).")
     pixel_size_um: float | None = Field(
         None, gt=0, description="Rescale crops to this pixel size; None keeps the movie's."
     )
@@ -161,10 +174,10 @@ class TCEstimator(StrEnum):
 class VAEConfig(_Config):
     """The β-TCVAE: architecture and loss weights (α·MI + β·TC + γ·dimension-wise KL)."""
 
-    crop_size_px: int = Field(64, ge=16, description="Input crop side; a power of two.")
-    n_latents: int = Field(32, ge=1)
+    crop_size_px: int = Field(64, ge=16, le=MAX_CROP_SIZE_PX, description="Input crop side; a power of two.")
+    n_latents: int = Field(32, ge=1, le=MAX_UNITS)
     channels: tuple[int, ...] = Field((8, 16, 32, 64), description="Filters of each encoder block.")
-    dense_units: int = Field(256, ge=1)
+    dense_units: int = Field(256, ge=1, le=MAX_UNITS)
     alpha: float = Field(1.0, ge=0, description="Weight of the index-code mutual information.")
     beta: float = Field(6.0, ge=0, description="Weight of the total correlation.")
     gamma: float = Field(1.0, ge=0, description="Weight of the dimension-wise KL.")
@@ -178,9 +191,9 @@ class VAEConfig(_Config):
     @field_validator("channels")
     @classmethod
     def _positive_channels(cls, value: tuple[int, ...]) -> tuple[int, ...]:
-        if not value or min(value) < 1:
+        if not value:
             raise ValueError(f"channels must be one or more positive filter counts, got {value}")
-        return value
+        return _bounded_sizes(value, "channels")
 
 
 class TrainConfig(_Config):
@@ -221,25 +234,24 @@ class Activation(StrEnum):
 class HeadConfig(_Config):
     """A head: an MLP from ``n_inputs`` features to one score f(x); f(x) >= 0 means metaphase."""
 
-    n_inputs: int = Field(32, ge=1, description="Latents (Schemes 2-3) or CNN features (Scheme 1).")
+    n_inputs: int = Field(32, ge=1, le=MAX_UNITS, description="Latents (Schemes 2-3) or CNN features (Scheme 1).")
     hidden: tuple[int, ...] = Field((16, 16, 16), description="Units of each hidden layer.")
     activation: Activation = Activation.SILU
 
     @field_validator("hidden")
     @classmethod
     def _positive_units(cls, value: tuple[int, ...]) -> tuple[int, ...]:
-        if min(value, default=1) < 1:
-            raise ValueError(f"every hidden layer needs at least one unit, got {value}")
-        return value
+        return _bounded_sizes(value, "hidden")
 
 
 class CNNConfig(_Config):
     """Scheme 1's image encoder: conv blocks, then a dense layer to the head's inputs."""
 
-    crop_size_px: int = Field(64, ge=16)
+    crop_size_px: int = Field(64, ge=16, le=MAX_CROP_SIZE_PX)
     channels: tuple[int, ...] = Field((8, 16, 32, 64), description="Filters of each conv block (each pools 2x).")
 
     _power_of_two = field_validator("crop_size_px")(_power_of_two)
+    _bounded_channels = field_validator("channels")(lambda value: _bounded_sizes(value, "channels"))
 
 
 class SparsityDistribution(StrEnum):

@@ -35,7 +35,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 from .config import CropConfig
 from .progress import Progress, run_to_completion
 
-__all__ = ["CropResult", "extract_crops", "iter_extract_crops", "standardise_crops"]
+__all__ = ["CropResult", "check_crop_window", "extract_crops", "iter_extract_crops", "standardise_crops"]
 
 
 @dataclass
@@ -132,6 +132,53 @@ def _median_of_background(windows: np.ndarray, background: np.ndarray) -> np.nda
     low = values[rows, np.maximum(count - 1, 0) // 2]
     high = values[rows, count // 2]
     return np.where(count > 0, 0.5 * (low + high), np.nan).astype(windows.dtype)
+
+
+def check_crop_window(cfg: CropConfig, shape_yx: tuple[int, int], pixel_size_um: float | None = None) -> int:
+    """The side of the movie window each crop is cut from, refused when larger than the frame.
+
+    Checked before any work (the CLI calls it before segmenting), so a crop size that cannot fit never grows a
+    padded frame or a stack of crops beyond memory.
+
+    Parameters
+    ----------
+    cfg : CropConfig
+        Crop size and optional target pixel size.
+    shape_yx : tuple of int
+        Frame size (rows, columns) in px.
+    pixel_size_um : float, optional
+        The movie's pixel size in micrometres, for rescaled crops.
+
+    Returns
+    -------
+    int
+        The window side in movie pixels.
+
+    Raises
+    ------
+    ValueError
+        If the window is larger than the frame's shorter side.
+
+    Examples
+    --------
+    >>> check_crop_window(CropConfig(size_px=64), (512, 512))
+    64
+    >>> check_crop_window(CropConfig(size_px=64, pixel_size_um=0.66), (100, 100), 0.33)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    ValueError: Crops of 64 px at 0.66 um/px need a 128 px window of the movie, larger than its 100 x 100 px ...
+    """
+    size = cfg.size_px
+    rescaled = cfg.pixel_size_um is not None and pixel_size_um is not None
+    window = max(1, round(size * cfg.pixel_size_um / pixel_size_um)) if rescaled else size
+    if window > min(shape_yx):
+        at = f" at {cfg.pixel_size_um:g} um/px" if rescaled else ""
+        raise ValueError(
+            f"Crops of {size} px{at} need a {window} px window of the movie, larger than its {shape_yx[0]} x "
+            f"{shape_yx[1]} px frames: choose a crop size of at most {min(shape_yx)} px (a nucleus needs about "
+            "64 px at 0.33 um/px)."
+        )
+    return window
 
 
 def _check_inputs(movie, objects: pd.DataFrame, cfg: CropConfig, labels, pixel_size_um) -> None:
@@ -243,10 +290,7 @@ def iter_extract_crops(
     _check_inputs(movie, objects, cfg, labels, pixel_size_um)
     n_frames, height, width = (int(s) for s in movie.shape)
     size = cfg.size_px
-    if cfg.pixel_size_um is not None and pixel_size_um is not None:
-        window = max(1, round(size * cfg.pixel_size_um / pixel_size_um))
-    else:
-        window = size
+    window = check_crop_window(cfg, (height, width), pixel_size_um)
     resize = _resize_matrix(window, size) if window != size else None
     half = window // 2
 

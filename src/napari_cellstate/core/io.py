@@ -155,6 +155,45 @@ def save_simulation(result, folder: os.PathLike | str) -> dict[str, Path]:
     }
 
 
+def _check_tiff_complete(path: Path) -> None:
+    """Refuse a TIFF cut short (tifffile would show what is left, e.g. a single 2D frame).
+
+    Cut short means: its image data end past the end of the file, or it holds fewer frames than its own metadata
+    announce.
+    """
+    import logging
+
+    import tifffile
+
+    logger = logging.getLogger("tifffile")
+    level = logger.level
+    logger.setLevel(logging.CRITICAL)  # its "invalid page offset" lines: the message below says it better
+    try:
+        with tifffile.TiffFile(path) as tif:
+            if not tif.series:
+                raise ValueError("the file holds no image")
+            size = path.stat().st_size
+            series = tif.series[0]
+            n_read = int(np.prod(series.shape[:-2], dtype=np.int64))
+            announced = (tif.imagej_metadata or {}).get("images")
+            shaped = tif.shaped_metadata[0].get("shape") if tif.shaped_metadata else None
+            ends = [
+                offset + count
+                for page in tif.pages
+                for offset, count in zip(page.dataoffsets, page.databytecounts, strict=False)
+            ]
+    finally:
+        logger.setLevel(level)
+    if series.dataoffset is not None:
+        ends.append(series.dataoffset + series.nbytes)
+    frames = int(announced) if announced else (int(np.prod(shaped[:-2])) if shaped and len(shaped) > 2 else n_read)
+    if max(ends, default=0) > size or frames > n_read:
+        raise ValueError(
+            f"the file is truncated or damaged: it announces {frames} frame(s) but ends after "
+            f"{size:,} bytes, before their data. Copy it again from the source (the copy or save was interrupted)"
+        )
+
+
 def read_movie(path: os.PathLike | str):
     """Open a movie lazily: a TIFF (through its zarr view, so frames load on demand) or a zarr array.
 
@@ -172,9 +211,10 @@ def read_movie(path: os.PathLike | str):
         import tifffile
 
         try:
+            _check_tiff_complete(path)
             store = tifffile.imread(path, aszarr=True)
         except (tifffile.TiffFileError, ValueError) as err:
-            raise ValueError(f"{path} is not a readable TIFF: {err}") from err
+            raise ValueError(f"{path} is not a readable TIFF (damaged or truncated?): {err}") from err
         opened = zarr.open(store, mode="r")
         return opened if isinstance(opened, zarr.Array) else opened[next(iter(opened.array_keys()))]
     if path.suffix.lower() == ".zarr" or (path / "zarr.json").exists() or (path / ".zarray").exists():

@@ -15,11 +15,135 @@ import numpy as np
 import pandas as pd
 
 from .io import atomic_path
+from .states import CellState
 
-__all__ = ["LABEL_COLUMNS", "LabelStore", "nearest_object"]
+__all__ = ["LABEL_COLUMNS", "LabelStore", "LabelsFileError", "nearest_object", "read_labels_csv"]
 
 LABEL_COLUMNS = ["object_id", "track_id", "t", "y", "x", "label"]
 MATCH_DISTANCE_PX = 5.0  # how far a label may sit from the centre of the cell it marks
+_INTEGER_COLUMNS = ("object_id", "track_id", "t")
+_SHOWN_LINES = 8  # a message lists this many line numbers, then "and N more"
+
+
+class LabelsFileError(ValueError):
+    """A labels CSV is cut short, has missing or malformed fields, unrecognised classes or conflicting rows."""
+
+
+def _lines(numbers) -> str:
+    numbers = [int(n) for n in numbers]
+    shown = ("line " if len(numbers) == 1 else "lines ") + ", ".join(map(str, numbers[:_SHOWN_LINES]))
+    return shown + (f" and {len(numbers) - _SHOWN_LINES} more" if len(numbers) > _SHOWN_LINES else "")
+
+
+def _class_problem(label: str) -> str | None:
+    """Why ``label`` is not a class name, or None: a cell state, or a custom class (letters, digits, space, -, _)."""
+    import difflib
+
+    states = [state.value for state in CellState]
+    if label in states:
+        return None
+    near = [s for s in states if s == label.strip().lower()] or difflib.get_close_matches(label.lower(), states, 1, 0.8)
+    if near:
+        return f"unrecognised class {label!r} (did you mean {near[0]!r}?)"
+    if label != label.strip() or not label or not all(ch.isalnum() or ch in " -_" for ch in label):
+        return f"unrecognised class {label!r} (class names are letters, digits, spaces, - and _)"
+    return None
+
+
+def read_labels_csv(path: os.PathLike | str) -> pd.DataFrame:
+    r"""Read and check a labels CSV: every row complete, every class recognised, no two rows disagreeing.
+
+    A file is refused whole, never used in part, when its last line has no line break (cut short), a row misses
+    a field or holds a malformed number, a class is unrecognised (``Metaphase``, `` metaphase``, ``metaphse``:
+    near misses of a cell state), or two rows for the same cell (same ``object_id``, or same ``t, y, x`` when
+    there is no ``object_id``) give different classes. Identical repeated rows are kept once. Custom classes
+    (letters, digits, spaces, - and _, as the Label cells widget allows) are accepted.
+
+    Parameters
+    ----------
+    path : path-like
+        The CSV: columns ``t, y, x, label`` and optionally ``object_id, track_id``.
+
+    Returns
+    -------
+    DataFrame
+        Columns :data:`LABEL_COLUMNS`; ``object_id`` and ``track_id`` are 0 when the file has none.
+
+    Raises
+    ------
+    LabelsFileError
+        Naming the file, the line numbers and the fix.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / "labels.csv"
+    >>> _ = path.write_text("t,y,x,label\n0,5.0,6.0,Metaphase\n")
+    >>> read_labels_csv(path)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    napari_cellstate.core.labelling.LabelsFileError: ...: unrecognised class 'Metaphase' (did you mean 'metaphase'?) ...
+    """
+    path = Path(path)
+    raw = path.read_bytes()
+    if raw and not raw.endswith(b"\n"):
+        raise LabelsFileError(
+            f"{path}: the last line has no line break, so the file may have been cut short (an interrupted copy or "
+            "save). Check its last row against your records; if it is complete, add a line break at the end."
+        )
+    try:
+        table = pd.read_csv(path, dtype=str, keep_default_na=False, skip_blank_lines=False)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
+        raise LabelsFileError(f"{path} is not a labels CSV ({err}).") from err
+    missing = sorted({"t", "y", "x", "label"} - set(table.columns))
+    if missing:
+        raise LabelsFileError(f"{path} lacks columns {missing}; a labels CSV needs t, y, x and label.")
+    table = table.fillna("")
+    table.index = table.index + 2  # line numbers in the file (line 1 is the header)
+    table = table[(table != "").any(axis=1)]  # blank lines
+    columns = [c for c in LABEL_COLUMNS if c in table.columns]
+
+    problems = []
+    if len(empty := table.index[(table[columns] == "").any(axis=1)]):
+        problems.append(
+            f"{_lines(empty)} {'misses' if len(empty) == 1 else 'miss'} a field (cut short or edited by hand)"
+        )
+    numbers = {c: pd.to_numeric(table[c], errors="coerce") for c in columns if c != "label"}
+    bad = pd.Series(False, index=table.index)
+    for column, values in numbers.items():
+        wrong = ~np.isfinite(values.astype(float))
+        if column in _INTEGER_COLUMNS:
+            wrong |= values.fillna(0) % 1 != 0
+        bad |= wrong & (table[column] != "")
+    if bad.any():
+        problems.append(f"{_lines(table.index[bad])} hold a malformed number")
+    for label, rows in table[table["label"] != ""].groupby("label").groups.items():
+        if reason := _class_problem(label):
+            problems.append(f"{reason} on {_lines(rows)}")
+    if problems:
+        raise LabelsFileError(
+            f"{path} is refused, not used in part: " + "; ".join(problems) + ". Correct those lines (class names "
+            "are case-sensitive, e.g. 'metaphase') or export the labels again from the Label cells widget."
+        )
+
+    for column, values in numbers.items():
+        table[column] = values.astype(int) if column in _INTEGER_COLUMNS else values.astype(float)
+    for column in ("object_id", "track_id"):
+        if column not in table.columns:
+            table[column] = 0
+    key = ["object_id"] if (table["object_id"] != 0).all() else ["t", "y", "x"]
+    table = table.drop_duplicates([*key, "label"])
+    conflicts = table[table.duplicated(key, keep=False)]
+    if len(conflicts):
+        cells = conflicts.groupby(key if len(key) > 1 else key[0]).groups
+        described = "; ".join(
+            f"{_lines(rows)} give {sorted(set(table.loc[rows, 'label']))}" for rows in list(cells.values())[:5]
+        )
+        raise LabelsFileError(
+            f"{path} is refused: {len(cells)} cell(s) have conflicting labels ({described}). Keep one row per cell "
+            "(delete the wrong ones) and open it again."
+        )
+    return table[LABEL_COLUMNS].reset_index(drop=True)
 
 
 class LabelStore:
@@ -38,17 +162,7 @@ class LabelStore:
 
     @staticmethod
     def _read(path: Path) -> pd.DataFrame:
-        try:
-            table = pd.read_csv(path, dtype={"label": str}, keep_default_na=False)
-        except (pd.errors.ParserError, UnicodeDecodeError) as err:
-            raise ValueError(f"{path} is not a labels CSV ({err}).") from err
-        missing = sorted({"t", "y", "x", "label"} - set(table.columns))
-        if missing:
-            raise ValueError(f"{path} lacks columns {missing}; a labels CSV needs t, y, x and label.")
-        for column in ("object_id", "track_id"):
-            if column not in table.columns:
-                table[column] = 0
-        return table[LABEL_COLUMNS]
+        return read_labels_csv(path)
 
     def _save(self) -> None:
         from .project import project_lock

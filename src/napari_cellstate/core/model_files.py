@@ -1,20 +1,31 @@
-"""Model files for every architecture: safetensors weights and a JSON model card beside them.
+"""Model files for every architecture: one safetensors file holding the weights and the model card.
 
 Each trained network in napari-cellstate (the β-TCVAE, the classification heads) is saved the same way, so that
 one set of checks guards them all and a file can never run code when it is read. A model saved as
-``models/name`` is two files:
+``models/name`` is:
 
-* ``models/name.safetensors``: the weights (a ``state_dict``), floating-point tensors as float32;
-* ``models/name.json``: the model card: ``format`` ("napari-cellstate model"), ``format_version`` (1),
-  ``architecture`` (e.g. "beta-tcvae"), ``config`` (what the network is built from), ``weights`` (file name and
-  SHA-256), ``versions`` (of napari_cellstate, torch, numpy and safetensors) and whatever the caller adds: data,
-  hyper-parameters, metrics.
+* ``models/name.safetensors``: the weights (a ``state_dict``, floating-point tensors as float32) **and** the model
+  card, as JSON text in the safetensors metadata (key ``"card"``). The card holds ``format`` ("napari-cellstate
+  model"), ``format_version`` (2), ``architecture`` (e.g. "beta-tcvae"), ``config`` (what the network is built
+  from), ``weights`` (file name and ``tensors_sha256``, the SHA-256 of the tensors' names, dtypes, shapes and
+  bytes), ``versions`` (of napari_cellstate, torch, numpy and safetensors) and whatever the caller adds: data,
+  hyper-parameters, metrics;
+* ``models/name.json``: a copy of the card for people to read. It is written after the weights file and never
+  read back: editing it changes nothing.
 
-The card is parsed with :mod:`json` and the weights with safetensors (no pickle, no ``torch.load``); both are
-written atomically. This module knows nothing about any architecture: :func:`save_model` and :func:`read_model`
-move a state dict and a card, and :func:`load_state_strict` puts a state dict into a freshly built network. The
-architecture-specific layers (``vae.save_vae`` / ``vae.load_vae``, ``heads.save_head`` / ``heads.load_head``)
-build the config and the network.
+Design decision: one file is one unit. The weights and their card are replaced together by one rename, so a
+crash or ``kill -9`` at any moment leaves either the previous complete model or the new complete model, never
+new weights beside an old card; the previous model stays until the new file is complete.
+
+Format version 1 (written before) kept the card only in the ``.json`` beside the weights, with the SHA-256 of
+the whole weights file. Such files are still read, by this rule: a ``.safetensors`` without a card inside is a
+version 1 model, whose ``.json`` must say ``format_version`` 1 and hold the weights file's SHA-256.
+
+Every read checks, before any network is built: the card's JSON is shallow (:func:`loads_bounded`), the weights'
+hash is present and matches, every floating-point weight is finite. :func:`build_model` then refuses configs
+whose network would be larger than :data:`MAX_PARAMETERS` before allocating it. This module knows nothing about
+any architecture: the architecture-specific layers (``vae.save_vae`` / ``vae.load_vae``, ``heads.save_head`` /
+``heads.load_head``) build the config and the network.
 """
 
 from __future__ import annotations
@@ -22,6 +33,7 @@ from __future__ import annotations
 import enum
 import json
 import os
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -29,24 +41,35 @@ from typing import Any, TypeVar
 import torch
 from pydantic import BaseModel, ValidationError
 
-from .io import atomic_path, sha256_file
+from .io import atomic_path
 
 __all__ = [
     "FORMAT",
     "FORMAT_VERSION",
+    "MAX_JSON_DEPTH",
+    "MAX_PARAMETERS",
     "SUPPORTED_FORMAT_VERSIONS",
     "ModelFileError",
+    "NonFiniteError",
     "build_model",
+    "check_finite",
     "load_state_strict",
+    "loads_bounded",
     "model_paths",
     "read_model",
     "save_model",
+    "tensors_sha256",
     "validate_config",
 ]
 
 FORMAT = "napari-cellstate model"
-FORMAT_VERSION = 1
-SUPPORTED_FORMAT_VERSIONS = (1,)
+FORMAT_VERSION = 2
+SUPPORTED_FORMAT_VERSIONS = (1, 2)
+MAX_JSON_DEPTH = 32  # a card nests about 5 deep; deeper text is refused before json recurses into it
+MAX_PARAMETERS = 100_000_000  # 400 MB of float32: far above any network napari-cellstate builds
+_JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
+_JSON_BRACKET = re.compile(r"[\[\]{}]")
+_HEX64 = re.compile(r"[0-9a-f]{64}")
 _SUFFIXES = (".safetensors", ".json")
 _RESERVED = ("format", "format_version", "architecture", "config")
 # Which function loads which architecture, to tell the user what to call instead.
@@ -58,6 +81,48 @@ _Module = TypeVar("_Module", bound=torch.nn.Module)
 
 class ModelFileError(ValueError):
     """A model file is missing, unreadable, of another format or version, or does not match its card."""
+
+
+class NonFiniteError(ValueError):
+    """A model's inputs or outputs hold NaN or infinity; nothing was written."""
+
+
+def check_finite(values, what: str, fix: str) -> None:
+    """Refuse ``values`` holding NaN or infinity (a model's inputs or outputs), before anything is written.
+
+    Parameters
+    ----------
+    values : array-like
+        Rows of numbers (one row per cell).
+    what : str
+        What they are, e.g. ``"the latents the VAE produced"``.
+    fix : str
+        What to do about it.
+
+    Raises
+    ------
+    NonFiniteError
+        ``<what>: N of M rows hold NaN or infinity (rows ...). <fix>``
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> check_finite(np.ones((2, 3)), "scores", "retrain")  # fine: returns None
+    >>> check_finite(np.array([1.0, np.nan]), "the head's scores", "Retrain the head.")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    napari_cellstate.core.model_files.NonFiniteError: the head's scores: 1 of 2 rows hold NaN or infinity (rows [1])...
+    """
+    import numpy as np
+
+    values = np.asarray(values, dtype=np.float64)
+    bad = ~np.isfinite(values.reshape(len(values), -1)).all(axis=1) if values.ndim else ~np.isfinite(values[None])
+    if bad.any():
+        rows = np.flatnonzero(bad)
+        raise NonFiniteError(
+            f"{what}: {len(rows)} of {len(values)} rows hold NaN or infinity (rows {rows[:10].tolist()}"
+            f"{' ...' if len(rows) > 10 else ''}). Nothing was written. {fix}"
+        )
 
 
 def model_paths(path: os.PathLike | str) -> tuple[Path, Path]:
@@ -119,6 +184,86 @@ def _architecture_list(architecture: str | tuple[str, ...]) -> tuple[str, ...]:
     return (architecture,) if isinstance(architecture, str) else tuple(architecture)
 
 
+def tensors_sha256(state: dict[str, torch.Tensor]) -> str:
+    """SHA-256 of tensors: each name, dtype, shape and bytes, in name order (what a version 2 card records).
+
+    Parameters
+    ----------
+    state : dict of str to torch.Tensor
+        The tensors as saved (on the CPU).
+
+    Returns
+    -------
+    str
+        The hex digest.
+
+    Examples
+    --------
+    >>> tensors_sha256({"w": torch.zeros(2)}) == tensors_sha256({"w": torch.zeros(2)}) != tensors_sha256({})
+    True
+    """
+    import hashlib
+
+    digest = hashlib.sha256()
+    for name in sorted(state):
+        tensor = state[name].detach().to("cpu").contiguous()
+        digest.update(json.dumps([name, str(tensor.dtype), list(tensor.shape)]).encode())
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+def _non_finite(state: dict[str, torch.Tensor]) -> list[str]:
+    """Names of the floating-point tensors holding NaN or infinity."""
+    return sorted(n for n, t in state.items() if t.is_floating_point() and not bool(torch.isfinite(t).all()))
+
+
+def loads_bounded(text: str, what: str, *, max_depth: int = MAX_JSON_DEPTH) -> Any:
+    """Parse JSON text, refusing nesting deeper than ``max_depth`` before the parser recurses into it.
+
+    Parameters
+    ----------
+    text : str
+        The JSON text.
+    what : str
+        What the text is (a file name), for the message.
+    max_depth : int, default=MAX_JSON_DEPTH
+        Deepest nesting of ``[`` / ``{`` allowed.
+
+    Returns
+    -------
+    Any
+        The parsed value.
+
+    Raises
+    ------
+    ModelFileError
+        If the text nests deeper than ``max_depth`` or is not valid JSON.
+
+    Examples
+    --------
+    >>> loads_bounded('{"a": [1, "]]]"]}', "card")
+    {'a': [1, ']]]']}
+    >>> loads_bounded("[" * 100 + "]" * 100, "card")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    napari_cellstate.core.model_files.ModelFileError: card nests 100 levels deep; a model card needs at most 32...
+    """
+    brackets = _JSON_STRING.sub("", text)
+    depth = deepest = 0
+    for char in _JSON_BRACKET.findall(brackets):
+        depth += 1 if char in "[{" else -1
+        deepest = max(deepest, depth)
+    if deepest > max_depth:
+        raise ModelFileError(
+            f"{what} nests {deepest} levels deep; a model card needs at most {max_depth}: it was not written by "
+            "napari-cellstate. Use the model file as saved, or retrain the model."
+        )
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as err:
+        raise ModelFileError(f"{what} is not a model card: it is not valid JSON ({err}).") from err
+
+
 def save_model(
     path: os.PathLike | str,
     state: dict[str, torch.Tensor],
@@ -127,7 +272,10 @@ def save_model(
     config: dict | BaseModel,
     card: dict | None = None,
 ) -> Path:
-    """Save a state dict as ``<path>.safetensors`` and its model card as ``<path>.json``, atomically.
+    """Save a state dict and its model card as one ``<path>.safetensors`` file, plus a ``<path>.json`` copy.
+
+    The weights file, card inside, replaces any previous one by one rename: until then the previous model is
+    complete and readable, from then on the new one is (see the module's docstring). The ``.json`` copy follows.
 
     Parameters
     ----------
@@ -149,7 +297,7 @@ def save_model(
     Returns
     -------
     Path
-        The weights file (``.safetensors``); the card is the same path with ``.json``.
+        The weights file (``.safetensors``); the card's copy is the same path with ``.json``.
 
     Raises
     ------
@@ -157,7 +305,9 @@ def save_model(
         If ``state`` is not a dict of named tensors.
     ValueError
         If ``card`` sets a reserved key to another value, or ``card`` or ``config`` is not JSON-serialisable.
-        Nothing is written then.
+    ModelFileError
+        If a weight is NaN or infinite (a diverged training run): the previous model is kept.
+        Nothing is written in any of these cases.
 
     Examples
     --------
@@ -196,43 +346,66 @@ def save_model(
         name: (t.detach().to("cpu", torch.float32) if t.is_floating_point() else t.detach().to("cpu")).contiguous()
         for name, t in state.items()
     }
+    if bad := _non_finite(tensors):
+        raise ModelFileError(
+            f"Not saving {weights_path}: the weights {bad} hold NaN or infinite values (training diverged: lower "
+            "the learning rate or check the data for NaN). The previous model, if any, is kept."
+        )
+    weights = {"file": weights_path.name, "tensors_sha256": tensors_sha256(tensors)}
+    full = {**header, "weights": weights, **card_body}
+    text = json.dumps(full, indent=2) + "\n"
     with atomic_path(weights_path) as tmp:
-        save_file(tensors, tmp, metadata={"format": FORMAT, "architecture": architecture})
-        digest = sha256_file(tmp)
-
-    full = {**header, "weights": {"file": weights_path.name, "sha256": digest}, **card_body}
-    with atomic_path(card_path) as tmp:
-        tmp.write_text(json.dumps(full, indent=2) + "\n", encoding="utf-8")
+        save_file(tensors, tmp, metadata={"format": FORMAT, "format_version": str(FORMAT_VERSION), "card": text})
+    with atomic_path(card_path) as tmp:  # the human-readable copy; never read back
+        tmp.write_text(text, encoding="utf-8")
     return weights_path
 
 
-def _read_card(card_path: Path, architectures: tuple[str, ...]) -> dict:
-    try:
-        text = card_path.read_text(encoding="utf-8")
-        card = json.loads(text)
-    except UnicodeDecodeError as err:
-        raise ModelFileError(f"{card_path} is not a model card: it is not UTF-8 text.") from err
-    except json.JSONDecodeError as err:
-        raise ModelFileError(f"{card_path} is not a model card: it is not valid JSON ({err}).") from err
+def _check_card(card: Any, where: Path, architectures: tuple[str, ...], versions: tuple[int, ...]) -> dict:
+    """Refuse a card of another format, an unsupported version or another architecture."""
     if not isinstance(card, dict) or card.get("format") != FORMAT:
         found = card.get("format") if isinstance(card, dict) else type(card).__name__
         raise ModelFileError(
-            f"{card_path} is not a napari-cellstate model card (expected format {FORMAT!r}, found {found!r})."
+            f"{where} is not a napari-cellstate model card (expected format {FORMAT!r}, found {found!r})."
         )
     version = card.get("format_version")
-    if version not in SUPPORTED_FORMAT_VERSIONS:
-        supported = ", ".join(map(str, SUPPORTED_FORMAT_VERSIONS))
+    if version not in versions:
+        supported = ", ".join(map(str, versions))
         raise ModelFileError(
-            f"{card_path} has format_version {version!r}; this version of napari-cellstate reads format_version "
-            f"{supported}. Use the napari-cellstate release that wrote it, or retrain the model."
+            f"{where} has format_version {version!r}; this version of napari-cellstate reads format_version "
+            f"{supported} there. Use the napari-cellstate release that wrote it, or retrain the model."
         )
     found = card.get("architecture")
     if found not in architectures:
         expected = " or ".join(map(repr, architectures))
         loader = _LOADERS.get(found) if isinstance(found, str) else None
         how = f"load it with {loader}" if loader else "load it with the function for that architecture"
-        raise ModelFileError(f"{card_path} holds a {found!r} model, not a {expected}; {how}.")
+        raise ModelFileError(f"{where} holds a {found!r} model, not a {expected}; {how}.")
     return card
+
+
+def _expected_hash(card: dict, key: str, where: Path) -> str:
+    info = card.get("weights")
+    digest = info.get(key) if isinstance(info, dict) else None
+    if not isinstance(digest, str) or not _HEX64.fullmatch(digest):
+        raise ModelFileError(
+            f"{where} has no valid weights.{key} (the SHA-256 every model card carries), so its weights cannot be "
+            "checked: the card was edited or written by another program. Use the model file as saved, or retrain."
+        )
+    return digest
+
+
+def _read_v1_card(card_path: Path, weights_path: Path, architectures: tuple[str, ...]) -> dict:
+    if not card_path.is_file():
+        raise ModelFileError(
+            f"Model card not found: {card_path}. {weights_path.name} holds no card inside, so it is a format "
+            "version 1 model, whose card is the .json file with the same name, side by side."
+        )
+    try:
+        text = card_path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise ModelFileError(f"{card_path} is not a model card: it is not UTF-8 text.") from err
+    return _check_card(loads_bounded(text, str(card_path)), card_path, architectures, (1,))
 
 
 def read_model(path: os.PathLike | str, architecture: str | tuple[str, ...]) -> tuple[dict[str, torch.Tensor], dict]:
@@ -255,9 +428,10 @@ def read_model(path: os.PathLike | str, architecture: str | tuple[str, ...]) -> 
     Raises
     ------
     ModelFileError
-        If a file is missing; the card is not UTF-8 JSON, not a napari-cellstate model card, has an unsupported
-        ``format_version`` or another architecture; or the weights file is truncated, corrupted or not the one
-        the card was written with (SHA-256 mismatch).
+        If the weights file is missing, truncated or corrupted; the card is not UTF-8 JSON, nests too deep, is not
+        a napari-cellstate model card, has an unsupported ``format_version`` or another architecture; the card
+        has no weights SHA-256 or another one than the weights (damaged, or not the weights it was saved with);
+        or a weight is NaN or infinite.
 
     Examples
     --------
@@ -265,38 +439,56 @@ def read_model(path: os.PathLike | str, architecture: str | tuple[str, ...]) -> 
     >>> saved = save_model(Path(tempfile.mkdtemp()) / "toy", {"w": torch.ones(2)}, architecture="toy", config={})
     >>> state, card = read_model(saved, "toy")
     >>> state["w"].tolist(), card["format_version"]
-    ([1.0, 1.0], 1)
+    ([1.0, 1.0], 2)
     >>> read_model(saved, ("mlp-head", "cnn-classifier"))  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
     napari_cellstate.core.model_files.ModelFileError: ... holds a 'toy' model, not a 'mlp-head' or 'cnn-classifier'; ...
     """
+    import hashlib
+
     from safetensors import SafetensorError
-    from safetensors.torch import load_file
+    from safetensors.torch import load
 
     architectures = _architecture_list(architecture)
     weights_path, card_path = model_paths(path)
-    missing = [str(p) for p in (card_path, weights_path) if not p.is_file()]
-    if missing:
+    if not weights_path.is_file():
         raise ModelFileError(
-            f"Model file(s) not found: {', '.join(missing)}. A model is a .safetensors file (weights) and a .json "
-            "file (model card) with the same name, side by side."
+            f"Model file not found: {weights_path}. A model is a .safetensors file (weights and card; the .json "
+            "beside it is a copy of the card to read)."
         )
-    card = _read_card(card_path, architectures)
-
-    weights_info = card.get("weights")
-    expected_sha = weights_info.get("sha256") if isinstance(weights_info, dict) else None
-    if expected_sha is not None and sha256_file(weights_path) != expected_sha:
-        raise ModelFileError(
-            f"{weights_path} is corrupted or is not the weights file its card {card_path.name} was saved with "
-            "(SHA-256 mismatch)."
-        )
+    data = weights_path.read_bytes()  # one read: the card and the tensors come from the same bytes
     try:
-        state = load_file(weights_path, device="cpu")
+        state = load(data)
+        header_size = int.from_bytes(data[:8], "little")
+        metadata = json.loads(data[8 : 8 + header_size]).get("__metadata__") or {}
     except (SafetensorError, OSError, ValueError, RuntimeError) as err:
         raise ModelFileError(
-            f"{weights_path} is not a readable safetensors file (truncated or corrupted?): {err}"
+            f"{weights_path} is not a readable safetensors file (truncated or corrupted?): {err}. Restore it from a "
+            "backup, or retrain the model."
         ) from err
+
+    if "card" in metadata:
+        card = _check_card(
+            loads_bounded(metadata["card"], f"The card inside {weights_path}"),
+            weights_path,
+            architectures,
+            tuple(v for v in SUPPORTED_FORMAT_VERSIONS if v > 1),
+        )
+        matches = tensors_sha256(state) == _expected_hash(card, "tensors_sha256", weights_path)
+    else:
+        card = _read_v1_card(card_path, weights_path, architectures)
+        matches = hashlib.sha256(data).hexdigest() == _expected_hash(card, "sha256", card_path)
+    if not matches:
+        raise ModelFileError(
+            f"{weights_path} is corrupted or is not the weights file its card was saved with (SHA-256 mismatch). "
+            "Restore it from a backup, or retrain the model."
+        )
+    if bad := _non_finite(state):
+        raise ModelFileError(
+            f"{weights_path}: the weights {bad} hold NaN or infinite values, so every result would be wrong. "
+            "Retrain the model (training diverged: lower the learning rate or check the data for NaN)."
+        )
     return state, card
 
 
@@ -333,7 +525,8 @@ def validate_config(config_type: type[_Config], data: Any, path: os.PathLike | s
     try:
         return config_type.model_validate(data)
     except ValidationError as err:
-        raise ModelFileError(f"{model_paths(path)[1]} has an invalid {what} config: {err}") from err
+        fields = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'config'}: {e['msg']}" for e in err.errors())
+        raise ModelFileError(f"{model_paths(path)[0]} has an invalid {what} config: {fields}") from err
 
 
 def build_model(factory: Callable[[], _Module], path: os.PathLike | str) -> _Module:
@@ -355,17 +548,26 @@ def build_model(factory: Callable[[], _Module], path: os.PathLike | str) -> _Mod
     Raises
     ------
     ModelFileError
-        ``<card>: cannot build the model from its config: ...``.
+        ``<model>: cannot build the model from its config: ...``, also when the network would hold more than
+        :data:`MAX_PARAMETERS` parameters (checked on the ``meta`` device, before any memory is allocated).
 
     Examples
     --------
     >>> build_model(lambda: torch.nn.Linear(2, 1), "toy").out_features
     1
     """
+    where = model_paths(path)[0]
     try:
+        with torch.device("meta"):  # shapes only: a card asking for a giant network allocates nothing
+            n_parameters = sum(t.numel() for t in factory().state_dict().values())
+        if n_parameters > MAX_PARAMETERS:
+            raise ValueError(
+                f"its config asks for {n_parameters:,} parameters, more than the {MAX_PARAMETERS:,} a "
+                "napari-cellstate model may hold: the card was edited or is not from napari-cellstate"
+            )
         return factory()
     except ValueError as err:
-        raise ModelFileError(f"{model_paths(path)[1]}: cannot build the model from its config: {err}") from err
+        raise ModelFileError(f"{where}: cannot build the model from its config: {err}") from err
 
 
 def load_state_strict(module: _Module, state: dict[str, torch.Tensor], path: os.PathLike | str) -> _Module:
@@ -401,7 +603,7 @@ def load_state_strict(module: _Module, state: dict[str, torch.Tensor], path: os.
     ...
     napari_cellstate.core.model_files.ModelFileError: ... missing tensors ['bias']; weight has shape (2, 4), the ...
     """
-    weights_path, card_path = model_paths(path)
+    weights_path = model_paths(path)[0]
     reference = module.state_dict()
     problems = []
     if absent := sorted(set(reference) - set(state)):
@@ -422,7 +624,7 @@ def load_state_strict(module: _Module, state: dict[str, torch.Tensor], path: os.
             problems.append(f"{name} has dtype {got.dtype}, expected {ref.dtype}")
     if problems:
         raise ModelFileError(
-            f"The weights in {weights_path} do not match the config in {card_path}: " + "; ".join(problems)
+            f"The weights in {weights_path} do not match the config in its card: " + "; ".join(problems)
         )
     module.load_state_dict(state, strict=True)
     return module

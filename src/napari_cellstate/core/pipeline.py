@@ -19,7 +19,7 @@ import pandas as pd
 
 from .config import CropConfig, SegmentationConfig, TrackingConfig
 from .crops import CropResult, iter_extract_crops
-from .movie import check_movie
+from .movie import check_label_image, check_movie
 from .objects import measure_frame, validate_objects
 from .progress import Progress, relay, run_to_completion
 from .segment import NoCellsFoundError, iter_segment_movie
@@ -198,6 +198,7 @@ def _track_and_crop(movie, pixel_size_um, labels, segmentation, tracking, crops,
                 f"The labels have shape {tuple(labels.shape)} but the image has {tuple(movie.shape)}: "
                 "choose the Labels layer made from this movie (same frames and size)."
             )
+        check_label_image(labels, tuple(movie.shape))
         labels = yield from relay(relabel_unique(labels, out=out), "reading labels")
 
     tables = []

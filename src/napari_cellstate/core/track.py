@@ -161,10 +161,18 @@ def track_objects(
         Recover divisions btrack missed (see :func:`recover_divisions`); None keeps btrack's alone.
     verbose : bool, default=False
         Show the optimiser's console output.
+
+    Returns
+    -------
+    TrackingResult
+        Every object gets a track id of 1 or more; objects of a single-frame input (nothing to link) each get
+        their own single-frame track.
     """
     missing = {"t", "y", "x"} - set(objects.columns)
     if missing:
         raise ValueError(f"objects lacks columns {sorted(missing)}; it needs t, y and x.")
+    if objects["t"].nunique() < 2:  # one frame: nothing to link; each object is its own single-frame track
+        return TrackingResult(_own_tracks(objects.copy(), np.ones(len(objects), bool)), {})
     config_path = Path(config_path or DEFAULT_TRACKER_CONFIG)
     check_tracker_config(config_path)
     btrack = _import_btrack()
@@ -194,6 +202,7 @@ def track_objects(
     result = objects.copy()
     result["track_id"] = track_id
     result["parent_track_id"] = result["track_id"].map(parent_of).fillna(0).astype(np.int64)
+    result = _own_tracks(result, track_id == 0)  # objects btrack left out: never share the id 0
     if division_radius_px:
         result = recover_divisions(result, division_radius_px)
     parents = result.drop_duplicates("track_id").set_index("track_id")["parent_track_id"]
@@ -226,6 +235,17 @@ def tracking_radii_px(objects: pd.DataFrame, pixel_size_um: float, cfg) -> tuple
         return search, None
     division = cfg.division_radius_um / pixel_size_um if cfg.division_radius_um else default()
     return search, division
+
+
+def _own_tracks(table: pd.DataFrame, rows: np.ndarray) -> pd.DataFrame:
+    """Give each of ``rows`` a new track of its own (ids after the largest one), with no parent."""
+    first = int(table["track_id"].max()) + 1 if "track_id" in table.columns and len(table) else 1
+    if "track_id" not in table.columns:
+        table["track_id"] = np.zeros(len(table), np.int64)
+        table["parent_track_id"] = np.zeros(len(table), np.int64)
+    table.loc[rows, "track_id"] = np.arange(first, first + int(rows.sum()), dtype=np.int64)
+    table.loc[rows, "parent_track_id"] = 0
+    return table
 
 
 def recover_divisions(objects: pd.DataFrame, radius_px: float, min_frames: int = 3) -> pd.DataFrame:

@@ -1,7 +1,7 @@
-"""Classification-head model files: the β-TCVAE's format (safetensors + JSON card) for the heads.
+"""Classification-head model files: the β-TCVAE's format (safetensors, card inside) for the heads.
 
 A head is saved like every napari-cellstate model (see :mod:`napari_cellstate.core.model_files`): ``name.safetensors``
-holds the weights, ``name.json`` the card. Two architectures:
+holds the weights and the card, ``name.json`` a copy of the card to read. Two architectures:
 
 * ``"mlp-head"``: an :class:`MLPHead` (Schemes 2 and 3); ``config`` is its :class:`HeadConfig`. Its 0/1 masks are
   buffers, so they travel in the weights file, and loading re-applies them (weights outside the mask are exactly
@@ -31,7 +31,7 @@ CNN_ARCHITECTURE = "cnn-classifier"
 
 
 def save_head(path: os.PathLike | str, model: MLPHead | CNNClassifier, card: dict | None = None) -> Path:
-    """Save a head as ``<path>.safetensors`` (weights and masks) and ``<path>.json`` (model card), atomically.
+    """Save a head as ``<path>.safetensors`` (weights, masks, card) and ``<path>.json`` (card copy), atomically.
 
     Parameters
     ----------
@@ -95,10 +95,10 @@ def load_head(path: os.PathLike | str, device: torch.device | str = "cpu") -> tu
     Raises
     ------
     ModelFileError
-        If a file is missing; the card is not a napari-cellstate model card, has an unsupported
-        ``format_version``, another architecture (a VAE, say) or an invalid config; the weights file is
-        truncated, corrupted or not the one the card was written with; or the weights do not match the config
-        (missing or unexpected tensors or masks, other shapes).
+        If the file is missing, truncated or corrupted; the card is not a napari-cellstate model card, has an
+        unsupported ``format_version``, another architecture (a VAE, say), no weights hash or an invalid or
+        oversized config; the weights are not the ones the card was written with, hold NaN or infinity, or do
+        not match the config (missing or unexpected tensors or masks, other shapes).
 
     Examples
     --------

@@ -13,6 +13,7 @@ from collections.abc import Generator
 import numpy as np
 import pandas as pd
 
+from ..model_files import check_finite
 from ..progress import Progress, run_to_completion
 from ..states import CellState
 from ._files import check_head_inputs
@@ -73,6 +74,7 @@ def iter_apply_head(
     else:
         inputs = _latents(dataset.objects)
         check_head_inputs(model, inputs.shape[1])
+        check_finite(inputs, "The cells' latents", "Encode the crops again (napari-cellstate encode PROJECT).")
         trained_on = ((card or {}).get("data") or {}).get("encoder")
         check_same_encoder(trained_on, dataset.provenance.get("latents", {}).get("model"), head="This head")
     scores = []
@@ -82,6 +84,7 @@ def iter_apply_head(
         done = min(start + batch_size, n)
         yield Progress(done, n, f"scored {done}/{n} cells")
     score = np.concatenate(scores) if scores else np.zeros(0, np.float32)
+    check_finite(score, "The head's scores", "The head is damaged or diverged: retrain it, or load another head.")
     columns = pd.DataFrame(
         {SCORE_COLUMN: score.astype(np.float64), CLASS_COLUMN: pd.array(classes_from_scores(score), dtype="string")}
     )

@@ -86,6 +86,8 @@ RUN_COLUMNS = (
 ACCURACY_RATIO_BAR = 0.98
 WEIGHTS_RATIO_BAR = 0.03
 NUCLEUS_ONLY_SHARE = 0.8
+#: A head at or below this balanced accuracy (two classes) has learnt nothing: it fails every bar it enters.
+CHANCE_BALANCED_ACCURACY = 0.55
 
 #: What each pass/fail entry of :func:`table1_bars` checks, for reports.
 BAR_DESCRIPTIONS = {
@@ -95,6 +97,10 @@ BAR_DESCRIPTIONS = {
     ),
     "nucleus_only": f"sparse heads read nucleus latents only in ≥ {NUCLEUS_ONLY_SHARE:.0%} of the seeds",
     "scheme1_vs_scheme2": "Scheme 1 (CNN) is at least as accurate as Scheme 2 (dense head on latents)",
+    "above_chance": (
+        f"every head uses its inputs (active weights > 0) and beats chance (balanced accuracy > "
+        f"{CHANCE_BALANCED_ACCURACY:.0%})"
+    ),
 }
 
 _SYMBOLIC = "symbolic"
@@ -504,7 +510,9 @@ def table1_bars(runs: pd.DataFrame) -> dict:
     Bars (:data:`BAR_DESCRIPTIONS`): mean Scheme 3 accuracy ≥ 98 % of mean Scheme 2 accuracy with mean active
     weights ≤ 3 % of Scheme 2's (the accuracy ratio is rounded to a whole percent first, as the paper rounds
     its own 97.0 / 99.0 = 97.98 % to "98 %"); sparse heads reading nucleus latents only in at least 80 % of the
-    seeds (8 of 10, rounded up for other counts); mean Scheme 1 accuracy ≥ mean Scheme 2 accuracy.
+    seeds (8 of 10, rounded up for other counts); mean Scheme 1 accuracy ≥ mean Scheme 2 accuracy; every head
+    uses its inputs and beats chance (a head with no active weight, or a balanced accuracy ≤ 55 %, has learnt
+    nothing: it fails this bar and the bars of its scheme, however accurate it looks on unbalanced classes).
 
     Parameters
     ----------
@@ -516,15 +524,16 @@ def table1_bars(runs: pd.DataFrame) -> dict:
     dict
         ``sparse_dense_accuracy_ratio``, ``sparse_dense_weights_ratio``, ``cnn_accuracy``,
         ``dense_accuracy``, ``sparse_accuracy`` (means; NaN when a scheme was not run), ``nucleus_only_runs``,
-        ``sparse_runs_with_roles``, ``nucleus_only_needed`` and ``passed``: bar name to True/False, or None
-        where the runs cannot decide it (a scheme missing, or no latent roles).
+        ``sparse_runs_with_roles``, ``nucleus_only_needed``, ``heads_at_chance`` (``"scheme seed"`` of each head
+        that learnt nothing) and ``passed``: bar name to True/False, or None where the runs cannot decide it (a
+        scheme missing, or no latent roles).
 
     Examples
     --------
     >>> runs = pd.DataFrame({"scheme": ["dense", "sparse"], "accuracy": [0.99, 0.975],
     ...                      "active_weights": [1040, 20], "nucleus_only": [None, True]})
     >>> table1_bars(runs)["passed"]
-    {'scheme3_vs_scheme2': True, 'nucleus_only': True, 'scheme1_vs_scheme2': None}
+    {'scheme3_vs_scheme2': True, 'nucleus_only': True, 'scheme1_vs_scheme2': None, 'above_chance': True}
     """
     accuracy = runs.groupby("scheme")["accuracy"].mean()
     weights = runs.groupby("scheme")["active_weights"].mean()
@@ -542,9 +551,18 @@ def table1_bars(runs: pd.DataFrame) -> dict:
     nucleus_only = int(sum(_is_true(v) for v in known))
     needed = math.ceil(NUCLEUS_ONLY_SHARE * len(known) - 1e-9)
 
-    def decided(condition: bool, *values: float) -> bool | None:
-        """None where a compared mean is missing (NaN), else the condition."""
-        return None if any(math.isnan(v) for v in values) else bool(condition)
+    chance = pd.to_numeric(runs["active_weights"], errors="coerce") <= 0
+    if "balanced_accuracy" in runs:
+        chance |= pd.to_numeric(runs["balanced_accuracy"], errors="coerce") <= CHANCE_BALANCED_ACCURACY
+    failed_schemes = set(runs.loc[chance, "scheme"])
+    seeds = runs["seed"] if "seed" in runs else pd.Series(range(len(runs)), index=runs.index)
+    at_chance = [f"{scheme} {seed}" for scheme, seed in zip(runs.loc[chance, "scheme"], seeds[chance], strict=True)]
+
+    def decided(condition: bool, *values: float, schemes: tuple[HeadScheme, ...] = ()) -> bool | None:
+        """None where a compared mean is missing (NaN), else the condition, failed by a scheme at chance."""
+        if any(math.isnan(v) for v in values):
+            return None
+        return bool(condition) and not any(s.value in failed_schemes for s in schemes)
 
     return {
         "cnn_accuracy": cnn,
@@ -555,14 +573,19 @@ def table1_bars(runs: pd.DataFrame) -> dict:
         "nucleus_only_runs": nucleus_only,
         "sparse_runs_with_roles": len(known),
         "nucleus_only_needed": needed,
+        "heads_at_chance": at_chance,
         "passed": {
             "scheme3_vs_scheme2": decided(
                 round(accuracy_ratio, 2) >= ACCURACY_RATIO_BAR and weights_ratio <= WEIGHTS_RATIO_BAR,
                 accuracy_ratio,
                 weights_ratio,
+                schemes=(HeadScheme.SPARSE, HeadScheme.DENSE),
             ),
-            "nucleus_only": bool(nucleus_only >= needed) if len(known) else None,
-            "scheme1_vs_scheme2": decided(cnn >= dense, cnn, dense),
+            "nucleus_only": bool(nucleus_only >= needed) and HeadScheme.SPARSE.value not in failed_schemes
+            if len(known)
+            else None,
+            "scheme1_vs_scheme2": decided(cnn >= dense, cnn, dense, schemes=(HeadScheme.CNN, HeadScheme.DENSE)),
+            "above_chance": not at_chance if len(runs) else None,
         },
     }
 
@@ -580,5 +603,7 @@ def bars_report(bars: dict) -> list[str]:
         f"(need {bars['nucleus_only_needed']})",
         f"accuracy: Scheme 1 {_percent(bars['cnn_accuracy'])}, Scheme 2 {_percent(bars['dense_accuracy'])}",
     ]
+    if bars.get("heads_at_chance"):
+        lines.append(f"heads that learnt nothing (no active weight or at chance): {', '.join(bars['heads_at_chance'])}")
     verdicts = {True: "PASS", False: "FAIL", None: "n/a "}
     return lines + [f"[{verdicts[passed]}] {BAR_DESCRIPTIONS[name]}" for name, passed in bars["passed"].items()]

@@ -1,16 +1,17 @@
-"""β-TCVAE model files: weights in safetensors, a JSON model card beside them.
+"""β-TCVAE model files: weights and model card in one safetensors file, a JSON copy of the card beside it.
 
-A model saved as ``models/vae`` is two files:
+A model saved as ``models/vae`` is:
 
-* ``models/vae.safetensors``: the weights (``state_dict`` of :class:`BetaTCVAE`), float32;
-* ``models/vae.json``: the model card: ``format`` ("napari-cellstate model"), ``format_version`` (1),
-  ``architecture`` ("beta-tcvae"), ``config`` (the :class:`VAEConfig`), ``weights`` (file name and SHA-256),
-  ``versions`` (of napari_cellstate, torch, numpy and safetensors) and whatever the caller adds: data,
-  hyper-parameters, metrics.
+* ``models/vae.safetensors``: the weights (``state_dict`` of :class:`BetaTCVAE`, float32) and the model card inside
+  (``format`` "napari-cellstate model", ``format_version`` 2, ``architecture`` "beta-tcvae", ``config`` the
+  :class:`VAEConfig`, ``weights`` with the tensors' SHA-256, ``versions``, and whatever the caller adds: data,
+  hyper-parameters, metrics);
+* ``models/vae.json``: a copy of the card for people to read.
 
-Neither file can run code when read: the card is parsed with :mod:`json` and the weights with safetensors (no
-pickle, no ``torch.load``). Both are written atomically. The format itself, shared by every architecture, lives in
-:mod:`napari_cellstate.core.model_files`; this module only says how a :class:`BetaTCVAE` is rebuilt from its card.
+Neither file can run code when read (no pickle, no ``torch.load``); the weights file, card inside, is replaced by
+one rename, so a crash leaves the previous model or the new one. The format itself, shared by every architecture,
+lives in :mod:`napari_cellstate.core.model_files`; this module only says how a :class:`BetaTCVAE` is rebuilt from
+its card.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ ARCHITECTURE = "beta-tcvae"
 
 
 def save_vae(path: os.PathLike | str, model: BetaTCVAE, card: dict | None = None) -> Path:
-    """Save a β-TCVAE as ``<path>.safetensors`` (weights) and ``<path>.json`` (model card), atomically.
+    """Save a β-TCVAE as ``<path>.safetensors`` (weights, card inside) and ``<path>.json`` (card copy), atomically.
 
     Parameters
     ----------
@@ -89,10 +90,10 @@ def load_vae(path: os.PathLike | str, device: torch.device | str = "cpu") -> tup
     Raises
     ------
     ModelFileError
-        If a file is missing; the card is not a napari-cellstate model card, has an unsupported
-        ``format_version``, another architecture or an invalid config; the weights file is truncated, corrupted
-        or not the one the card was written with; or the weights do not match the config (missing or unexpected
-        tensors, other shapes).
+        If the file is missing, truncated or corrupted; the card is not a napari-cellstate model card, has an
+        unsupported ``format_version``, another architecture, no weights hash or an invalid or oversized config;
+        the weights are not the ones the card was written with, hold NaN or infinity, or do not match the config
+        (missing or unexpected tensors, other shapes).
 
     Examples
     --------

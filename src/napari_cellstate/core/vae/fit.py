@@ -252,6 +252,8 @@ def train_vae(crops, vae: VAEConfig | None = None, training: TrainConfig | None 
 
 
 _FORWARD_CROPS = 64  # crops per forward pass when encoding
+CROPS_FIX = "Extract the crops again (napari-cellstate track); the movie may hold NaN."
+ENCODER_FIX = "The VAE is damaged or diverged: load another model (e.g. the packaged one) or retrain it."
 
 
 def encode_crops(model, crops, *, batch_size: int = 512, device: str = "cpu") -> tuple[np.ndarray, np.ndarray]:
@@ -265,28 +267,37 @@ def encode_crops(model, crops, *, batch_size: int = 512, device: str = "cpu") ->
     Returns
     -------
     mu, logvar : ndarray of shape (N, D), float32
+
+    Raises
+    ------
+    NonFiniteError
+        If a crop or a latent holds NaN or infinity (nothing is returned, so nothing is written).
     """
     import torch
 
+    from ..model_files import check_finite
     from . import check_crop_size
 
     check_crop_size(model.cfg, int(crops.shape[-1]))
     model = model.to(device).eval()
     means, logvars = [], []
-    # Channels-last convolutions on small forward batches (activations stay in cache): about 3x the crops/s of
+    # Channels-last convolutions on small forward batches (activations stay in cache): about 2x the crops/s of
     # 512-crop NCHW batches on CPU, same results within float32 rounding (benchmarks/bench_vae.py).
     model.to(memory_format=torch.channels_last)
     try:
         with torch.inference_mode():
             for start in range(0, len(crops), batch_size):
                 batch = torch.from_numpy(np.asarray(crops[start : start + batch_size], dtype=np.float32))[:, None]
+                check_finite(batch.numpy(), f"Crops {start} to {start + len(batch) - 1}", CROPS_FIX)
                 for part in batch.split(_FORWARD_CROPS):
                     mu, logvar = model.encode(part.to(device).contiguous(memory_format=torch.channels_last))
                     means.append(mu.float().cpu().numpy())
                     logvars.append(logvar.float().cpu().numpy())
     finally:
         model.to(memory_format=torch.contiguous_format)
-    return np.concatenate(means), np.concatenate(logvars)
+    mu, logvar = np.concatenate(means), np.concatenate(logvars)
+    check_finite(np.hstack([mu, logvar]), "The latents the VAE produced", ENCODER_FIX)
+    return mu, logvar
 
 
 def load_default_vae():
