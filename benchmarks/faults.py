@@ -1,4 +1,6 @@
-"""Fault injection on the project store: kills, two writers, damaged files; nothing lost, nothing silently wrong.
+"""Fault injection: nothing lost, nothing silently wrong, under kills, two writers, damaged files and bad input.
+
+The project store's cases are here; the model files' and inputs' cases come from ``faults_models.py``.
 
 Each case damages or interrupts a real project, then checks the invariant: the
 project is the old complete state or the new complete state, and every load
@@ -27,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-OK, REFUSED, SILENT, LOST = "ok", "refused clearly", "SILENT WRONG RESULT", "DATA LOST"
+OK, REFUSED, SILENT, LOST, UNCLEAR = "ok", "refused clearly", "SILENT WRONG RESULT", "DATA LOST", "UNCLEAR ERROR"
 TRACK = """
 import sys
 from napari_cellstate.core.config import CropConfig, SimulationConfig
@@ -214,6 +216,17 @@ def main() -> None:
             results.append((f"objects table {name}", case_damaged_table(fresh(), how)))
         results.append(("re-track a labelled project without --replace", case_retrack_labelled(fresh())))
         results.append(("project.json garbage", case_bad_project_json(fresh())))
+    import faults_models
+
+    model_results = faults_models.run_cases(faults_models.CASES + faults_models.kill_cases(args.kills))
+    as_verdict = {
+        faults_models.Outcome.CORRECT: OK,
+        faults_models.Outcome.CLEAR_REFUSAL: REFUSED,
+        faults_models.Outcome.SILENT_WRONG: SILENT,
+        faults_models.Outcome.DATA_LOST: LOST,
+        faults_models.Outcome.UNCLEAR_ERROR: UNCLEAR,
+    }
+    results += [(name, as_verdict[outcome]) for name, outcome in model_results.items()]
     for name, verdict in results:
         print(f"{verdict:22s} {name}")
     counts = Counter(verdict for _, verdict in results)
@@ -223,6 +236,7 @@ def main() -> None:
         "clear_refusals": counts[REFUSED],
         "silent_wrong": counts[SILENT],
         "data_lost": counts[LOST],
+        "unclear_errors": counts[UNCLEAR],
     }
     print(json.dumps(summary))
 
