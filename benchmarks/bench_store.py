@@ -111,7 +111,7 @@ def _in_subprocess(mode: str, n: int, folder: Path) -> dict:
 def encode_bytes(n: int, folder: Path) -> dict:
     from napari_cellstate.core.progress import run_to_completion
     from napari_cellstate.core.project import Project
-    from napari_cellstate.core.vae.fit import iter_encode_project
+    from napari_cellstate.core.vae.encode import iter_encode_project
 
     project = Project.open(folder)
     store_bytes = _folder_size(project.crops_path)

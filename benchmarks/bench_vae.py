@@ -16,7 +16,8 @@ import torch
 from _timing import median_seconds  # benchmarks/_timing.py (run from the repo root)
 from torch.utils.flop_counter import FlopCounterMode
 
-from napari_cellstate.core.vae.fit import VAETask, encode_crops, load_default_vae, synthetic_training_crops
+from napari_cellstate.core.vae.encode import encode_crops
+from napari_cellstate.core.vae.fit import VAETask, load_default_vae, synthetic_training_crops
 
 
 def matmul_flops_per_s(size: int, repeats: int) -> float:

@@ -43,7 +43,7 @@ track_and_crop(sample.movie, pixel_size_um=0.33, crops=CropConfig(), project=sys
 ENCODE = """
 import sys
 from napari_cellstate.core.progress import run_to_completion
-from napari_cellstate.core.vae.fit import iter_encode_project
+from napari_cellstate.core.vae.encode import iter_encode_project
 print("ready", flush=True)
 run_to_completion(iter_encode_project(sys.argv[1]))
 """

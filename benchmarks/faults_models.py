@@ -223,10 +223,9 @@ def version_1_model_read(folder: Path) -> Outcome:
 
 
 def nan_encoder_output(folder: Path) -> Outcome:
-    from napari_cellstate.core.vae_train import encode_crops
-
     from napari_cellstate.core.config import VAEConfig
     from napari_cellstate.core.vae import BetaTCVAE
+    from napari_cellstate.core.vae.encode import encode_crops
 
     model = BetaTCVAE(VAEConfig(crop_size_px=16, n_latents=2, channels=(4,), dense_units=8))
     with torch.no_grad():

@@ -42,7 +42,8 @@ REAL = Path("/work/shared/data/real")
 def _encoded(crops: np.ndarray) -> tuple[np.ndarray, dict]:
     """Latent means of the crops and the packaged model's reconstruction error on them."""
     from napari_cellstate.core.vae.check import card_reconstruction_mse, reconstruction_mse
-    from napari_cellstate.core.vae.fit import encode_crops, load_default_vae
+    from napari_cellstate.core.vae.encode import encode_crops
+    from napari_cellstate.core.vae.fit import load_default_vae
 
     model, card = load_default_vae()
     mu, _ = encode_crops(model, crops)

@@ -92,9 +92,9 @@ def realism_figure(result) -> Path:
     ]
     if REAL.exists():
         rows += [
-            ("real: Drosophila H2B-GFP, interphase", drosophila_crops(6, 6))  # frame 56,
-            ("real: Drosophila H2B-GFP, metaphase", drosophila_crops(1, 6))  # frame 7,
-            ("real: HT29 Hoechst, PH3-negative", ht29_crops(False, 6)),
+            ("real: Drosophila H2B-GFP, interphase", drosophila_crops(6, 6))(  # frame 56,
+                "real: Drosophila H2B-GFP, metaphase", drosophila_crops(1, 6)
+            )("real: HT29 Hoechst, PH3-negative", ht29_crops(False, 6)),  # frame 7,
             ("real: HT29 Hoechst, PH3-positive (mitotic)", ht29_crops(True, 6)),
         ]
     fig, axes = plt.subplots(len(rows), 6, figsize=(9, 1.75 * len(rows)))
@@ -137,13 +137,8 @@ def segmentation_real_figure() -> Path:
 
 
 def vae_figures() -> list[Path]:
-    from napari_cellstate.core.vae.fit import (
-        decode_latents,
-        encode_crops,
-        load_default_vae,
-        synthetic_training_crops,
-        traversal_grid,
-    )
+    from napari_cellstate.core.vae.encode import decode_latents, encode_crops, traversal_grid
+    from napari_cellstate.core.vae.fit import load_default_vae, synthetic_training_crops
     from napari_cellstate.core.vae.naming import latent_names, name_latents
 
     model, _ = load_default_vae()
@@ -181,7 +176,8 @@ def sparse_head_figures() -> list[Path]:
     from napari_cellstate.core.heads.data import synthetic_head_data
     from napari_cellstate.core.heads.fit import train_head
     from napari_cellstate.core.heads.plots import subnetwork_figures, topology_figure
-    from napari_cellstate.core.vae.fit import decode_latents, load_default_vae
+    from napari_cellstate.core.vae.encode import decode_latents
+    from napari_cellstate.core.vae.fit import load_default_vae
 
     vae, _ = load_default_vae()
     data = synthetic_head_data(4000, seed=0, vae=vae, keep_crops=False)

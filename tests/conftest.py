@@ -38,7 +38,7 @@ def labelled_project(small_sample, tmp_path_factory):
     from napari_cellstate.core.labelling import LabelStore
     from napari_cellstate.core.pipeline import track_and_crop
     from napari_cellstate.core.progress import run_to_completion
-    from napari_cellstate.core.vae.fit import iter_encode_project
+    from napari_cellstate.core.vae.encode import iter_encode_project
 
     folder = tmp_path_factory.mktemp("labelled") / "project"
     result = track_and_crop(

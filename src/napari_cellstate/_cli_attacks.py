@@ -12,6 +12,8 @@ import math
 import sys
 from pathlib import Path
 
+from .core.objects import latent_name
+
 HEAD_ARCHITECTURES = ("mlp-head", "cnn-classifier")
 
 
@@ -71,7 +73,7 @@ def cmd_attack(args: argparse.Namespace) -> int:
         "head": result.model_name,
         "space": result.space,
         "method": result.method,
-        "frozen": [f"z{j}" for j in result.frozen],
+        "frozen": [latent_name(j) for j in result.frozen],
         "n_cells": len(result.cells),
         "flip_rate": result.flip_rate,
         "out": str(folder),

@@ -22,7 +22,8 @@ def encode_and_report(project: Path, vae_path: str | None = None) -> None:
     from .core.project import load_crop_dataset
     from .core.vae import load_vae
     from .core.vae.check import encoding_report
-    from .core.vae.fit import encode_project, load_default_vae
+    from .core.vae.encode import encode_project
+    from .core.vae.fit import load_default_vae
 
     model, card = load_vae(vae_path) if vae_path else load_default_vae()
     start = time.perf_counter()

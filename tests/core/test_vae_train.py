@@ -4,15 +4,8 @@ import pytest
 from napari_cellstate.core.config import CropConfig, TrainConfig, VAEConfig
 from napari_cellstate.core.progress import run_to_completion
 from napari_cellstate.core.vae import BetaTCVAE, load_vae, save_vae
-from napari_cellstate.core.vae.fit import (
-    decode_latents,
-    encode_crops,
-    evaluate_on_synthetic,
-    iter_encode_project,
-    synthetic_training_crops,
-    train_vae,
-    traversal_grid,
-)
+from napari_cellstate.core.vae.encode import decode_latents, encode_crops, iter_encode_project, traversal_grid
+from napari_cellstate.core.vae.fit import evaluate_on_synthetic, synthetic_training_crops, train_vae
 
 SMALL = VAEConfig(crop_size_px=32, n_latents=4, channels=(4, 8), dense_units=32)
 

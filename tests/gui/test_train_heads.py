@@ -12,7 +12,7 @@ from napari_cellstate.core.progress import run_to_completion
 from napari_cellstate.core.project import open_or_create, write_crop_dataset
 from napari_cellstate.core.states import STATE_COLOURS
 from napari_cellstate.core.vae import BetaTCVAE
-from napari_cellstate.core.vae.fit import iter_encode_project
+from napari_cellstate.core.vae.encode import iter_encode_project
 from napari_cellstate.gui._layers import CELLS_LAYER, cells_layer
 from napari_cellstate.gui._widgets.train_heads import TrainHeadsWidget
 

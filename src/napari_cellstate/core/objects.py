@@ -8,11 +8,22 @@ is unlabelled.
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pandas as pd
 from skimage.measure import regionprops_table
 
-__all__ = ["MEASUREMENTS", "OBJECT_COLUMNS", "measure_frame", "validate_objects"]
+__all__ = [
+    "MEASUREMENTS",
+    "OBJECT_COLUMNS",
+    "latent_column_names",
+    "latent_name",
+    "latent_name_list",
+    "logvar_name",
+    "measure_frame",
+    "validate_objects",
+]
 
 #: Column name -> dtype of the objects table, in order.
 OBJECT_COLUMNS: dict[str, str] = {
@@ -88,3 +99,36 @@ def measure_frame(labels: np.ndarray, frame: np.ndarray, t: int) -> pd.DataFrame
     ).rename(columns={"label": "object_id", "centroid-0": "y", "centroid-1": "x"})
     props["t"] = t
     return validate_objects(props)
+
+
+# Latent columns (added by encoding as a column group): named here, found here, never built elsewhere.
+_LATENT_COLUMN = re.compile(r"z(\d+)")
+
+
+def latent_name(index: int) -> str:
+    """The column name of latent ``index``'s mean: ``z{index}``.
+
+    >>> latent_name(17)
+    'z17'
+    """
+    return f"z{int(index)}"
+
+
+def latent_name_list(n: int) -> list[str]:
+    """The names of ``n`` latents, in order."""
+    return [latent_name(j) for j in range(n)]
+
+
+def logvar_name(index: int) -> str:
+    """The column name of latent ``index``'s log-variance: ``z{index}_logvar``."""
+    return f"{latent_name(index)}_logvar"
+
+
+def latent_column_names(table: pd.DataFrame) -> list[str]:
+    """The latent-mean columns of a table, in latent order (``z0, z1, ..., z10``, not text order).
+
+    >>> latent_column_names(pd.DataFrame(columns=["area", "z10", "z2", "z2_logvar"]))
+    ['z2', 'z10']
+    """
+    found = [(int(m.group(1)), c) for c in table.columns if isinstance(c, str) and (m := _LATENT_COLUMN.fullmatch(c))]
+    return [c for _, c in sorted(found)]

@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from ..objects import latent_name
 from ..progress import Progress, run_to_completion
 from .attack import DEFAULT_EPSILON, freeze_mask
 from .fgsm import CROP_BOUNDS, fgsm, loss_gradient
@@ -182,7 +183,7 @@ def iter_audit(
         "rotation_disagreement": turned,
         "noise_flip_rate": noise,
         "frozen_central_flip_rate": frozen_rate,
-        "frozen_latents": [f"z{j}" for j in cells.central_latents] if scheme.reads_latents else [],
+        "frozen_latents": [latent_name(j) for j in cells.central_latents] if scheme.reads_latents else [],
         "median_minimal_epsilon": median if np.isfinite(median) else None,
         "minimal_flipped_share": float(np.mean(np.isfinite(ranked))),
     }

@@ -6,13 +6,13 @@ Only the public functions of :mod:`napari_cellstate.core.project` are used.
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
+from ..objects import latent_column_names
 from ..states import CellState
 from .models import AttackError
 
@@ -126,7 +126,7 @@ def project_audit_inputs(project: os.PathLike | str, max_cells: int = 500, seed:
     chosen = objects.iloc[rows].reset_index(drop=True)
     measured = [c for c in ("area", "eccentricity", "orientation", "intensity_mean") if c in chosen]
     factors = pd.concat([chosen[measured].astype(float), near], axis=1)
-    z_columns = sorted((c for c in chosen if re.fullmatch(r"z\d+", c)), key=lambda c: int(c[1:]))
+    z_columns = latent_column_names(chosen)
     latents = chosen[z_columns].to_numpy(np.float32) if z_columns else None
     state = chosen["label"].fillna("").astype(str)
     if "head_class" in chosen:
@@ -176,7 +176,8 @@ def iter_audit_heads(
     rate against ε of every head (a DataFrame). Yields one progress event per audit step of each head.
     """
     from ..progress import Progress
-    from ..vae.fit import encode_crops, load_default_vae
+    from ..vae.encode import encode_crops
+    from ..vae.fit import load_default_vae
     from .audit import flip_rate_curve, iter_audit, prepare_audit_cells
     from .central import central_latents
     from .models import load_scheme

@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from ..io import atomic_path, write_json_atomic
+from ..objects import latent_name
 from .attack import AttackResult
 from .models import AttackError
 
@@ -55,7 +56,7 @@ def _summary(result: AttackResult, geometry: dict | None) -> dict:
         "head": result.model_name,
         "space": result.space,
         "method": result.method,
-        "frozen": [f"z{j}" for j in result.frozen],
+        "frozen": [latent_name(j) for j in result.frozen],
         "n_cells": len(result.cells),
         "flip_rate": result.flip_rate,
         "geometry": geometry or {},

@@ -119,7 +119,8 @@ def encode_rows(rows: tuple[int, int], *, project: str, vae_path: str | None, ba
     """Latent means and log-variances of crops ``rows[0]:rows[1]`` of a project (read from its crop store)."""
     from ..project import load_crop_dataset
     from ..vae import load_vae
-    from ..vae.fit import encode_crops, load_default_vae
+    from ..vae.encode import encode_crops
+    from ..vae.fit import load_default_vae
 
     model = _cached_vae(vae_path, load_vae, load_default_vae)
     crops = load_crop_dataset(project).crops

@@ -286,7 +286,7 @@ def _encode_identity(ctx: FlowContext) -> dict:
 
 def _run_encode(ctx: FlowContext):
     from ..project import set_object_columns
-    from ..vae.fit import latent_columns
+    from ..vae.encode import latent_columns
 
     _, provenance = _vae_weights(ctx)
     n = len(ctx.dataset())

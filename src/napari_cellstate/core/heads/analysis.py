@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from ..objects import latent_name_list
 from ._model import MLPHead
 
 __all__ = [
@@ -468,7 +469,7 @@ def decompose(head: MLPHead, input_names: Sequence[str] | None = None, max_input
     """
     graph = head_graph(head)
     n_inputs = graph.layer_sizes[0]
-    names = list(input_names) if input_names is not None else [f"z{j}" for j in range(n_inputs)]
+    names = list(input_names) if input_names is not None else latent_name_list(n_inputs)
     if len(names) != n_inputs:
         raise ValueError(f"{len(names)} input names for a head with {n_inputs} inputs.")
     if max_inputs < 1:

@@ -7,13 +7,13 @@ The results go into the crop dataset's objects table as ``head_score`` (f(x), fl
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Generator
 
 import numpy as np
 import pandas as pd
 
 from ..model_files import check_finite
+from ..objects import latent_column_names
 from ..progress import Progress, run_to_completion
 from ..states import CellState
 from ._files import check_head_inputs
@@ -35,7 +35,7 @@ def classes_from_scores(scores: np.ndarray) -> np.ndarray:
 
 
 def _latents(objects: pd.DataFrame) -> np.ndarray:
-    columns = sorted((c for c in objects.columns if re.fullmatch(r"z\d+", c)), key=lambda c: int(c[1:]))
+    columns = latent_column_names(objects)
     if not columns:
         raise ValueError(
             "The project's cells have no latents: encode the crops with the β-TCVAE first (Latent explorer → "

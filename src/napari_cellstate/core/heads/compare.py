@@ -31,6 +31,7 @@ import pandas as pd
 
 from ..config import CNNConfig, HeadConfig, HeadScheme, RigLConfig, TrainConfig
 from ..io import atomic_path
+from ..objects import latent_name
 from ..progress import Progress
 from .crossval import baseline_scores
 from .data import HeadData, HeadDataError
@@ -283,7 +284,7 @@ def _run_row(scheme: HeadScheme, seed: int, result: HeadResult, data: HeadData, 
     if scheme is HeadScheme.CNN:
         names, nucleus_only = "", None  # CNN features have no names or roles
     else:
-        names = "; ".join(data.input_names[i] if i < len(data.input_names) else f"z{i}" for i in used)
+        names = "; ".join(data.input_names[i] if i < len(data.input_names) else latent_name(i) for i in used)
         nucleus_only = None if roles is None else all(roles[i] == "nucleus" for i in used)
     return {
         "scheme": scheme.value,

@@ -13,7 +13,6 @@ not used.
 from __future__ import annotations
 
 import os
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from ..config import CropGeneratorConfig, HeadScheme
+from ..objects import latent_column_names, latent_name_list
 from ..states import CellState
 
 __all__ = ["HeadData", "HeadDataError", "project_head_data", "synthetic_head_data"]
@@ -152,7 +152,7 @@ def _names(latents: np.ndarray, factors: pd.DataFrame | None, labels: np.ndarray
     """Latent names from correlations within each class (pooled ones would mirror the label, not the latent)."""
     from ..vae.naming import MORPHOLOGY, LatentNamingError, latent_names, name_latents_within
 
-    plain = [f"z{j}" for j in range(latents.shape[1])]
+    plain = latent_name_list(latents.shape[1])
     if factors is None:
         return plain
     columns = [*MORPHOLOGY, *(c for c in ("edge_roughness",) if c in factors.columns)]
@@ -178,7 +178,8 @@ def synthetic_head_data(
     shortcut (``neighbour_exclusion_strength``) and the rest of the crop generator.
     """
     from ..provenance import model_provenance
-    from ..vae.fit import encode_crops, load_default_vae, synthetic_training_crops
+    from ..vae.encode import encode_crops
+    from ..vae.fit import load_default_vae, synthetic_training_crops
 
     crops, factors = synthetic_training_crops(n, seed=seed, cfg=generator)
     model = vae if vae is not None else load_default_vae()[0]
@@ -237,7 +238,7 @@ def project_head_data(project: os.PathLike | str, *, ignore_unmatched_labels: bo
             f"No cell of {folder} is labelled interphase or metaphase: label cells with the Label cells widget "
             "(or import a labels CSV) first."
         )
-    z_columns = sorted((c for c in objects.columns if re.fullmatch(r"z\d+", c)), key=lambda c: int(c[1:]))
+    z_columns = latent_column_names(objects)
     latents = objects.loc[use, z_columns].to_numpy(np.float32) if z_columns else None
     rows = np.flatnonzero(use)
     chosen = objects.iloc[rows]

@@ -18,6 +18,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator
 
+from ..objects import latent_name_list
 from ._model import MLPHead
 from .analysis import SubNetwork, _as_array, head_graph, response_curve, response_map
 
@@ -30,7 +31,7 @@ OUTPUT_LABEL = "f(x) ≥ 0 → metaphase"
 
 
 def _names(input_names: Sequence[str] | None, n_inputs: int) -> list[str]:
-    names = list(input_names) if input_names is not None else [f"z{j}" for j in range(n_inputs)]
+    names = list(input_names) if input_names is not None else latent_name_list(n_inputs)
     if len(names) != n_inputs:
         raise ValueError(f"{len(names)} input names for a head with {n_inputs} inputs.")
     return names

@@ -87,7 +87,8 @@ def project_data_source(project: os.PathLike | str) -> DataSource:
 
 
 def _synthetic_data(n: int):
-    from ..vae.fit import decode_latents, load_default_vae
+    from ..vae.encode import decode_latents
+    from ..vae.fit import load_default_vae
     from .data import synthetic_head_data
 
     vae = load_default_vae()[0]

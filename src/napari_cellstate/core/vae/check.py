@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from ..objects import latent_name, latent_name_list
+
 __all__ = [
     "RECONSTRUCTION_RATIO_BAR",
     "EncodingReport",
@@ -127,7 +129,7 @@ def encoding_report(objects: pd.DataFrame, model, card: dict, crops, *, top: int
     ----------
     objects : DataFrame
         The encoded objects table (``z0..`` columns and the ``crop_morphology`` group, as
-        :func:`~napari_cellstate.core.vae.fit.iter_encode_project` returns it).
+        :func:`~napari_cellstate.core.vae.encode.iter_encode_project` returns it).
     model : BetaTCVAE
     card : dict
         Its model card.
@@ -144,7 +146,7 @@ def encoding_report(objects: pd.DataFrame, model, card: dict, crops, *, top: int
         reconstruction_mse=reconstruction_mse(model, crops),
         card_mse=card_reconstruction_mse(card),
     )
-    mu = objects[[f"z{j}" for j in range(model.cfg.n_latents)]].to_numpy()
+    mu = objects[latent_name_list(model.cfg.n_latents)].to_numpy()
     table = morphology_table(objects)
     if table is None:
         report.naming_note = "the crops' nuclei are not measured (encode again to measure them)"
@@ -156,7 +158,7 @@ def encoding_report(objects: pd.DataFrame, model, card: dict, crops, *, top: int
         return report
     labels = latent_names(named)
     best = np.argsort(-np.abs(named["r"].to_numpy()))[:top]
-    report.names = [labels[j] for j in best if labels[j] != f"z{j}"]
+    report.names = [labels[j] for j in best if labels[j] != latent_name(j)]
     if not report.names:
         report.naming_note = "no latent correlates with a measured quantity (|r| >= 0.3)"
     return report

@@ -16,6 +16,8 @@ import itertools
 import numpy as np
 import pandas as pd
 
+from ..objects import latent_name, latent_name_list
+
 __all__ = [
     "MIN_CELLS_TO_NAME",
     "MORPHOLOGY",
@@ -129,7 +131,7 @@ def name_latents(
     r = z.T @ q / len(z)
     result = pd.DataFrame(r, columns=list(quantities))
     best = np.abs(r).argmax(axis=1)
-    result.insert(0, "latent", [f"z{j}" for j in range(latents.shape[1])])
+    result.insert(0, "latent", latent_name_list(latents.shape[1]))
     result.insert(1, "best_match", [list(quantities)[k] for k in best])
     result.insert(2, "r", r[np.arange(len(best)), best])
     return result
@@ -177,7 +179,7 @@ def name_latents_within(
     total = total / sum(sizes)
     best = total.abs().to_numpy().argmax(axis=1)
     result = total.copy()
-    result.insert(0, "latent", [f"z{j}" for j in range(latents.shape[1])])
+    result.insert(0, "latent", latent_name_list(latents.shape[1]))
     result.insert(1, "best_match", [total.columns[k] for k in best])
     result.insert(2, "r", total.to_numpy()[np.arange(len(best)), best])
     return result
@@ -212,7 +214,7 @@ def best_pairs(latents: np.ndarray, table: pd.DataFrame, quantity: str = "eccent
             angle = np.arctan2(z[:, b], z[:, a])
             # how constant the offset between the pair's angle and 2θ is, either winding direction
             r_angle = max(abs(np.mean(np.exp(1j * (angle - doubled)))), abs(np.mean(np.exp(1j * (angle + doubled)))))
-        rows.append({"pair": f"z{a}, z{b}", "r_radius": r_radius, "r_angle": float(r_angle)})
+        rows.append({"pair": f"{latent_name(a)}, {latent_name(b)}", "r_radius": r_radius, "r_angle": float(r_angle)})
     ranked = pd.DataFrame(rows)
     return ranked.reindex(ranked["r_radius"].abs().sort_values(ascending=False).index).head(top).reset_index(drop=True)
 
@@ -268,8 +270,8 @@ def mutual_information_gap(latents: np.ndarray, factors: pd.DataFrame, bins: int
             {
                 "factor": name,
                 "entropy": entropy,
-                "best_latent": f"z{first}",
-                "second_latent": f"z{second}",
+                "best_latent": latent_name(first),
+                "second_latent": latent_name(second),
                 "gap": (info[first] - info[second]) / entropy,
             }
         )

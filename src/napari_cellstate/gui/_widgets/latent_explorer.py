@@ -11,8 +11,10 @@ from magicgui.widgets import Container, LineEdit
 from qtpy.QtCore import Qt
 from qtpy.QtWidgets import QFormLayout, QLabel, QSlider, QVBoxLayout, QWidget
 
+from ...core.objects import latent_name, latent_name_list
 from ...core.progress import Progress
-from ...core.vae.fit import decode_latents, iter_encode_project, load_default_vae, traversal_grid
+from ...core.vae.encode import decode_latents, iter_encode_project, traversal_grid
+from ...core.vae.fit import load_default_vae
 from ...core.vae.naming import latent_names, name_latents
 from .._layers import CELLS_LAYER, grid_labels_layer, show_beside
 from .._project import ProjectField, project_state
@@ -75,7 +77,7 @@ class LatentExplorerWidget(QWidget):
         self.model, objects = returned
         self.objects = objects
         dims = self.model.cfg.n_latents
-        mu = objects[[f"z{j}" for j in range(dims)]].to_numpy()
+        mu = objects[latent_name_list(dims)].to_numpy()
         named = name_latents(mu, objects)
         best_named = np.argsort(-np.abs(named["r"].to_numpy()))
         if not self.chosen.value.strip():  # start with the latents most tied to morphology
@@ -84,7 +86,7 @@ class LatentExplorerWidget(QWidget):
         self.names.setText("\n".join(self.latent_labels[j] for j in best_named[:8]))
         if CELLS_LAYER in self.viewer.layers:
             cells = self.viewer.layers[CELLS_LAYER]
-            latents = objects[["object_id", *[f"z{j}" for j in range(dims)]]]
+            latents = objects[["object_id", *latent_name_list(dims)]]
             features = cells.features.drop(columns=[c for c in latents.columns[1:] if c in cells.features])
             cells.features = features.merge(latents, on="object_id", how="left")
             cells.selected_data.events.items_changed.disconnect(self._selection_changed)
@@ -108,8 +110,8 @@ class LatentExplorerWidget(QWidget):
         if CELLS_LAYER in self.viewer.layers and self.viewer.layers[CELLS_LAYER].selected_data:
             cells = self.viewer.layers[CELLS_LAYER]
             row = cells.features.iloc[sorted(cells.selected_data)[-1]]
-            if f"z{dims - 1}" in row and not pd.isna(row[f"z{dims - 1}"]):
-                return row[[f"z{j}" for j in range(dims)]].to_numpy(dtype=np.float32)
+            if latent_name(dims - 1) in row and not pd.isna(row[latent_name(dims - 1)]):
+                return row[latent_name_list(dims)].to_numpy(dtype=np.float32)
         return np.zeros(dims, np.float32)
 
     def show_selected(self) -> None:
@@ -129,7 +131,7 @@ class LatentExplorerWidget(QWidget):
                 slider.blockSignals(True)
                 slider.setValue(int(np.clip(round(self.base[latents[k]] * 10), -30, 30)))
                 slider.blockSignals(False)
-                label.setText(f"z{latents[k]}")
+                label.setText(latent_name(latents[k]))
         self._decode_moved()
 
     def _decode_moved(self, _value=None) -> None:
@@ -147,7 +149,7 @@ class LatentExplorerWidget(QWidget):
 
     def _label_traversal(self, latents: list[int], size: int) -> None:
         """Row labels (latent names) and column labels (values) over the traversal grid."""
-        rows = [_short_name(self.latent_labels[j]) if j < len(self.latent_labels) else f"z{j}" for j in latents]
+        rows = [_short_name(self.latent_labels[j]) if j < len(self.latent_labels) else latent_name(j) for j in latents]
         columns = [f"{v:g}" for v in TRAVERSAL_VALUES]
         data, kwargs, _ = grid_labels_layer(self.viewer.layers[TRAVERSAL_LAYER], rows, columns, size, TRAVERSAL_LABELS)
         if TRAVERSAL_LABELS in self.viewer.layers:

@@ -56,6 +56,7 @@ from ...core.heads.session import (
     saved_heads,
     synthetic_data_source,
 )
+from ...core.objects import latent_name_list
 from ...core.states import CellState
 from .._layers import cells_layer, cells_layer_names, colour_cells_by_class, set_legend
 from .._project import ProjectField, project_state
@@ -492,7 +493,7 @@ class TrainHeadsWidget(QWidget):
         n_inputs = model.cfg.n_inputs
         if self.result is not None and self.result.data.n_latents == n_inputs:
             return np.asarray(self.result.data.latents), self.result.decode
-        columns = [f"z{j}" for j in range(n_inputs)]
+        columns = latent_name_list(n_inputs)
         if self.applied is not None and set(columns) <= set(self.applied.columns):
             return self.applied[columns].to_numpy(np.float32), None
         return None, None
