@@ -282,6 +282,7 @@ def build_parser() -> argparse.ArgumentParser:
     tv.set_defaults(func=cmd_train_vae)
 
     add_head_commands(sub)
+    from ._cli_symbolic import add_symbolic_commands; add_symbolic_commands(sub)  # noqa: E702, I001
 
     doc = sub.add_parser("doctor", help="check btrack, OpenGL, torch and Julia on this machine")
     doc.add_argument("--fix-btrack", action="store_true", help="rebuild btrack's library with this machine's compiler")
