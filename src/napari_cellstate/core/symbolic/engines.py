@@ -3,10 +3,11 @@
 An engine takes inputs X (N, D), a target and settings, and returns :class:`Candidate` formulas as text in the
 input names; :mod:`.search` parses them safely, recalibrates them and chooses among them.
 
-* ``operon``: Operon's genetic programming (C++). For class labels it minimises a class-balanced logistic loss
-  (each candidate g gets the best sigmoid(a·g + b) fit), because least squares on ±1 labels rewards
-  step-shaped, bloated formulas; for a score (distillation) it minimises R² against the score with Operon's
-  own two-objective (error, length) NSGA-II. The logistic loss is evaluated in Python (one thread).
+* ``operon``: Operon's genetic programming (C++). For class labels it maximises how well a candidate g ranks
+  the classes (|2·AUC − 1|, whichever sign), because least squares on ±1 labels rewards step-shaped, bloated
+  formulas, and a ranking needs no scale or threshold (these are fitted afterwards); the fitness runs in
+  Python (one thread, ~0.1 ms per candidate on 2,000 rows). For a score (distillation) it minimises R² against
+  the score with Operon's own two-objective (error, length) NSGA-II on up to 2 threads.
 * ``pysr``: PySR, the paper's engine, with ``SigmoidLoss`` on ±1 labels. It needs Julia and is not
   thread-safe, so it runs in a separate Python process; :func:`pysr_equations_to_candidates` translates its
   equation table.
@@ -94,7 +95,8 @@ def balanced_logistic_loss(score: np.ndarray, labels: np.ndarray, iterations: in
     if positive in (0.0, 1.0):
         raise ValueError("The labels hold one class only.")
     w = np.where(y == 1, 0.5 / positive, 0.5 / (1 - positive))
-    mu, sd = s.mean(), s.std()
+    with np.errstate(over="ignore", invalid="ignore"):
+        mu, sd = s.mean(), s.std()
     if not np.isfinite(sd) or sd == 0:
         return float(np.log(2)), 0.0, 0.0
     u = np.clip((s - mu) / sd, -50, 50)
@@ -133,16 +135,24 @@ def _problem(x: np.ndarray, target: np.ndarray, operators: Sequence[str]):
 
 
 def _classification_run(x, labels, names, operators, max_length, time_s, seed, on_generation):
-    """Operon GP minimising :func:`balanced_logistic_loss`; candidates: the best of each length at the end."""
+    """Operon GP on the ranking fitness; candidates: the best of each length in the final population."""
     op, data, variables, problem = _problem(x, 2.0 * labels - 1.0, operators)
     pset = problem.PrimitiveSet
     inputs = list(variables)
     dtable = op.DispatchTable()
     rows = op.Range(0, data.Rows)
 
+    positive = labels == 1
+    n_positive, n_negative = int(positive.sum()), int((~positive).sum())
+
     def fitness(_rng, individual):
+        """1 - |2·AUC - 1|: how badly the candidate's score ranks the classes, whichever way round."""
         score = op.Evaluate(dtable, individual.Genotype, data, rows)
-        return [balanced_logistic_loss(score, labels)[0]]
+        score = np.nan_to_num(score, nan=0.0, posinf=np.finfo(np.float32).max, neginf=np.finfo(np.float32).min)
+        ranks = np.empty(len(score))
+        ranks[np.argsort(score, kind="stable")] = np.arange(len(score))
+        auc = (ranks[positive].sum() - n_positive * (n_positive - 1) / 2) / (n_positive * n_negative)
+        return [1.0 - abs(2 * auc - 1)]
 
     evaluator = op.UserDefinedEvaluator(problem, fitness)
     evaluator.Budget = 10**12
@@ -189,7 +199,7 @@ def _classification_run(x, labels, names, operators, max_length, time_s, seed, o
     )
     reinserter = op.KeepBestReinserter(comparison)
     gp = op.GeneticProgrammingAlgorithm(config, problem, initializer, coefficients, generator, reinserter)
-    gp.Run(op.RandomGenerator(np.uint64(seed)), None, 1, False)
+    gp.Run(op.RandomGenerator(np.uint64(seed)), None, 1, False)  # one thread: the fitness holds the GIL
     on_generation(gp.Generation)
     best: dict[int, Candidate] = {}
     mapping = _operon_names(variables, names)

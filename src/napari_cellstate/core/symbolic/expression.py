@@ -237,3 +237,49 @@ class SymbolicExpression:
     def torch_module(self, columns: Sequence[str]) -> ExpressionModule:
         """The formula as a torch module over the named input columns."""
         return ExpressionModule(self.expr, columns)
+
+
+def refine_constants(
+    expr: sympy.Expr, x: np.ndarray, labels: np.ndarray, names: Sequence[str], steps: int = 40
+) -> tuple[sympy.Expr, float]:
+    """``expr`` with its constants refitted to the labels: class-balanced logistic loss of s·f(x), by L-BFGS.
+
+    The search proposes structures whose constants were tuned for ranking, not for the boundary; this moves
+    the boundary f = 0 to where the labelled rows put it. The scale s is fitted with the constants and returned
+    apart (it does not change the sign; s·f is the logit). Returns ``(expr, 1.0)`` when the fit fails or does
+    not improve the loss.
+
+    >>> a = symbol("a")
+    >>> x = np.linspace(-3, 3, 200)[:, None]
+    >>> refined, scale = refine_constants(a - 0.5, x, (x[:, 0] > 1.0).astype(int), ["a"])
+    >>> round(float(-refined.subs(a, 0)), 1)  # the threshold moved from 0.5 to 1
+    1.0
+    """
+    module = ExpressionModule(expr, names).double()
+    if not module._floats:
+        return expr, 1.0
+    module.constants.requires_grad_(True)
+    scale = torch.nn.Parameter(torch.tensor(1.0, dtype=torch.float64))
+    inputs = torch.as_tensor(np.asarray(x, dtype=np.float64))
+    y = torch.as_tensor(np.asarray(labels, dtype=np.float64))
+    weights = torch.where(y == 1, 0.5 / y.mean(), 0.5 / (1 - y.mean()))
+    optimizer = torch.optim.LBFGS([module.constants, scale], max_iter=steps, line_search_fn="strong_wolfe")
+
+    def loss_fn():
+        optimizer.zero_grad()
+        logit = (scale * module(inputs)).clamp(-30, 30)
+        loss = (weights * torch.nn.functional.binary_cross_entropy_with_logits(logit, y, reduction="none")).mean()
+        loss.backward()
+        return loss
+
+    before = float(loss_fn().detach())
+    try:
+        optimizer.step(loss_fn)
+        after = float(loss_fn().detach())
+    except RuntimeError:
+        return expr, 1.0
+    values = module.constants.detach().numpy()
+    if not (np.isfinite(after) and np.all(np.isfinite(values)) and after < before and scale.item() > 0):
+        return expr, 1.0
+    refined = expr.xreplace({f: sympy.Float(float(v)) for f, v in zip(module._floats, values, strict=True)})
+    return refined, scale.item()

@@ -5,7 +5,9 @@ Small label sets (about 100 labelled cells) overfit easily, so no row decides tw
 1. the training rows are split into ``restarts`` folds (grouped by cell, stratified by class);
 2. run k searches on the other folds (an engine of :mod:`.engines`) and proposes candidate formulas g;
 3. each candidate is calibrated on the rows it was searched on (the threshold t of ``g - t``, or ``t - g``,
-   from a class-balanced logistic fit) and scored on fold k, which the search never saw;
+   from a class-balanced logistic fit, then all its constants refitted by
+   :func:`~napari_cellstate.core.symbolic.expression.refine_constants`) and scored on fold k, which the search
+   never saw;
 4. the candidates of all folds form the Pareto front of held-out loss against size (nodes, counted as for
    Table 1), and :func:`choose_best` picks one with PySR's "best" rule;
 5. the test rows are used only for the reported test accuracy (and the logistic-regression baseline's).
@@ -25,7 +27,7 @@ import sympy
 
 from ..progress import Progress, run_to_completion
 from .engines import DEFAULT_OPERATORS, Candidate, balanced_logistic_loss, check_operators, run_operon, run_pysr
-from .expression import SymbolicExpression
+from .expression import SymbolicExpression, refine_constants
 from .parse import ExpressionSyntaxError, parse_expression
 
 __all__ = [
@@ -287,20 +289,21 @@ def _calibrated(candidate: Candidate, names, x_fit, y_fit, x_held, y_held) -> Fr
         return None  # an engine wrote something outside the grammar: not a candidate
     if not g.free_symbols:
         return None
-    expression = SymbolicExpression(g)
-    fit = expression.numpy(x_fit, names)
+    fit = SymbolicExpression(g).numpy(x_fit, names)
     if not np.all(np.isfinite(fit)) and np.isnan(fit).any():
         return None
     _, a, b = balanced_logistic_loss(fit, y_fit)
     finite = np.nan_to_num(fit, posinf=1e12, neginf=-1e12)
-    mu, sd = float(finite.mean()), float(finite.std())
+    with np.errstate(over="ignore", invalid="ignore"):
+        mu, sd = float(finite.mean()), float(finite.std())
     if a == 0 or sd == 0 or not np.isfinite(mu + sd):
         return None
     threshold = mu - b * sd / a
     formula = _simplified(g - sympy.Float(threshold) if a > 0 else sympy.Float(threshold) - g)
-    expression = SymbolicExpression(formula)
+    refined, scale = refine_constants(formula, x_fit, y_fit, names)
+    expression = SymbolicExpression(refined)
     held = np.nan_to_num(expression.numpy(x_held, names), nan=0.0, posinf=1e12, neginf=-1e12)
-    logit = np.clip(abs(a) / sd * held, -30, 30)
+    logit = np.clip((abs(a) / sd if refined is formula else scale) * held, -30, 30)
     positive = y_held.mean()
     weights = np.where(y_held == 1, 0.5 / positive, 0.5 / (1 - positive))
     loss = float((weights * (np.logaddexp(0, logit) - y_held * logit)).mean())
