@@ -84,7 +84,10 @@ def save_expression(
         "columns": list(columns),
         "inputs_used": expression.inputs,
     }
-    body = json.dumps(full, indent=2, default=float) + "\n"  # fails before anything is written
+    try:  # fails before anything is written
+        body = json.dumps(full, indent=2, default=float) + "\n"
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"The expression card is not JSON-serialisable: {err}") from err
     with atomic_path(card_path) as tmp:
         tmp.write_text(body, encoding="utf-8")
     with atomic_path(text_path) as tmp:

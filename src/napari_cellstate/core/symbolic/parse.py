@@ -51,7 +51,7 @@ FUNCTIONS: Mapping[str, Callable] = {
 }
 
 _MAX_CHARS = 20_000
-_MAX_DEPTH = 200
+_MAX_DEPTH = 60  # each level is ~6 Python frames: well inside the recursion limit
 _TOKEN = re.compile(
     r"\s*(?:(?P<number>(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?)|(?P<name>[A-Za-z_][A-Za-z_0-9]*)|(?P<op>\*\*|[-+*/^()]))"
 )
