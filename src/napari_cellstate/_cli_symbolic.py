@@ -97,7 +97,7 @@ def add_symbolic_commands(sub) -> None:
     de.add_argument("--operators", nargs="+", choices=list(OPERATORS), default=list(DEFAULT_OPERATORS))
     de.add_argument("--max-size", type=int, default=25, help="most nodes of a searched tree (default: %(default)s)")
     de.add_argument("--time-budget", type=float, default=60.0, help="seconds for the whole search")
-    de.add_argument("--restarts", type=int, default=3, help="searches, one per fold of the training rows")
+    de.add_argument("--restarts", type=int, default=2, help="searches, one per fold of the training rows")
     de.add_argument("--seed", type=int, default=0)
     de.add_argument("--engine", choices=["operon", "pysr"], default="operon")
     de.add_argument("--out", required=True, help="folder for the formula (symbolic.txt/.json), front and figures")

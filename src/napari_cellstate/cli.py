@@ -221,6 +221,7 @@ def cmd_train_vae(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (exposed for documentation and tests)."""
     from ._cli_heads import add_head_commands
+    from ._cli_symbolic import add_symbolic_commands
 
     parser = argparse.ArgumentParser(
         prog="napari-cellstate",
@@ -282,7 +283,7 @@ def build_parser() -> argparse.ArgumentParser:
     tv.set_defaults(func=cmd_train_vae)
 
     add_head_commands(sub)
-    from ._cli_symbolic import add_symbolic_commands; add_symbolic_commands(sub)  # noqa: E702, I001
+    add_symbolic_commands(sub)
 
     doc = sub.add_parser("doctor", help="check btrack, OpenGL, torch and Julia on this machine")
     doc.add_argument("--fix-btrack", action="store_true", help="rebuild btrack's library with this machine's compiler")

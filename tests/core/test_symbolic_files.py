@@ -16,7 +16,9 @@ def test_a_formula_round_trips_through_text_and_card(tmp_path):
     assert written.read_text().strip() == H1.text
     expression, card = load_expression(tmp_path / "symbolic.json")
     assert sympy.simplify(expression.expr - H1.expr) == 0
-    assert card["size"] == H1.size and card["columns"] == LATENTS and card["test_accuracy"] == 0.97
+    assert card["size"] == H1.size
+    assert card["columns"] == LATENTS
+    assert card["test_accuracy"] == 0.97
 
 
 @pytest.mark.parametrize(

@@ -36,7 +36,7 @@ def test_an_equation_reading_an_input_that_was_not_given_is_refused():
 def test_pysr_without_julia_says_what_to_do(monkeypatch):
     monkeypatch.delenv("PYTHON_JULIAPKG_EXE", raising=False)
     monkeypatch.setattr(shutil, "which", lambda name: None)
-    with pytest.raises(EngineUnavailableError, match="needs Julia.*pyoperon"):
+    with pytest.raises(EngineUnavailableError, match=r"needs Julia.*pyoperon"):
         engines.run_pysr(np.zeros((10, 2)), np.arange(10) % 2, ["a", "b"], classify=True)
 
 

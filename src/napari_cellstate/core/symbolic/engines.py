@@ -134,7 +134,7 @@ def _problem(x: np.ndarray, target: np.ndarray, operators: Sequence[str]):
     return op, data, variables, problem
 
 
-def _classification_run(x, labels, names, operators, max_length, time_s, seed, on_generation):
+def _classification_run(x, labels, names, operators, max_length, time_s, seed, on_generation, generations):
     """Operon GP on the ranking fitness; candidates: the best of each length in the final population."""
     op, data, variables, problem = _problem(x, 2.0 * labels - 1.0, operators)
     pset = problem.PrimitiveSet
@@ -184,7 +184,7 @@ def _classification_run(x, labels, names, operators, max_length, time_s, seed, o
     initializer.ParameterizeDistribution(3, min(10, max_length))
     initializer.MinDepth, initializer.MaxDepth = 1, 1000
     config = op.GeneticAlgorithmConfig(
-        generations=10**6,
+        generations=generations or 10**6,
         max_evaluations=10**12,
         local_iterations=0,
         population_size=500,
@@ -211,7 +211,7 @@ def _classification_run(x, labels, names, operators, max_length, time_s, seed, o
     return list(best.values())
 
 
-def _distillation_run(x, score, names, operators, max_length, time_s, seed):
+def _distillation_run(x, score, names, operators, max_length, time_s, seed, generations):
     """Operon's NSGA-II on (R², length) against a score: its whole Pareto front."""
     from pyoperon.sklearn import SymbolicRegressor
 
@@ -220,7 +220,7 @@ def _distillation_run(x, score, names, operators, max_length, time_s, seed):
         allowed_symbols=symbols,
         objectives=["r2", "length"],
         max_length=max_length,
-        generations=10**6,
+        generations=generations or 10**6,
         max_evaluations=10**9,
         population_size=1000,
         n_threads=min(2, os.cpu_count() or 1),
@@ -247,6 +247,7 @@ def run_operon(
     max_length: int = 25,
     time_s: float = 20.0,
     seed: int = 0,
+    generations: int | None = None,
     on_generation: Callable[[int], object] | None = None,
 ) -> list[Candidate]:
     """One pyoperon run; returns the candidates of its final population (best per length) or Pareto front.
@@ -261,6 +262,9 @@ def run_operon(
         Most nodes of an Operon tree (Operon counts a weight on each input as nodes too).
     time_s : float, default=20.0
         Wall-clock budget of the run, in seconds.
+    generations : int, optional
+        Stop after this many generations (reproducible: the time budget then only bounds the run); default:
+        run until the time budget is spent.
     on_generation : callable, optional
         Called with the generation number after each generation (classification runs).
     """
@@ -269,9 +273,9 @@ def run_operon(
     target = np.asarray(target, dtype=np.float64)
     if classify:
         return _classification_run(
-            x, target, names, operators, max_length, time_s, seed, on_generation or (lambda _g: None)
+            x, target, names, operators, max_length, time_s, seed, on_generation or (lambda _g: None), generations
         )
-    return _distillation_run(x, target, names, operators, max_length, time_s, seed)
+    return _distillation_run(x, target, names, operators, max_length, time_s, seed, generations)
 
 
 # --- PySR ---------------------------------------------------------------------------------------------------------

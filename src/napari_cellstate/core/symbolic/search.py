@@ -3,7 +3,7 @@
 Small label sets (about 100 labelled cells) overfit easily, so no row decides twice:
 
 1. the training rows are split into ``restarts`` folds (grouped by cell, stratified by class);
-2. run k searches on the other folds (an engine of :mod:`.engines`) and proposes candidate formulas g;
+2. search k runs on the other folds (an engine of :mod:`.engines`) and proposes candidate formulas g;
 3. each candidate is calibrated on the rows it was searched on (the threshold t of ``g - t``, or ``t - g``,
    from a class-balanced logistic fit, then all its constants refitted by
    :func:`~napari_cellstate.core.symbolic.expression.refine_constants`) and scored on fold k, which the search
@@ -18,7 +18,7 @@ from __future__ import annotations
 import itertools
 import math
 import time
-from collections.abc import Generator, Sequence
+from collections.abc import Generator, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -60,10 +60,15 @@ class SearchSettings:
         Most nodes of an engine's tree (Operon also counts a weight on each input).
     time_budget_s : float, default=60.0
         Wall-clock seconds for all searches together.
-    restarts : int, default=3
+    restarts : int, default=2
         Searches, one per fold of the training rows (at least 2: each needs held-out rows).
+    n_processes : int, default=2
+        Searches run at once, each in its own single-threaded process (pyoperon only).
     max_rows : int, default=2000
         Most rows an engine searches on (a class-stratified sample): the loss is evaluated in Python.
+    max_generations : int, optional
+        Generations per search; set it for results that repeat exactly with the same seed (a time budget
+        alone stops after however many generations the machine managed).
     seed : int, default=0
     """
 
@@ -71,8 +76,10 @@ class SearchSettings:
     operators: tuple[str, ...] = DEFAULT_OPERATORS
     max_length: int = 25
     time_budget_s: float = 60.0
-    restarts: int = 3
+    restarts: int = 2
+    n_processes: int = 2
     max_rows: int = 2000
+    max_generations: int | None = None
     seed: int = 0
 
     def checked(self) -> SearchSettings:
@@ -84,6 +91,8 @@ class SearchSettings:
             raise ValueError(f"max_length must be at least 3 nodes, not {self.max_length}.")
         if self.restarts < 2:
             raise ValueError("restarts must be at least 2: each search needs held-out training rows to be judged.")
+        if not 1 <= self.n_processes <= 2:
+            raise ValueError(f"n_processes must be 1 or 2 (a laptop's share), not {self.n_processes}.")
         if not self.time_budget_s > 0:
             raise ValueError(f"time_budget_s must be positive, not {self.time_budget_s}.")
         return self
@@ -266,6 +275,15 @@ def _sample(rows: np.ndarray, labels: np.ndarray, most: int, rng: np.random.Gene
     return np.sort(np.concatenate(chosen))
 
 
+def _engine_front(candidates: Sequence[Candidate]) -> list[Candidate]:
+    """The candidates no shorter one beats on the engine's own loss: the only ones worth calibrating."""
+    front: list[Candidate] = []
+    for candidate in sorted(candidates, key=lambda c: (c.length, c.loss)):
+        if np.isfinite(candidate.loss) and (not front or candidate.loss < front[-1].loss):
+            front.append(candidate)
+    return front
+
+
 def _simplified(expr: sympy.Expr) -> sympy.Expr:
     from ..heads.analysis import sympy_expression_size
 
@@ -310,7 +328,8 @@ def _calibrated(candidate: Candidate, names, x_fit, y_fit, x_held, y_held) -> Fr
     return FrontPoint(expression, expression.size, loss, _balanced(held >= 0, y_held)[1])
 
 
-def _engine_run(settings: SearchSettings, x, target, names, classify: bool, seed: int, time_s: float, on_generation):
+def _engine_job(settings: SearchSettings, x, target, names, classify: bool, seed: int, time_s: float):
+    """One search (module level, so a worker process can run it): its candidates and generations."""
     kwargs = {
         "classify": classify,
         "operators": settings.operators,
@@ -319,8 +338,43 @@ def _engine_run(settings: SearchSettings, x, target, names, classify: bool, seed
         "seed": seed,
     }
     if settings.engine == "pysr":
-        return run_pysr(x, target, names, **kwargs)
-    return run_operon(x, target, names, on_generation=on_generation, **kwargs)
+        return run_pysr(x, target, names, **kwargs), 0
+    generations = [0]
+    candidates = run_operon(
+        x,
+        target,
+        names,
+        generations=settings.max_generations,
+        on_generation=lambda g: generations.__setitem__(0, g),
+        **kwargs,
+    )
+    return candidates, generations[0]
+
+
+def _run_jobs(jobs: list[tuple], workers: int) -> Iterator[tuple[int, tuple[list[Candidate], int]]]:
+    """``(index, result)`` of each job as it finishes, ``workers`` processes at a time (in-process for one).
+
+    Each worker is a fresh Python process (spawned: safe beside Qt and threads) running one single-threaded
+    search; closing this generator terminates the workers at once (Cancel).
+    """
+    if workers <= 1:
+        for k, job in enumerate(jobs):
+            yield k, _engine_job(*job)
+        return
+    import multiprocessing
+
+    pool = multiprocessing.get_context("spawn").Pool(workers)
+    try:
+        pending = {k: pool.apply_async(_engine_job, job) for k, job in enumerate(jobs)}
+        while pending:
+            finished = [k for k, result in pending.items() if result.ready()]
+            if not finished:
+                time.sleep(0.1)
+            for k in finished:
+                yield k, pending.pop(k).get()
+    finally:
+        pool.terminate()
+        pool.join()
 
 
 def iter_discover_expression(
@@ -354,7 +408,8 @@ def iter_discover_expression(
     Yields
     ------
     Progress
-        One event per search (``restarts`` in all) with ``generations`` and ``best_loss`` (held-out).
+        One event per finished search (``restarts`` in all) with ``generations`` and ``best_loss`` (held-out).
+        Searches are bounded by the time budget; closing the generator (Cancel) stops their processes at once.
 
     Returns
     -------
@@ -380,34 +435,29 @@ def iter_discover_expression(
     folds = [train[f] for f in _folds(labels[train], groups[train], settings.restarts, settings.seed)]
     rng = np.random.default_rng(settings.seed)
     started = time.perf_counter()
-    points: list[FrontPoint] = []
-    best = math.inf
+    jobs = []
     for k, held in enumerate(folds):
         fit = _sample(np.setdiff1d(train, held), labels, settings.max_rows, rng)
-        remaining = settings.time_budget_s - (time.perf_counter() - started)
-        time_s = max(1.0, remaining / (settings.restarts - k))
-        generations = [0]
         target = labels[fit] if score is None else np.asarray(score)[fit]
-        candidates = _engine_run(
-            settings,
-            x[fit],
-            target,
-            names,
-            score is None,
-            settings.seed * 1000 + k,
-            time_s,
-            lambda g, generations=generations: generations.__setitem__(0, g),
-        )
-        for candidate in candidates:
+        jobs.append((fit, held, (settings, x[fit], target, names, score is None, settings.seed * 1000 + k)))
+    workers = 1 if settings.engine == "pysr" else min(settings.n_processes, len(jobs))
+    rounds = math.ceil(len(jobs) / workers)
+    reserve = min(5.0, 0.15 * settings.time_budget_s)  # starting processes, calibrating candidates
+    time_s = max(1.0, (settings.time_budget_s - reserve) / rounds)
+    points: list[FrontPoint] = []
+    best = math.inf
+    for done, (k, (candidates, generations)) in enumerate(_run_jobs([(*job, time_s) for *_, job in jobs], workers)):
+        fit, held, _ = jobs[k]
+        for candidate in _engine_front(candidates):
             point = _calibrated(candidate, names, x[fit], labels[fit], x[held], labels[held])
             if point is not None:
                 points.append(point)
                 best = min(best, point.loss)
         yield Progress(
-            k + 1,
-            settings.restarts,
-            f"search {k + 1}/{settings.restarts}: {generations[0]} generations, best held-out loss {best:.4f}",
-            {"generations": float(generations[0]), "best_loss": float(best)},
+            done + 1,
+            len(jobs),
+            f"search {done + 1}/{len(jobs)}: {generations} generations, best held-out loss {best:.4f}",
+            {"generations": float(generations), "best_loss": float(best)},
         )
     front = pareto_front(points)
     if not front:
