@@ -85,7 +85,7 @@ def cmd_discover_expression(args: argparse.Namespace) -> int:
 
 def add_symbolic_commands(sub) -> None:
     """Register ``discover-expression`` on the main parser's subparsers."""
-    from .core.symbolic.engines import DEFAULT_OPERATORS, OPERATORS
+    from .core.symbolic.operators import DEFAULT_OPERATORS, OPERATORS
 
     de = sub.add_parser("discover-expression", help="symbolic regression: a short formula for cell state (Scheme 4)")
     source = de.add_mutually_exclusive_group(required=True)

@@ -27,6 +27,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .operators import DEFAULT_OPERATORS, OPERATORS
+
 __all__ = [
     "DEFAULT_OPERATORS",
     "OPERATORS",
@@ -37,24 +39,6 @@ __all__ = [
     "run_operon",
     "run_pysr",
 ]
-
-#: Operators a search may use: our name -> (pyoperon symbol, PySR operator, arity).
-OPERATORS = {
-    "+": ("add", "+", 2),
-    "-": ("sub", "-", 2),
-    "*": ("mul", "*", 2),
-    "/": ("div", "/", 2),
-    "exp": ("exp", "exp", 1),
-    "square": ("square", "square", 1),
-    "log": ("log", "log", 1),
-    "sqrt": ("sqrt", "sqrt", 1),
-    "abs": ("abs", "abs", 1),
-    "sin": ("sin", "sin", 1),
-    "cos": ("cos", "cos", 1),
-    "tanh": ("tanh", "tanh", 1),
-}
-DEFAULT_OPERATORS = ("+", "-", "*", "/", "exp", "square")
-
 
 class EngineUnavailableError(ValueError):
     """The chosen engine cannot run here (e.g. PySR without Julia); the message says what to do."""
