@@ -101,7 +101,7 @@ def boundary_figure(
     median = {n: float(np.median(x[:, j])) for j, n in enumerate(names)}
     columns = {n: x[:, j] for j, n in enumerate(names)}
     rows = 2 if decode is not None else 1
-    fig = Figure(figsize=(4.2 * len(pairs), 4.0 * rows + 0.4), layout="constrained")
+    fig = Figure(figsize=(max(5.0, 4.2 * len(pairs)), 4.0 * rows + 0.4), layout="constrained")
     grid = fig.add_gridspec(rows, len(pairs), height_ratios=(4, 1) if rows == 2 else None)
     dots = np.arange(0, len(x), max(1, len(x) // 1500))
     for k, (a, b) in enumerate(pairs):
@@ -130,7 +130,7 @@ def boundary_figure(
             strip.set_xlim(x_lo, x_hi)
             strip.set_yticks([])
             strip.set_xlabel(f"{a} (decoded)")
-    fig.suptitle("red: metaphase (f ≥ 0), blue: interphase; dots: cells by their label", fontsize=10)
+    fig.suptitle("red: f ≥ 0 (metaphase), blue: f < 0; dots: cells, coloured by label", fontsize=9)
     return fig
 
 

@@ -19,7 +19,7 @@ import itertools
 import math
 import time
 from collections.abc import Generator, Iterator, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 import pandas as pd
@@ -190,7 +190,7 @@ class DiscoveryResult:
             "target": self.target,
             "seconds": round(self.seconds, 2),
             "pareto": [{"expression": p.expression.text, "size": p.size, "loss": p.loss} for p in self.front],
-            "settings": {**self.settings.__dict__, "operators": list(self.settings.operators)},
+            "settings": {**asdict(self.settings), "operators": list(self.settings.operators)},
             "data": self.data,
         }
 
@@ -308,7 +308,7 @@ def _calibrated(candidate: Candidate, names, x_fit, y_fit, x_held, y_held) -> Fr
     if not g.free_symbols:
         return None
     fit = SymbolicExpression(g).numpy(x_fit, names)
-    if not np.all(np.isfinite(fit)) and np.isnan(fit).any():
+    if np.isnan(fit).any():  # undefined somewhere on the data (log of a negative, 0/0): not a classifier
         return None
     _, a, b = balanced_logistic_loss(fit, y_fit)
     finite = np.nan_to_num(fit, posinf=1e12, neginf=-1e12)
