@@ -40,6 +40,7 @@ __all__ = [
     "run_pysr",
 ]
 
+
 class EngineUnavailableError(ValueError):
     """The chosen engine cannot run here (e.g. PySR without Julia); the message says what to do."""
 
