@@ -32,7 +32,8 @@ def test_demo_writes_movie_truth_and_preview(tmp_path, capsys):
     assert not list(out.glob(".*.tmp")), "no temporary files left behind"
     # the heads: Schemes 1-3 trained on the labelled cells, Table 1 written, the sparse head applied to the movie
     table = pd.read_csv(out / "heads" / "table1_runs.csv")
-    assert set(table["scheme"]) == {"cnn", "dense", "sparse"}
+    assert set(table["scheme"]) == {"cnn", "dense", "sparse", "symbolic"}  # Scheme 4 over the sparse head's latents
+    assert (out / "heads" / "symbolic.txt").exists()
     assert (table["balanced_accuracy"] >= 0.8).all()
     assert table.loc[table["scheme"] == "sparse", "active_weights"].max() <= 31
     assert (out / "heads" / "sparse_head.safetensors").exists()
@@ -84,11 +85,13 @@ def test_head_commands_train_search_and_apply(tmp_path, labelled_project, capsys
 
     out = tmp_path / "heads"
     args = ["--synthetic", "--n-cells", "1500", "--out", str(out)]
-    assert cli.main(["train-heads", *args, "--schemes", "dense", "sparse", "--seeds", "2", "--epochs", "40"]) == 0
+    train = ["train-heads", *args, "--schemes", "dense", "sparse", "--seeds", "2", "--epochs", "40"]
+    assert cli.main([*train, "--symbolic-budget", "10"]) == 0
     printed = capsys.readouterr().out
     assert "| 3 | VAE | Sparse |" in printed
     runs = pd.read_csv(out / "table1_runs.csv")
-    assert len(runs) == 4
+    assert len(runs) == 6  # 2 seeds of Schemes 2, 3 and 4
+    assert "| 4 | VAE | Symbolic | 2 | N/A |" in printed
     assert (runs["accuracy"] >= 0.9).all()
     assert {p.name for p in out.glob("*.png")} >= {"sparse_topology.png", "sparse_subnetwork_1.png"}
 
