@@ -351,11 +351,14 @@ def _engine_job(settings: SearchSettings, x, target, names, classify: bool, seed
     return candidates, generations[0]
 
 
-def _run_jobs(jobs: list[tuple], workers: int) -> Iterator[tuple[int, tuple[list[Candidate], int]]]:
+def _run_jobs(jobs: list[tuple], workers: int, deadline_s: float, heartbeat_s: float = 0.5) -> Iterator[tuple]:
     """``(index, result)`` of each job as it finishes, ``workers`` processes at a time (in-process for one).
 
     Each worker is a fresh Python process (spawned: safe beside Qt and threads) running one single-threaded
-    search; closing this generator terminates the workers at once (Cancel).
+    search; while they run, ``(None, None)`` comes every ``heartbeat_s`` seconds, and closing this generator
+    terminates the workers at once (Cancel). With one worker the search runs in this process and cannot be
+    interrupted: its time budget bounds it. Workers that have not answered by ``deadline_s`` (e.g. they could
+    not start: a script without an ``if __name__ == "__main__":`` guard) raise a RuntimeError.
     """
     if workers <= 1:
         for k, job in enumerate(jobs):
@@ -366,12 +369,21 @@ def _run_jobs(jobs: list[tuple], workers: int) -> Iterator[tuple[int, tuple[list
     pool = multiprocessing.get_context("spawn").Pool(workers)
     try:
         pending = {k: pool.apply_async(_engine_job, job) for k, job in enumerate(jobs)}
+        last = started = time.perf_counter()
         while pending:
+            if time.perf_counter() - started > deadline_s:
+                raise RuntimeError(
+                    "The search processes did not finish in time. If you run this from a script, guard it with "
+                    "`if __name__ == '__main__':` (worker processes import the main module), or use n_processes=1."
+                )
             finished = [k for k, result in pending.items() if result.ready()]
-            if not finished:
-                time.sleep(0.1)
             for k in finished:
                 yield k, pending.pop(k).get()
+            if not finished:
+                time.sleep(0.05)
+                if time.perf_counter() - last >= heartbeat_s:
+                    last = time.perf_counter()
+                    yield None, None
     finally:
         pool.terminate()
         pool.join()
@@ -408,8 +420,9 @@ def iter_discover_expression(
     Yields
     ------
     Progress
-        One event per finished search (``restarts`` in all) with ``generations`` and ``best_loss`` (held-out).
-        Searches are bounded by the time budget; closing the generator (Cancel) stops their processes at once.
+        A heartbeat about twice a second while the searches run (elapsed time), and one event per finished
+        search with ``generations`` and ``best_loss`` (held-out). Closing the generator (Cancel) stops the
+        search processes at once; a single in-process search (``n_processes=1``) stops at its time budget.
 
     Returns
     -------
@@ -446,17 +459,27 @@ def iter_discover_expression(
     time_s = max(1.0, (settings.time_budget_s - reserve) / rounds)
     points: list[FrontPoint] = []
     best = math.inf
-    for done, (k, (candidates, generations)) in enumerate(_run_jobs([(*job, time_s) for *_, job in jobs], workers)):
+    expected_s = time_s * rounds + reserve
+    units, step, done = 1000, 0, 0
+    for k, outcome in _run_jobs([(*job, time_s) for *_, job in jobs], workers, deadline_s=2 * expected_s + 60):
+        elapsed = time.perf_counter() - started
+        step = max(step, min(units - 1, int(units * elapsed / expected_s)))
+        if k is None:  # a heartbeat while the searches run: progress, and a point where Cancel takes effect
+            yield Progress(step, units, f"searching: {elapsed:.0f} s of about {expected_s:.0f} s", {})
+            continue
+        candidates, generations = outcome
         fit, held, _ = jobs[k]
         for candidate in _engine_front(candidates):
             point = _calibrated(candidate, names, x[fit], labels[fit], x[held], labels[held])
             if point is not None:
                 points.append(point)
                 best = min(best, point.loss)
+        done += 1
+        step = max(step, units * done // len(jobs))
         yield Progress(
-            done + 1,
-            len(jobs),
-            f"search {done + 1}/{len(jobs)}: {generations} generations, best held-out loss {best:.4f}",
+            step,
+            units,
+            f"search {done}/{len(jobs)}: {generations} generations, best held-out loss {best:.4f}",
             {"generations": float(generations), "best_loss": float(best)},
         )
     front = pareto_front(points)
