@@ -68,11 +68,13 @@ def test_head_commands_train_search_and_apply(tmp_path, labelled_project, capsys
 
     out = tmp_path / "heads"
     args = ["--synthetic", "--n-cells", "1500", "--out", str(out)]
-    assert cli.main(["train-heads", *args, "--schemes", "dense", "sparse", "--seeds", "2", "--epochs", "40"]) == 0
+    train = ["train-heads", *args, "--schemes", "dense", "sparse", "--seeds", "2", "--epochs", "40"]
+    assert cli.main([*train, "--symbolic-budget", "10"]) == 0
     printed = capsys.readouterr().out
     assert "| 3 | VAE | Sparse |" in printed
     runs = pd.read_csv(out / "table1_runs.csv")
-    assert len(runs) == 4
+    assert len(runs) == 6  # 2 seeds of Schemes 2, 3 and 4
+    assert "| 4 | VAE | Symbolic | 2 | N/A |" in printed
     assert (runs["accuracy"] >= 0.9).all()
     assert {p.name for p in out.glob("*.png")} >= {"sparse_topology.png", "sparse_subnetwork_1.png"}
 

@@ -43,8 +43,13 @@ def cmd_encode(args: argparse.Namespace) -> int:
     return 0
 
 
-def train_and_compare(data, out: Path, schemes, seeds, *, density: float = 0.03, epochs: int | None = None) -> dict:
+def train_and_compare(
+    data, out: Path, schemes, seeds, *, density: float = 0.03, epochs: int | None = None, symbolic_budget_s=30.0
+) -> dict:
     """Train every scheme for every seed, write Table 1, save the best head of each scheme and the sparse figures.
+
+    With a sparse head and ``symbolic_budget_s`` (seconds per seed; 0 skips), Scheme 4 searches a formula over
+    the best sparse head's latents for every seed too (``out/symbolic.txt``).
 
     Returns the best :class:`~napari_cellstate.core.heads.fit.HeadResult` of each scheme (``.results``).
     """
@@ -69,6 +74,13 @@ def train_and_compare(data, out: Path, schemes, seeds, *, density: float = 0.03,
         iter_compare_schemes(data, schemes, seeds, rigl=RigLConfig(density=density), epochs=epochs, on_result=best),
         _print_progress,
     )
+    if symbolic_budget_s and "sparse" in best.results:  # Scheme 4 over the best sparse head's latents
+        import pandas as pd
+
+        from ._cli_symbolic import symbolic_runs
+
+        rows = symbolic_runs(data, best.results["sparse"].model, seeds, out, time_budget_s=symbolic_budget_s)
+        runs = pd.concat([runs, pd.DataFrame(rows, columns=runs.columns)], ignore_index=True)
     summary = summarise_table1(runs)
     written = write_table1(out, runs, summary)
     print(f"trained {len(runs)} heads in {time.perf_counter() - start:.0f} s\n")
@@ -110,7 +122,15 @@ def cmd_train_heads(args: argparse.Namespace) -> int:
         print(f"WARNING: {warning}")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    train_and_compare(data, out, args.schemes, range(args.seeds), density=args.density, epochs=args.epochs)
+    train_and_compare(
+        data,
+        out,
+        args.schemes,
+        range(args.seeds),
+        density=args.density,
+        epochs=args.epochs,
+        symbolic_budget_s=args.symbolic_budget,
+    )
     if warning:
         print(f"WARNING: {warning}")
     return 0
@@ -202,8 +222,10 @@ def apply_to_project(project: Path, head_path: str) -> None:
     from .core.heads.apply import CLASS_COLUMN, iter_apply_head
     from .core.labelling import LabelStore
     from .core.progress import run_to_completion
+    from .core.symbolic.files import expression_paths, load_expression_module
 
-    model, card = load_head(head_path)
+    is_formula = expression_paths(head_path)[0].is_file()  # a Scheme 4 formula (symbolic.txt + .json)
+    model, card = load_expression_module(head_path) if is_formula else load_head(head_path)
     objects = run_to_completion(iter_apply_head(project, model, card=card), _print_progress)
     counts = objects[CLASS_COLUMN].value_counts().to_dict()
     print(f"{card.get('scheme', 'head')} head on {len(objects)} cells: {counts} (columns head_score, head_class)")
@@ -246,6 +268,7 @@ def add_head_commands(sub) -> None:
     th.add_argument("--seeds", type=int, default=10, help="models per scheme (default: %(default)s)")
     th.add_argument("--epochs", type=int, help="epochs per model (default: per scheme)")
     th.add_argument("--density", type=float, default=0.03, help="RigL's fraction of active weights")
+    th.add_argument("--symbolic-budget", type=float, default=30.0, help="seconds per Scheme 4 search (0: none)")
     th.set_defaults(func=cmd_train_heads)
 
     ss = sub.add_parser("search-sparsity", help="Optuna search of RigL's sparsity; saves the chosen sparse head")
@@ -258,5 +281,5 @@ def add_head_commands(sub) -> None:
 
     ah = sub.add_parser("apply-head", help="score every cell of a project with a saved head")
     ah.add_argument("project", help="project folder (encoded, for Schemes 2-3)")
-    ah.add_argument("head", help="a saved head (.safetensors/.json)")
+    ah.add_argument("head", help="a saved head (.safetensors/.json) or formula (symbolic.txt/.json)")
     ah.set_defaults(func=cmd_apply_head)

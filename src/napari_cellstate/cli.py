@@ -259,6 +259,7 @@ def build_parser() -> argparse.ArgumentParser:
     from ._cli_heads import add_head_commands
     from ._cli_realdata import add_realdata_commands
     from ._cli_run import add_run_commands
+    from ._cli_symbolic import add_symbolic_commands
 
     parser = argparse.ArgumentParser(
         prog="napari-cellstate",
@@ -331,6 +332,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_realdata_commands(sub)
     add_run_commands(sub)
     add_attack_commands(sub)
+    add_symbolic_commands(sub)
 
     doc = sub.add_parser("doctor", help="check btrack, OpenGL, torch and Julia on this machine")
     doc.add_argument("--fix-btrack", action="store_true", help="rebuild btrack's library with this machine's compiler")

@@ -107,7 +107,8 @@ def test_debug_shows_the_traceback_and_unexpected_errors_say_so(tmp_path, capsys
 @pytest.mark.parametrize("kind", ["tif", "zarr"])
 def test_max_project_works_from_the_cli(tmp_path, small_sample, capsys, kind):
     import zarr
-    from napari_cellstate.core.dataset import load_crop_dataset
+
+    from napari_cellstate.core.project import load_crop_dataset
 
     movie = small_sample.movie[:6]
     stack = np.stack([movie // 2, movie, movie // 3], axis=1)  # (T, Z, Y, X): the max is the movie itself
@@ -126,7 +127,7 @@ def test_max_project_works_from_the_cli(tmp_path, small_sample, capsys, kind):
 
 @pytest.mark.slow
 def test_a_single_frame_movie_is_reported_as_nothing_to_track(tmp_path, small_sample, capsys):
-    from napari_cellstate.core.dataset import load_crop_dataset
+    from napari_cellstate.core.project import load_crop_dataset
 
     path = tmp_path / "one.tif"
     tifffile.imwrite(path, small_sample.movie[:1])

@@ -53,8 +53,9 @@ def iter_apply_head(
     ----------
     project : path
         A project with a crop dataset (and latent columns for Schemes 2-3).
-    model : MLPHead or CNNClassifier
-        From :func:`~napari_cellstate.core.heads.load_head` or a training result.
+    model : MLPHead, CNNClassifier or ExpressionModule
+        From :func:`~napari_cellstate.core.heads.load_head`, a training result, or a Scheme 4 formula
+        (:func:`~napari_cellstate.core.symbolic.files.load_expression_module`).
     card : dict, optional
         The head's card: a head trained on latents of another β-TCVAE than the project's is refused.
 
@@ -72,8 +73,16 @@ def iter_apply_head(
     if isinstance(model, CNNClassifier):
         inputs = dataset.crops
     else:
-        inputs = _latents(dataset.objects)
-        check_head_inputs(model, inputs.shape[1])
+        if hasattr(model, "columns"):  # a Scheme 4 formula (ExpressionModule): its named input columns
+            missing = [c for c in model.columns if c not in dataset.objects.columns]
+            if missing:
+                raise ValueError(
+                    f"The formula takes columns {missing} that the project's cells lack: encode them first."
+                )
+            inputs = dataset.objects[model.columns].to_numpy(np.float32)
+        else:
+            inputs = _latents(dataset.objects)
+            check_head_inputs(model, inputs.shape[1])
         check_finite(inputs, "The cells' latents", "Encode the crops again (napari-cellstate encode PROJECT).")
         trained_on = ((card or {}).get("data") or {}).get("encoder")
         check_same_encoder(trained_on, dataset.provenance.get("latents", {}).get("model"), head="This head")

@@ -47,6 +47,7 @@ __all__ = [
     "iter_compare_schemes",
     "latent_roles",
     "summarise_table1",
+    "symbolic_run_row",
     "table1_bars",
     "table1_markdown",
     "write_table1",
@@ -387,6 +388,27 @@ def iter_compare_schemes(
             {"accuracy": row["accuracy"], "balanced_accuracy": row["balanced_accuracy"]},
         )
     return pd.DataFrame(rows, columns=list(RUN_COLUMNS))
+
+
+def symbolic_run_row(seed: int, summary: dict) -> dict:
+    """A runs-table row (:data:`RUN_COLUMNS`) for a Scheme 4 formula, from its search summary.
+
+    ``summary`` is :meth:`~napari_cellstate.core.symbolic.search.DiscoveryResult.summary`: ``test_accuracy``,
+    ``test_balanced_accuracy``, ``size``, ``inputs_used``, ``seconds``. An expression has no weights (0).
+    """
+    return {
+        "scheme": _SYMBOLIC,
+        "scheme_number": 4,
+        "seed": int(seed),
+        "accuracy": float(summary["test_accuracy"]),
+        "balanced_accuracy": float(summary["test_balanced_accuracy"]),
+        "active_weights": 0,
+        "expression_size": int(summary["size"]),
+        "n_inputs_used": len(summary["inputs_used"]),
+        "inputs_used": "; ".join(summary["inputs_used"]),
+        "nucleus_only": None,
+        "train_seconds": float(summary["seconds"]),
+    }
 
 
 def _mean_std(values: pd.Series, decimals: int, scale: float = 1.0, unit: str = "") -> str:

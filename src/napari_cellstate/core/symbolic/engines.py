@@ -1,0 +1,372 @@
+"""Search engines behind one interface: pyoperon (default, in-process) and PySR (optional, in a subprocess).
+
+An engine takes inputs X (N, D), a target and settings, and returns :class:`Candidate` formulas as text in the
+input names; :mod:`.search` parses them safely, recalibrates them and chooses among them.
+
+* ``operon``: Operon's genetic programming (C++). For class labels it maximises how well a candidate g ranks
+  the classes (|2·AUC − 1|, whichever sign), because least squares on ±1 labels rewards step-shaped, bloated
+  formulas, and a ranking needs no scale or threshold (these are fitted afterwards); the fitness runs in
+  Python (one thread, ~0.1 ms per candidate on 2,000 rows). For a score (distillation) it minimises R² against
+  the score with Operon's own two-objective (error, length) NSGA-II on up to 2 threads.
+* ``pysr``: PySR, the paper's engine, with ``SigmoidLoss`` on ±1 labels. It needs Julia and is not
+  thread-safe, so it runs in a separate Python process; :func:`pysr_equations_to_candidates` translates its
+  equation table.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .operators import DEFAULT_OPERATORS, OPERATORS
+
+__all__ = [
+    "DEFAULT_OPERATORS",
+    "OPERATORS",
+    "Candidate",
+    "EngineUnavailableError",
+    "balanced_logistic_loss",
+    "pysr_equations_to_candidates",
+    "run_operon",
+    "run_pysr",
+]
+
+
+class EngineUnavailableError(ValueError):
+    """The chosen engine cannot run here (e.g. PySR without Julia); the message says what to do."""
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One formula an engine proposes, as text in the input names, with the engine's own length and loss."""
+
+    text: str
+    length: int
+    loss: float
+
+
+def check_operators(operators: Sequence[str]) -> list[str]:
+    """The operators, checked against :data:`OPERATORS`; at least one binary operator is needed."""
+    unknown = [op for op in operators if op not in OPERATORS]
+    if unknown:
+        raise ValueError(f"Unknown operators {unknown}; choose among {', '.join(OPERATORS)}.")
+    if not any(OPERATORS[op][2] == 2 for op in operators):
+        raise ValueError("Give at least one of + - * / so that a formula can combine its inputs.")
+    return list(dict.fromkeys(operators))
+
+
+def balanced_logistic_loss(score: np.ndarray, labels: np.ndarray, iterations: int = 6) -> tuple[float, float, float]:
+    """Class-balanced logistic loss of the best sigmoid(a·u + b) on the standardised ``score`` u.
+
+    Returns ``(loss, a, b)`` with a and b for the standardised score; non-finite scores count as huge.
+
+    >>> y = np.array([0, 0, 1, 1])
+    >>> loss, a, b = balanced_logistic_loss(np.array([-2.0, -1.0, 1.0, 2.0]), y)
+    >>> bool(loss < 0.1 and a > 0)
+    True
+    """
+    s = np.nan_to_num(np.asarray(score, dtype=np.float64), nan=0.0, posinf=1e12, neginf=-1e12)
+    y = np.asarray(labels, dtype=np.float64)
+    positive = y.mean()
+    if positive in (0.0, 1.0):
+        raise ValueError("The labels hold one class only.")
+    w = np.where(y == 1, 0.5 / positive, 0.5 / (1 - positive))
+    with np.errstate(over="ignore", invalid="ignore"):
+        mu, sd = s.mean(), s.std()
+    if not np.isfinite(sd) or sd == 0:
+        return float(np.log(2)), 0.0, 0.0
+    u = np.clip((s - mu) / sd, -50, 50)
+    a = b = 0.0
+    for _ in range(iterations):  # Newton's method on (a, b)
+        z = np.clip(a * u + b, -30, 30)
+        p = 1 / (1 + np.exp(-z))
+        g, h = w * (p - y), w * p * (1 - p) + 1e-9
+        huu, hub, hbb = (h * u * u).sum() + 1e-6, (h * u).sum(), h.sum() + 1e-6
+        gu, gb = (g * u).sum(), g.sum()
+        det = huu * hbb - hub * hub
+        a, b = a - (hbb * gu - hub * gb) / det, b - (huu * gb - hub * gu) / det
+    z = np.clip(a * u + b, -30, 30)
+    return float((w * (np.logaddexp(0, z) - y * z)).mean()), float(a), float(b)
+
+
+def _operon_names(pyoperon_variables: dict, names: Sequence[str]) -> dict:
+    return {h: names[k] for k, h in enumerate(pyoperon_variables)}
+
+
+def _problem(x: np.ndarray, target: np.ndarray, operators: Sequence[str]):
+    import pyoperon.pyoperon as op
+    from pyoperon.sklearn import SymbolicRegressor
+
+    data = op.Dataset(np.asfortranarray(np.column_stack([x, target]).astype(np.float64)))
+    target_var = max(data.Variables, key=lambda v: v.Index)
+    variables = {v.Hash: v.Name for v in sorted(data.Variables, key=lambda v: v.Index) if v.Hash != target_var.Hash}
+    problem = op.Problem(data)
+    problem.TrainingRange = op.Range(0, data.Rows)
+    problem.TestRange = op.Range(data.Rows - 1, data.Rows)
+    problem.Target = target_var
+    problem.InputHashes = list(variables)
+    symbols = ",".join([*(OPERATORS[o][0] for o in operators), "constant", "variable"])
+    problem.ConfigurePrimitiveSet(SymbolicRegressor._init_primitive_config(symbols))
+    return op, data, variables, problem
+
+
+def _classification_run(x, labels, names, operators, max_length, time_s, seed, on_generation, generations):
+    """Operon GP on the ranking fitness; candidates: the best of each length in the final population."""
+    op, data, variables, problem = _problem(x, 2.0 * labels - 1.0, operators)
+    pset = problem.PrimitiveSet
+    inputs = list(variables)
+    dtable = op.DispatchTable()
+    rows = op.Range(0, data.Rows)
+
+    positive = labels == 1
+    n_positive, n_negative = int(positive.sum()), int((~positive).sum())
+
+    def fitness(_rng, individual):
+        """1 - |2·AUC - 1|: how badly the candidate's score ranks the classes, whichever way round."""
+        score = op.Evaluate(dtable, individual.Genotype, data, rows)
+        score = np.nan_to_num(score, nan=0.0, posinf=np.finfo(np.float32).max, neginf=np.finfo(np.float32).min)
+        ranks = np.empty(len(score))
+        ranks[np.argsort(score, kind="stable")] = np.arange(len(score))
+        auc = (ranks[positive].sum() - n_positive * (n_positive - 1) / 2) / (n_positive * n_negative)
+        return [1.0 - abs(2 * auc - 1)]
+
+    evaluator = op.UserDefinedEvaluator(problem, fitness)
+    evaluator.Budget = 10**12
+    comparison = op.SingleObjectiveComparison(0)
+    female, male = op.TournamentSelector(comparison), op.TournamentSelector(comparison)
+    female.TournamentSize = male.TournamentSize = 5
+    creator = op.BalancedTreeCreator(pset, inputs, 0.0)
+    coefficients = op.NormalCoefficientInitializer()
+    coefficients.ParameterizeDistribution(0, 1)
+    one_point = op.NormalOnePointMutation()
+    one_point.ParameterizeDistribution(0, 1)
+    mutations = [
+        one_point,
+        op.ChangeVariableMutation(inputs),
+        op.ChangeFunctionMutation(pset),
+        op.InsertSubtreeMutation(creator, coefficients, 10, max_length),
+        op.RemoveSubtreeMutation(pset),
+        op.ReplaceSubtreeMutation(creator, coefficients, 10, max_length),
+    ]
+    mutation = op.MultiMutation()
+    for m in mutations:
+        mutation.Add(m, 1.0)
+    crossover = op.SubtreeCrossover(0.9, 10, max_length)
+    # Operon keeps raw pointers to these objects: every one must stay referenced until the run ends
+    local_search = op.LMOptimizer(dtable, problem, 10, 0)
+    optimizer = op.CoefficientOptimizer(local_search)
+    generator = op.BasicOffspringGenerator(evaluator, crossover, mutation, female, male, optimizer)
+    initializer = op.UniformLengthTreeInitializer(creator)
+    initializer.ParameterizeDistribution(3, min(10, max_length))
+    initializer.MinDepth, initializer.MaxDepth = 1, 1000
+    config = op.GeneticAlgorithmConfig(
+        generations=generations or 10**6,
+        max_evaluations=10**12,
+        local_iterations=0,
+        population_size=500,
+        pool_size=500,
+        p_crossover=1.0,
+        p_mutation=0.25,
+        p_local=0.0,
+        p_lamarck=1.0,
+        epsilon=1e-5,
+        seed=seed,
+        max_time=max(1, round(time_s)),
+    )
+    reinserter = op.KeepBestReinserter(comparison)
+    gp = op.GeneticProgrammingAlgorithm(config, problem, initializer, coefficients, generator, reinserter)
+    gp.Run(op.RandomGenerator(np.uint64(seed)), None, 1, False)  # one thread: the fitness holds the GIL
+    on_generation(gp.Generation)
+    best: dict[int, Candidate] = {}
+    mapping = _operon_names(variables, names)
+    for individual in gp.Individuals:
+        loss = float(individual.GetFitness(0))
+        length = int(individual.Genotype.Length)
+        if np.isfinite(loss) and (length not in best or loss < best[length].loss):
+            best[length] = Candidate(op.InfixFormatter.Format(individual.Genotype, mapping, 12), length, loss)
+    return list(best.values())
+
+
+def _distillation_run(x, score, names, operators, max_length, time_s, seed, generations):
+    """Operon's NSGA-II on (R², length) against a score: its whole Pareto front."""
+    from pyoperon.sklearn import SymbolicRegressor
+
+    symbols = ",".join([*(OPERATORS[o][0] for o in operators), "constant", "variable"])
+    regressor = SymbolicRegressor(
+        allowed_symbols=symbols,
+        objectives=["r2", "length"],
+        max_length=max_length,
+        generations=generations or 10**6,
+        max_evaluations=10**9,
+        population_size=1000,
+        n_threads=min(2, os.cpu_count() or 1),
+        max_time=max(1, round(time_s)),
+        random_state=seed,
+        model_selection_criterion="mean_squared_error",
+    )
+    regressor.fit(x, score)
+    return [
+        Candidate(
+            regressor.get_model_string(m["tree"], 12, list(names)), int(m["length"]), float(m["mean_squared_error"])
+        )
+        for m in regressor.pareto_front_
+    ]
+
+
+def run_operon(
+    x: np.ndarray,
+    target: np.ndarray,
+    names: Sequence[str],
+    *,
+    classify: bool,
+    operators: Sequence[str] = DEFAULT_OPERATORS,
+    max_length: int = 25,
+    time_s: float = 20.0,
+    seed: int = 0,
+    generations: int | None = None,
+    on_generation: Callable[[int], object] | None = None,
+) -> list[Candidate]:
+    """One pyoperon run; returns the candidates of its final population (best per length) or Pareto front.
+
+    Parameters
+    ----------
+    x : ndarray of shape (N, D)
+        Inputs, columns named by ``names``.
+    target : ndarray of shape (N,)
+        0/1 labels (``classify=True``) or a score to reproduce (distillation).
+    max_length : int, default=25
+        Most nodes of an Operon tree (Operon counts a weight on each input as nodes too).
+    time_s : float, default=20.0
+        Wall-clock budget of the run, in seconds.
+    generations : int, optional
+        Stop after this many generations (reproducible: the time budget then only bounds the run); default:
+        run until the time budget is spent.
+    on_generation : callable, optional
+        Called with the generation number after each generation (classification runs).
+    """
+    operators = check_operators(operators)
+    x = np.asarray(x, dtype=np.float64)
+    target = np.asarray(target, dtype=np.float64)
+    if classify:
+        return _classification_run(
+            x, target, names, operators, max_length, time_s, seed, on_generation or (lambda _g: None), generations
+        )
+    return _distillation_run(x, target, names, operators, max_length, time_s, seed, generations)
+
+
+# --- PySR ---------------------------------------------------------------------------------------------------------
+
+
+def pysr_equations_to_candidates(table: pd.DataFrame, names: Sequence[str]) -> list[Candidate]:
+    """PySR's ``equations_`` table (complexity, loss, score, equation) as candidates in the input names.
+
+    PySR names inputs ``x0, x1, ...`` in column order; each becomes ``names[k]``. The text is not evaluated
+    here: :mod:`.search` parses it with the whitelist parser.
+
+    >>> table = pd.DataFrame({"complexity": [3], "loss": [0.4], "score": [0.1], "equation": ["x1 - 0.5"]})
+    >>> pysr_equations_to_candidates(table, ["z3", "z17"])
+    [Candidate(text='z17 - 0.5', length=3, loss=0.4)]
+    """
+    import re
+
+    missing = [c for c in ("complexity", "loss", "equation") if c not in table.columns]
+    if missing:
+        raise ValueError(f"A PySR equation table needs the columns complexity, loss, equation; {missing} missing.")
+
+    def rename(match: re.Match) -> str:
+        index = int(match.group(1))
+        if index >= len(names):
+            raise ValueError(f"The equation reads x{index}, but only {len(names)} inputs were given.")
+        return names[index]
+
+    return [
+        Candidate(re.sub(r"\bx(\d+)\b", rename, str(row.equation)), int(row.complexity), float(row.loss))
+        for row in table.itertuples(index=False)
+    ]
+
+
+_PYSR_SCRIPT = """
+import sys, numpy as np
+from pysr import PySRRegressor
+folder = sys.argv[1]
+data = np.load(folder + "/data.npz", allow_pickle=False)
+settings = dict(np.load(folder + "/settings.npz", allow_pickle=False))
+binary = [str(o) for o in settings["binary"]]
+unary = [str(o) for o in settings["unary"]]
+model = PySRRegressor(
+    binary_operators=binary, unary_operators=unary, maxsize=int(settings["max_size"]),
+    timeout_in_seconds=float(settings["time_s"]), niterations=1000000, random_state=int(settings["seed"]),
+    deterministic=True, parallelism="serial", model_selection="best", progress=False, verbosity=0,
+    elementwise_loss="SigmoidLoss()" if bool(settings["classify"]) else "L2DistLoss()",
+)
+model.fit(data["x"], data["y"])
+model.equations_[["complexity", "loss", "score", "equation"]].to_csv(folder + "/equations.csv", index=False)
+"""
+
+
+def julia_available() -> bool:
+    """Whether a Julia runtime is on this machine (PySR is not imported: importing it downloads Julia)."""
+    return bool(os.environ.get("PYTHON_JULIAPKG_EXE") or shutil.which("julia"))
+
+
+def run_pysr(
+    x: np.ndarray,
+    target: np.ndarray,
+    names: Sequence[str],
+    *,
+    classify: bool,
+    operators: Sequence[str] = DEFAULT_OPERATORS,
+    max_length: int = 25,
+    time_s: float = 60.0,
+    seed: int = 0,
+) -> list[Candidate]:
+    """One PySR run in a separate Python process (PySR is not thread-safe); its equation table as candidates.
+
+    Raises
+    ------
+    EngineUnavailableError
+        No Julia runtime, or PySR not installed: the message names the fix; pyoperon stays available.
+    """
+    import importlib.util
+
+    if not julia_available():
+        raise EngineUnavailableError(
+            "PySR needs Julia, and no Julia runtime was found (julia not on PATH, PYTHON_JULIAPKG_EXE unset). "
+            "Install Julia and PySR's Julia packages on a machine with internet, or use the pyoperon engine "
+            "(--engine operon), which needs nothing more."
+        )
+    if importlib.util.find_spec("pysr") is None:
+        raise EngineUnavailableError("PySR is not installed: `pip install pysr`, or use the pyoperon engine.")
+    operators = check_operators(operators)
+    binary = [OPERATORS[o][1] for o in operators if OPERATORS[o][2] == 2]
+    unary = [OPERATORS[o][1] for o in operators if OPERATORS[o][2] == 1]
+    with tempfile.TemporaryDirectory(prefix="cellstate-pysr-") as folder:
+        target = 2.0 * np.asarray(target) - 1.0 if classify else np.asarray(target)
+        np.savez(Path(folder) / "data.npz", x=np.asarray(x, dtype=np.float64), y=target.astype(np.float64))
+        np.savez(
+            Path(folder) / "settings.npz",
+            binary=np.array(binary),
+            unary=np.array(unary or ["exp"]),
+            max_size=max_length,
+            time_s=time_s,
+            seed=seed,
+            classify=classify,
+        )
+        script = Path(folder) / "run_pysr.py"
+        script.write_text(_PYSR_SCRIPT, encoding="utf-8")
+        done = subprocess.run(
+            [sys.executable, str(script), folder], capture_output=True, text=True, timeout=time_s + 600, check=False
+        )
+        equations = Path(folder) / "equations.csv"
+        if done.returncode != 0 or not equations.exists():
+            raise EngineUnavailableError(f"PySR failed (exit {done.returncode}): {done.stderr.strip()[-2000:]}")
+        return pysr_equations_to_candidates(pd.read_csv(equations), names)

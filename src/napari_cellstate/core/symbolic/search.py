@@ -1,0 +1,522 @@
+"""Discover a formula for cell state: searches on folds of the training rows, a Pareto front, a documented choice.
+
+Small label sets (about 100 labelled cells) overfit easily, so no row decides twice:
+
+1. the training rows are split into ``restarts`` folds (grouped by cell, stratified by class);
+2. search k runs on the other folds (an engine of :mod:`.engines`) and proposes candidate formulas g;
+3. each candidate is calibrated on the rows it was searched on (the threshold t of ``g - t``, or ``t - g``,
+   from a class-balanced logistic fit, then all its constants refitted by
+   :func:`~napari_cellstate.core.symbolic.expression.refine_constants`) and scored on fold k, which the search
+   never saw;
+4. the candidates of all folds form the Pareto front of held-out loss against size (nodes, counted as for
+   Table 1), and :func:`choose_best` picks one with PySR's "best" rule;
+5. the test rows are used only for the reported test accuracy (and the logistic-regression baseline's).
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import time
+from collections.abc import Generator, Iterator, Sequence
+from dataclasses import asdict, dataclass, field, replace
+
+import numpy as np
+import pandas as pd
+import sympy
+
+from ..progress import Progress, run_to_completion
+from .engines import DEFAULT_OPERATORS, Candidate, balanced_logistic_loss, check_operators, run_operon, run_pysr
+from .expression import SymbolicExpression, refine_constants
+from .parse import ExpressionSyntaxError, parse_expression
+
+__all__ = [
+    "DiscoveryResult",
+    "FrontPoint",
+    "SearchSettings",
+    "SymbolicDataError",
+    "choose_best",
+    "discover_expression",
+    "iter_discover_expression",
+    "pareto_front",
+]
+
+_SIMPLIFY_MAX_SIZE = 60  # sympy.simplify is slow on large trees; larger ones are kept as found
+
+
+class SymbolicDataError(ValueError):
+    """The data cannot be searched (one class, no inputs, non-numeric values); the message says what to do."""
+
+
+@dataclass(frozen=True)
+class SearchSettings:
+    """How to search (see :func:`iter_discover_expression`).
+
+    Attributes
+    ----------
+    engine : {"operon", "pysr"}, default="operon"
+    operators : tuple of str, default=("+", "-", "*", "/", "exp", "square")
+    max_length : int, default=25
+        Most nodes of an engine's tree (Operon also counts a weight on each input).
+    time_budget_s : float, default=60.0
+        Wall-clock seconds for all searches together.
+    restarts : int, default=2
+        Searches, one per fold of the training rows (at least 2: each needs held-out rows).
+    n_processes : int, default=2
+        Searches run at once, each in its own single-threaded process (pyoperon only).
+    max_rows : int, default=2000
+        Most rows an engine searches on (a class-stratified sample): the loss is evaluated in Python.
+    max_generations : int, optional
+        Generations per search; set it for results that repeat exactly with the same seed (a time budget
+        alone stops after however many generations the machine managed).
+    seed : int, default=0
+    """
+
+    engine: str = "operon"
+    operators: tuple[str, ...] = DEFAULT_OPERATORS
+    max_length: int = 25
+    time_budget_s: float = 60.0
+    restarts: int = 2
+    n_processes: int = 2
+    max_rows: int = 2000
+    max_generations: int | None = None
+    seed: int = 0
+
+    def checked(self) -> SearchSettings:
+        """Validate without changing anything (raises ValueError naming the setting)."""
+        if self.engine not in ("operon", "pysr"):
+            raise ValueError(f"engine must be 'operon' or 'pysr', not {self.engine!r}.")
+        check_operators(self.operators)
+        if self.max_length < 3:
+            raise ValueError(f"max_length must be at least 3 nodes, not {self.max_length}.")
+        if self.restarts < 2:
+            raise ValueError("restarts must be at least 2: each search needs held-out training rows to be judged.")
+        if not 1 <= self.n_processes <= 2:
+            raise ValueError(f"n_processes must be 1 or 2 (a laptop's share), not {self.n_processes}.")
+        if not self.time_budget_s > 0:
+            raise ValueError(f"time_budget_s must be positive, not {self.time_budget_s}.")
+        return self
+
+
+@dataclass(frozen=True)
+class FrontPoint:
+    """A candidate formula and how it did: held-out loss and accuracy (the choice), train and test accuracy."""
+
+    expression: SymbolicExpression
+    size: int
+    loss: float
+    validation_accuracy: float
+    train_accuracy: float = math.nan
+    test_accuracy: float = math.nan
+    test_balanced_accuracy: float = math.nan
+
+
+@dataclass
+class DiscoveryResult:
+    """The Pareto front of a search and the chosen point.
+
+    Attributes
+    ----------
+    front : list of FrontPoint
+        By increasing size, decreasing held-out loss.
+    chosen : int
+        Index in ``front`` of the chosen formula (:func:`choose_best`, or the user's pick via :meth:`choose`).
+    inputs : list of str
+        The inputs the search could use.
+    target : str
+        ``"label"`` or ``"score"``.
+    baseline_test_accuracy : float
+        Logistic regression on the same inputs and training rows, on the same test rows.
+    seconds : float
+    settings : SearchSettings
+    """
+
+    front: list[FrontPoint]
+    chosen: int
+    inputs: list[str]
+    target: str
+    baseline_test_accuracy: float
+    seconds: float
+    settings: SearchSettings
+    data: dict = field(default_factory=dict)
+
+    @property
+    def point(self) -> FrontPoint:
+        """The chosen point."""
+        return self.front[self.chosen]
+
+    @property
+    def expression(self) -> SymbolicExpression:
+        """The chosen formula."""
+        return self.point.expression
+
+    def choose(self, index: int) -> DiscoveryResult:
+        """The same result with another point of the front chosen."""
+        if not 0 <= index < len(self.front):
+            raise IndexError(f"The front has {len(self.front)} points; {index} is not one of them.")
+        return replace(self, chosen=index)
+
+    def pareto_table(self) -> pd.DataFrame:
+        """One row per front point: expression (rounded), size, held-out loss and accuracy, test accuracy."""
+        return pd.DataFrame(
+            [
+                {
+                    "expression": p.expression.readable(),
+                    "size": p.size,
+                    "loss": p.loss,
+                    "validation_accuracy": p.validation_accuracy,
+                    "test_accuracy": p.test_accuracy,
+                    "chosen": k == self.chosen,
+                }
+                for k, p in enumerate(self.front)
+            ]
+        )
+
+    def summary(self) -> dict:
+        """The JSON the CLI prints and the card keeps."""
+        point = self.point
+        return {
+            "expression": point.expression.text,
+            "readable": point.expression.readable(),
+            "latex": point.expression.latex(),
+            "size": point.size,
+            "train_accuracy": point.train_accuracy,
+            "test_accuracy": point.test_accuracy,
+            "test_balanced_accuracy": point.test_balanced_accuracy,
+            "validation_accuracy": point.validation_accuracy,
+            "baseline_test_accuracy": self.baseline_test_accuracy,
+            "inputs": self.inputs,
+            "inputs_used": point.expression.inputs,
+            "target": self.target,
+            "seconds": round(self.seconds, 2),
+            "pareto": [{"expression": p.expression.text, "size": p.size, "loss": p.loss} for p in self.front],
+            "settings": {**asdict(self.settings), "operators": list(self.settings.operators)},
+            "data": self.data,
+        }
+
+
+def pareto_front(points: Sequence[FrontPoint]) -> list[FrontPoint]:
+    """The points no other point beats on both size and loss, by increasing size (ties: the first kept).
+
+    >>> e = SymbolicExpression(sympy.Integer(1))
+    >>> [p.size for p in pareto_front([FrontPoint(e, 5, 0.3, 0), FrontPoint(e, 3, 0.5, 0), FrontPoint(e, 7, 0.4, 0)])]
+    [3, 5]
+    """
+    front: list[FrontPoint] = []
+    for point in sorted(points, key=lambda p: (p.size, p.loss)):
+        if np.isfinite(point.loss) and (not front or point.loss < front[-1].loss):
+            front.append(point)
+    return front
+
+
+def choose_best(front: Sequence[FrontPoint], loss_factor: float = 1.5) -> int:
+    """PySR's "best" rule: among points with loss <= ``loss_factor`` × the lowest, the highest score.
+
+    The score of a point is −Δlog(loss)/Δsize against the previous point of the front (the first point
+    scores 0): how much loss each extra node buys.
+
+    >>> e = SymbolicExpression(sympy.Integer(1))
+    >>> front = [FrontPoint(e, 1, 0.69, 0), FrontPoint(e, 9, 0.12, 0), FrontPoint(e, 25, 0.11, 0)]
+    >>> choose_best(front)
+    1
+    """
+    if not front:
+        raise ValueError("The Pareto front is empty: the search found no formula.")
+    lowest = min(p.loss for p in front)
+    scores = [0.0] + [
+        -(math.log(max(b.loss, 1e-12)) - math.log(max(a.loss, 1e-12))) / max(b.size - a.size, 1)
+        for a, b in itertools.pairwise(front)
+    ]
+    eligible = [k for k, p in enumerate(front) if p.loss <= loss_factor * lowest]
+    return max(eligible, key=lambda k: (scores[k], -k))
+
+
+def _check_inputs(x: np.ndarray, labels: np.ndarray, names: Sequence[str]) -> None:
+    if len(names) == 0 or x.ndim != 2 or x.shape[1] == 0:
+        raise SymbolicDataError(
+            "No inputs to search over: choose the inputs (e.g. --inputs z3 z17 z21 z29) or train a sparse head "
+            "(Scheme 3) first, whose kept latents are the default."
+        )
+    if x.shape[1] != len(names):
+        raise SymbolicDataError(f"{x.shape[1]} input columns but {len(names)} names.")
+    if not np.all(np.isfinite(x)):
+        raise SymbolicDataError("Some inputs are not finite numbers (NaN or inf): remove those rows first.")
+    classes = np.unique(labels)
+    if len(classes) < 2:
+        raise SymbolicDataError(
+            f"The labels hold one class only ({classes.tolist()}): label interphase and metaphase cells both."
+        )
+
+
+def _folds(labels: np.ndarray, groups: np.ndarray, n_folds: int, seed: int) -> list[np.ndarray]:
+    """Fold index arrays over positions 0..len(labels)-1, grouped by cell and stratified by class."""
+    from sklearn.model_selection import StratifiedGroupKFold
+
+    per_class = np.bincount(labels.astype(int), minlength=2)
+    n_groups = len(np.unique(groups))
+    if per_class.min() < n_folds or n_groups < n_folds:
+        raise SymbolicDataError(
+            f"Too few training cells for {n_folds} folds (per class {per_class.tolist()}, {n_groups} cells): "
+            "label more cells or use fewer restarts."
+        )
+    splitter = StratifiedGroupKFold(n_splits=n_folds, shuffle=True, random_state=seed)
+    return [held for _, held in splitter.split(np.zeros(len(labels)), labels, groups)]
+
+
+def _sample(rows: np.ndarray, labels: np.ndarray, most: int, rng: np.random.Generator) -> np.ndarray:
+    """At most ``most`` of ``rows``, each class in proportion (all of them when they fit)."""
+    if len(rows) <= most:
+        return rows
+    chosen = [
+        rng.choice(part, size=max(1, round(most * len(part) / len(rows))), replace=False)
+        for part in (rows[labels[rows] == 0], rows[labels[rows] == 1])
+        if len(part)
+    ]
+    return np.sort(np.concatenate(chosen))
+
+
+def _engine_front(candidates: Sequence[Candidate]) -> list[Candidate]:
+    """The candidates no shorter one beats on the engine's own loss: the only ones worth calibrating."""
+    front: list[Candidate] = []
+    for candidate in sorted(candidates, key=lambda c: (c.length, c.loss)):
+        if np.isfinite(candidate.loss) and (not front or candidate.loss < front[-1].loss):
+            front.append(candidate)
+    return front
+
+
+def _simplified(expr: sympy.Expr) -> sympy.Expr:
+    from ..heads.analysis import sympy_expression_size
+
+    if sympy_expression_size(expr) > _SIMPLIFY_MAX_SIZE:
+        return expr
+    simple = sympy.simplify(expr)
+    return simple if sympy_expression_size(simple) <= sympy_expression_size(expr) else expr
+
+
+def _balanced(predicted: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
+    truth = labels.astype(bool)
+    recalls = [np.mean(predicted[truth == c] == c) for c in (False, True) if np.any(truth == c)]
+    return float(np.mean(predicted == truth)), float(np.mean(recalls))
+
+
+def _calibrated(candidate: Candidate, names, x_fit, y_fit, x_held, y_held) -> FrontPoint | None:
+    """The candidate as ``g - t`` (or ``t - g``) thresholded on the fitting rows, scored on held-out rows."""
+    try:
+        g = parse_expression(candidate.text, names)
+    except ExpressionSyntaxError:
+        return None  # an engine wrote something outside the grammar: not a candidate
+    if not g.free_symbols:
+        return None
+    fit = SymbolicExpression(g).numpy(x_fit, names)
+    if np.isnan(fit).any():  # undefined somewhere on the data (log of a negative, 0/0): not a classifier
+        return None
+    _, a, b = balanced_logistic_loss(fit, y_fit)
+    finite = np.nan_to_num(fit, posinf=1e12, neginf=-1e12)
+    with np.errstate(over="ignore", invalid="ignore"):
+        mu, sd = float(finite.mean()), float(finite.std())
+    if a == 0 or sd == 0 or not np.isfinite(mu + sd):
+        return None
+    threshold = mu - b * sd / a
+    formula = _simplified(g - sympy.Float(threshold) if a > 0 else sympy.Float(threshold) - g)
+    refined, scale = refine_constants(formula, x_fit, y_fit, names)
+    expression = SymbolicExpression(refined)
+    held = np.nan_to_num(expression.numpy(x_held, names), nan=0.0, posinf=1e12, neginf=-1e12)
+    logit = np.clip((abs(a) / sd if refined is formula else scale) * held, -30, 30)
+    positive = y_held.mean()
+    weights = np.where(y_held == 1, 0.5 / positive, 0.5 / (1 - positive))
+    loss = float((weights * (np.logaddexp(0, logit) - y_held * logit)).mean())
+    return FrontPoint(expression, expression.size, loss, _balanced(held >= 0, y_held)[1])
+
+
+def _engine_job(settings: SearchSettings, x, target, names, classify: bool, seed: int, time_s: float):
+    """One search (module level, so a worker process can run it): its candidates and generations."""
+    kwargs = {
+        "classify": classify,
+        "operators": settings.operators,
+        "max_length": settings.max_length,
+        "time_s": time_s,
+        "seed": seed,
+    }
+    if settings.engine == "pysr":
+        return run_pysr(x, target, names, **kwargs), 0
+    generations = [0]
+    candidates = run_operon(
+        x,
+        target,
+        names,
+        generations=settings.max_generations,
+        on_generation=lambda g: generations.__setitem__(0, g),
+        **kwargs,
+    )
+    return candidates, generations[0]
+
+
+def _run_jobs(jobs: list[tuple], workers: int, deadline_s: float, heartbeat_s: float = 0.5) -> Iterator[tuple]:
+    """``(index, result)`` of each job as it finishes, ``workers`` processes at a time (in-process for one).
+
+    Each worker is a fresh Python process (spawned: safe beside Qt and threads) running one single-threaded
+    search; while they run, ``(None, None)`` comes every ``heartbeat_s`` seconds, and closing this generator
+    terminates the workers at once (Cancel). With one worker the search runs in this process and cannot be
+    interrupted: its time budget bounds it. Workers that have not answered by ``deadline_s`` (e.g. they could
+    not start: a script without an ``if __name__ == "__main__":`` guard) raise a RuntimeError.
+    """
+    if workers <= 1:
+        for k, job in enumerate(jobs):
+            yield k, _engine_job(*job)
+        return
+    import multiprocessing
+
+    pool = multiprocessing.get_context("spawn").Pool(workers)
+    try:
+        pending = {k: pool.apply_async(_engine_job, job) for k, job in enumerate(jobs)}
+        last = started = time.perf_counter()
+        while pending:
+            if time.perf_counter() - started > deadline_s:
+                raise RuntimeError(
+                    "The search processes did not finish in time. If you run this from a script, guard it with "
+                    "`if __name__ == '__main__':` (worker processes import the main module), or use n_processes=1."
+                )
+            finished = [k for k, result in pending.items() if result.ready()]
+            for k in finished:
+                yield k, pending.pop(k).get()
+            if not finished:
+                time.sleep(0.05)
+                if time.perf_counter() - last >= heartbeat_s:
+                    last = time.perf_counter()
+                    yield None, None
+    finally:
+        pool.terminate()
+        pool.join()
+
+
+def iter_discover_expression(
+    x: np.ndarray,
+    labels: np.ndarray,
+    names: Sequence[str],
+    split: np.ndarray,
+    *,
+    groups: np.ndarray | None = None,
+    score: np.ndarray | None = None,
+    settings: SearchSettings | None = None,
+) -> Generator[Progress, None, DiscoveryResult]:
+    """Search for a formula f(inputs) whose sign tells metaphase (f >= 0) from interphase.
+
+    Parameters
+    ----------
+    x : ndarray of shape (N, D)
+        The inputs, e.g. the latents a sparse head kept; columns named by ``names``.
+    labels : ndarray of shape (N,)
+        1 metaphase, 0 interphase.
+    names : sequence of str
+        Input names (``z3``, ``z17``, ...); they are the formula's variables.
+    split : ndarray of shape (N,), str
+        ``"train"`` or ``"test"``; the search and the choice use training rows only.
+    groups : ndarray of shape (N,), optional
+        Cell of each row (rows of one cell stay in one fold); default: each row its own cell.
+    score : ndarray of shape (N,), optional
+        A head's score to reproduce (distillation) instead of the labels; the choice still uses the labels.
+    settings : SearchSettings, optional
+
+    Yields
+    ------
+    Progress
+        A heartbeat about twice a second while the searches run (elapsed time), and one event per finished
+        search with ``generations`` and ``best_loss`` (held-out). Closing the generator (Cancel) stops the
+        search processes at once; a single in-process search (``n_processes=1``) stops at its time budget.
+
+    Returns
+    -------
+    DiscoveryResult
+
+    Raises
+    ------
+    SymbolicDataError
+        No inputs, one class, non-finite inputs, too few cells for the folds.
+    EngineUnavailableError
+        PySR chosen where Julia is missing.
+    """
+    settings = (settings or SearchSettings()).checked()
+    x = np.asarray(x, dtype=np.float64)
+    labels = np.asarray(labels).astype(np.int8)
+    names = list(names)
+    _check_inputs(x, labels, names)
+    split = np.asarray(split).astype(str)
+    train, test = np.flatnonzero(split == "train"), np.flatnonzero(split == "test")
+    if len(np.unique(labels[train])) < 2:
+        raise SymbolicDataError("The training rows hold one class only: label cells of both classes.")
+    groups = np.arange(len(labels)) if groups is None else np.asarray(groups)
+    folds = [train[f] for f in _folds(labels[train], groups[train], settings.restarts, settings.seed)]
+    rng = np.random.default_rng(settings.seed)
+    started = time.perf_counter()
+    jobs = []
+    for k, held in enumerate(folds):
+        fit = _sample(np.setdiff1d(train, held), labels, settings.max_rows, rng)
+        target = labels[fit] if score is None else np.asarray(score)[fit]
+        jobs.append((fit, held, (settings, x[fit], target, names, score is None, settings.seed * 1000 + k)))
+    workers = 1 if settings.engine == "pysr" else min(settings.n_processes, len(jobs))
+    rounds = math.ceil(len(jobs) / workers)
+    reserve = min(5.0, 0.15 * settings.time_budget_s)  # starting processes, calibrating candidates
+    time_s = max(1.0, (settings.time_budget_s - reserve) / rounds)
+    points: list[FrontPoint] = []
+    best = math.inf
+    expected_s = time_s * rounds + reserve
+    units, step, done = 1000, 0, 0
+    for k, outcome in _run_jobs([(*job, time_s) for *_, job in jobs], workers, deadline_s=2 * expected_s + 60):
+        elapsed = time.perf_counter() - started
+        step = max(step, min(units - 1, int(units * elapsed / expected_s)))
+        if k is None:  # a heartbeat while the searches run: progress, and a point where Cancel takes effect
+            yield Progress(step, units, f"searching: {elapsed:.0f} s of about {expected_s:.0f} s", {})
+            continue
+        candidates, generations = outcome
+        fit, held, _ = jobs[k]
+        for candidate in _engine_front(candidates):
+            point = _calibrated(candidate, names, x[fit], labels[fit], x[held], labels[held])
+            if point is not None:
+                points.append(point)
+                best = min(best, point.loss)
+        done += 1
+        step = max(step, units * done // len(jobs))
+        yield Progress(
+            step,
+            units,
+            f"search {done}/{len(jobs)}: {generations} generations, best held-out loss {best:.4f}",
+            {"generations": float(generations), "best_loss": float(best)},
+        )
+    front = pareto_front(points)
+    if not front:
+        raise SymbolicDataError("The search found no usable formula: allow more time or a larger max_length.")
+    front = [_scored(p, x, labels, names, train, test) for p in front]
+    return DiscoveryResult(
+        front=front,
+        chosen=choose_best(front),
+        inputs=names,
+        target="label" if score is None else "score",
+        baseline_test_accuracy=_baseline(x, labels, train, test),
+        seconds=time.perf_counter() - started,
+        settings=settings,
+        data={"n_train": len(train), "n_test": len(test), "n_metaphase": int(labels.sum())},
+    )
+
+
+def _scored(point: FrontPoint, x, labels, names, train, test) -> FrontPoint:
+    scores = point.expression.numpy(x, names)
+    train_accuracy = _balanced(scores[train] >= 0, labels[train])[0]
+    test_accuracy, test_balanced = _balanced(scores[test] >= 0, labels[test]) if len(test) else (math.nan, math.nan)
+    return replace(
+        point, train_accuracy=train_accuracy, test_accuracy=test_accuracy, test_balanced_accuracy=test_balanced
+    )
+
+
+def _baseline(x, labels, train, test) -> float:
+    """Test accuracy of a class-balanced logistic regression on the same inputs and rows."""
+    from sklearn.linear_model import LogisticRegression
+
+    if not len(test):
+        return math.nan
+    model = LogisticRegression(class_weight="balanced", max_iter=1000).fit(x[train], labels[train])
+    return float(np.mean(model.predict(x[test]) == labels[test]))
+
+
+def discover_expression(*args, **kwargs) -> DiscoveryResult:
+    """Blocking :func:`iter_discover_expression`."""
+    return run_to_completion(iter_discover_expression(*args, **kwargs))
