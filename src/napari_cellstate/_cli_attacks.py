@@ -12,8 +12,6 @@ import math
 import sys
 from pathlib import Path
 
-from .core.objects import latent_name
-
 HEAD_ARCHITECTURES = ("mlp-head", "cnn-classifier")
 
 
@@ -51,7 +49,7 @@ def _jsonable(value):
 def cmd_attack(args: argparse.Namespace) -> int:
     """Attack chosen cells of a project with one head; save maps, crops, scores and a summary."""
     from .core.attacks.project import iter_attack_project
-    from .core.attacks.results import save_attack_result
+    from .core.attacks.results import attack_summary, save_attack_result
     from .core.progress import run_to_completion
 
     log = sys.stderr if args.json else sys.stdout
@@ -69,13 +67,7 @@ def cmd_attack(args: argparse.Namespace) -> int:
     result, geometry = run_to_completion(steps, _progress_printer(log))
     folder = save_attack_result(args.out, result, geometry)
     summary = {
-        "scheme": result.scheme,
-        "head": result.model_name,
-        "space": result.space,
-        "method": result.method,
-        "frozen": [latent_name(j) for j in result.frozen],
-        "n_cells": len(result.cells),
-        "flip_rate": result.flip_rate,
+        **attack_summary(result),
         "out": str(folder),
         "cells": result.cells.to_dict(orient="records"),
     }

@@ -55,7 +55,6 @@ def train_and_compare(
     """
     from .core.config import RigLConfig
     from .core.heads import save_head
-    from .core.heads.analysis import decompose
     from .core.heads.compare import (
         BestHeads,
         bars_report,
@@ -65,7 +64,7 @@ def train_and_compare(
         table1_markdown,
         write_table1,
     )
-    from .core.heads.plots import subnetwork_figures, topology_figure
+    from .core.heads.plots import save_sparse_figures
     from .core.progress import run_to_completion
 
     best = BestHeads()
@@ -91,13 +90,7 @@ def train_and_compare(
         written[f"{scheme} head"] = save_head(out / f"{scheme}_head", result.model, result.card)
     if "sparse" in best.results:
         head, names = best.results["sparse"].model, data.input_names
-        subnets = decompose(head, names)
-        figures = {"topology": topology_figure(head, names, subnets)}
-        panels = subnetwork_figures(head, subnets, data.latents, names)
-        figures.update({f"subnetwork_{i + 1}": figure for i, figure in enumerate(panels)})
-        for name, figure in figures.items():
-            written[name] = out / f"sparse_{name}.png"
-            figure.savefig(written[name], dpi=120)
+        written.update(save_sparse_figures(head, names, data.latents, out, dpi=120))
         used = ", ".join(names[i] for i in head.used_inputs())
         print(f"\nbest sparse head: {head.active_weights()} weights, inputs {used}")
     for name, path in written.items():

@@ -19,22 +19,14 @@ def discover_and_save(inputs, out: Path, settings, *, vae=None, quiet: bool = Fa
     from .core.progress import run_to_completion
     from .core.symbolic.files import save_expression
     from .core.symbolic.plots import save_figures
-    from .core.symbolic.search import iter_discover_expression
+    from .core.symbolic.search import iter_discover_for
 
     def report(event) -> None:
         if not quiet:
             print(f"  {event.message}", file=sys.stderr, flush=True)
 
     result = run_to_completion(
-        iter_discover_expression(
-            inputs.x,
-            inputs.labels,
-            inputs.names,
-            inputs.split,
-            groups=inputs.groups,
-            score=inputs.score,
-            settings=settings,
-        ),
+        iter_discover_for(inputs, settings),
         report,
     )
     summary = result.summary()

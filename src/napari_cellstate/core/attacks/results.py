@@ -48,10 +48,9 @@ def crop_placement(y: float, x: float, size_px: int, window_px: int | None = Non
     return start + 0.5 * scale - 0.5, np.array([scale, scale])
 
 
-def _summary(result: AttackResult, geometry: dict | None) -> dict:
+def attack_summary(result: AttackResult) -> dict:
+    """What an attack was and did, in a few JSON-ready fields (the CLI prints it; the saved card holds it)."""
     return {
-        "format": _FORMAT,
-        "version": 1,
         "scheme": result.scheme,
         "head": result.model_name,
         "space": result.space,
@@ -59,8 +58,11 @@ def _summary(result: AttackResult, geometry: dict | None) -> dict:
         "frozen": [latent_name(j) for j in result.frozen],
         "n_cells": len(result.cells),
         "flip_rate": result.flip_rate,
-        "geometry": geometry or {},
     }
+
+
+def _summary(result: AttackResult, geometry: dict | None) -> dict:
+    return {"format": _FORMAT, "version": 1, **attack_summary(result), "geometry": geometry or {}}
 
 
 def save_attack_result(folder: os.PathLike | str, result: AttackResult, geometry: dict | None = None) -> Path:

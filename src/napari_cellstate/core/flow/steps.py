@@ -366,10 +366,9 @@ def baseline_accuracy(data) -> dict:
 def _run_heads(ctx: FlowContext):
     from ..config import RigLConfig
     from ..heads import save_head
-    from ..heads.analysis import decompose
     from ..heads.compare import BestHeads, iter_compare_schemes, summarise_table1, write_table1
     from ..heads.data import project_head_data
-    from ..heads.plots import subnetwork_figures, topology_figure
+    from ..heads.plots import save_sparse_figures
 
     cfg = ctx.config.heads
     out = ctx.folder / "heads"
@@ -388,14 +387,8 @@ def _run_heads(ctx: FlowContext):
         written.append(save_head(out / f"{scheme}_head", result.model, result.card))
         written.append(Path(written[-1]).with_suffix(".json"))
     if "sparse" in best.results:
-        head, names = best.results["sparse"].model, data.input_names
-        subnets = decompose(head, names)
-        figures = {"topology": topology_figure(head, names, subnets)}
-        panels = subnetwork_figures(head, subnets, data.latents, names)
-        figures.update({f"subnetwork_{i + 1}": figure for i, figure in enumerate(panels)})
-        for name, figure in figures.items():
-            figure.savefig(out / f"sparse_{name}.png", dpi=110)
-            written.append(out / f"sparse_{name}.png")
+        figures = save_sparse_figures(best.results["sparse"].model, data.input_names, data.latents, out)
+        written.extend(figures.values())
     if "sparse" in best.results:  # every cell scored by the best sparse head (columns head_score, head_class)
         from ..heads.apply import iter_apply_head
 

@@ -29,7 +29,7 @@ def iter_scheme4(project: Path, heads: Path, out: Path, config: FlowConfig) -> G
     from ..symbolic.data import inputs_from_head_data
     from ..symbolic.files import save_expression
     from ..symbolic.plots import save_figures
-    from ..symbolic.search import SearchSettings, iter_discover_expression
+    from ..symbolic.search import SearchSettings, iter_discover_for
 
     data = project_head_data(project)
     head, _ = load_head(heads / "sparse_head")
@@ -39,15 +39,7 @@ def iter_scheme4(project: Path, heads: Path, out: Path, config: FlowConfig) -> G
     for seed in seeds:
         settings = SearchSettings(time_budget_s=config.symbolic.time_budget_s, seed=seed).checked()
         result = yield from relay(
-            iter_discover_expression(
-                inputs.x,
-                inputs.labels,
-                inputs.names,
-                inputs.split,
-                groups=inputs.groups,
-                score=inputs.score,
-                settings=settings,
-            ),
+            iter_discover_for(inputs, settings),
             f"Scheme 4, seed {seed}",
         )
         rows.append(symbolic_run_row(seed, result.summary()))

@@ -10,6 +10,7 @@ Colours follow one convention throughout: red means "pushes the score up, toward
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import numpy as np
 from matplotlib.collections import LineCollection
@@ -361,3 +362,18 @@ def subnetwork_figures(
         else:
             figures.append(_histogram_figure(subnet, subnet.response(direct), subtitle, response_label))
     return figures
+
+
+def save_sparse_figures(head, input_names, latents, folder, dpi: int = 110) -> dict[str, Path]:
+    """Save a sparse head's wiring and sub-network response figures as ``sparse_<name>.png`` in ``folder``."""
+    from .analysis import decompose
+
+    subnets = decompose(head, input_names)
+    figures = {"topology": topology_figure(head, input_names, subnets)}
+    panels = subnetwork_figures(head, subnets, latents, input_names)
+    figures.update({f"subnetwork_{i + 1}": figure for i, figure in enumerate(panels)})
+    written = {}
+    for name, figure in figures.items():
+        written[name] = Path(folder) / f"sparse_{name}.png"
+        figure.savefig(written[name], dpi=dpi)
+    return written

@@ -517,6 +517,21 @@ def _baseline(x, labels, train, test) -> float:
     return float(np.mean(model.predict(x[test]) == labels[test]))
 
 
+def iter_discover_for(inputs, settings: SearchSettings | None = None) -> Generator[Progress, None, DiscoveryResult]:
+    """:func:`iter_discover_expression` on a :class:`~napari_cellstate.core.symbolic.data.SymbolicInputs`."""
+    return (
+        yield from iter_discover_expression(
+            inputs.x,
+            inputs.labels,
+            inputs.names,
+            inputs.split,
+            groups=inputs.groups,
+            score=inputs.score,
+            settings=settings,
+        )
+    )
+
+
 def discover_expression(*args, **kwargs) -> DiscoveryResult:
     """Blocking :func:`iter_discover_expression`."""
     return run_to_completion(iter_discover_expression(*args, **kwargs))

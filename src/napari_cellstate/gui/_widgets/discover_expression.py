@@ -32,20 +32,12 @@ def iter_discover_for_project(
 ) -> Generator[Progress, None, tuple]:
     """Read the project's labelled cells (off the GUI thread), then search; returns ``(result, inputs)``."""
     from ...core.symbolic.data import inputs_from_project
-    from ...core.symbolic.search import iter_discover_expression
+    from ...core.symbolic.search import iter_discover_for
 
     yield Progress(0, settings.restarts, "reading the labelled cells ...")
     chosen = inputs_from_project(project, head=head or None, inputs=inputs or None, target=target)
     yield Progress(0, settings.restarts, f"searching over {', '.join(chosen.names)} ...")
-    result = yield from iter_discover_expression(
-        chosen.x,
-        chosen.labels,
-        chosen.names,
-        chosen.split,
-        groups=chosen.groups,
-        score=chosen.score,
-        settings=settings,
-    )
+    result = yield from iter_discover_for(chosen, settings)
     return result, chosen
 
 
