@@ -420,9 +420,14 @@ def _run_symbolic(ctx: FlowContext):
     if not (out / "sparse_head.safetensors").exists():
         yield Progress(1, 1, "no sparse head: Scheme 4 searches over the sparse head's latents", stage="symbolic")
         return {"files": {}, "skipped": "no sparse head (add 'sparse' to [heads] schemes)"}
+    from ..symbolic.search import SymbolicDataError
     from .symbolic import iter_scheme4
 
-    written = yield from relay(iter_scheme4(ctx.project, out, ctx.folder / "symbolic", ctx.config), "symbolic")
+    try:
+        written = yield from relay(iter_scheme4(ctx.project, out, ctx.folder / "symbolic", ctx.config), "symbolic")
+    except SymbolicDataError as err:  # e.g. a sparse head pruned to nothing: say so, the other schemes stand
+        yield Progress(1, 1, f"Scheme 4 skipped: {err}", stage="symbolic")
+        return {"files": {}, "skipped": str(err)}
     return {"files": _file_hashes(ctx, written)}
 
 

@@ -351,7 +351,8 @@ def iter_train_head(
         :func:`default_validation_fraction` (10 %, more on small sets).
     early_stopping : bool, default=True
         Stop when the validation loss has not improved for :data:`PATIENCE_SHARE` of the epochs and keep the best
-        validation epoch's weights (needs validation rows).
+        validation epoch's weights (needs validation rows; dense heads and the CNN: a sparse head follows RigL's
+        schedule to its end).
 
     Yields
     ------
@@ -382,7 +383,10 @@ def iter_train_head(
     started = time.perf_counter()
     dataset = _Rows(inputs[fit_rows], labels[fit_rows])
     patience = max(MIN_PATIENCE_EPOCHS, math.ceil(PATIENCE_SHARE * training.epochs))
-    best = _BestEpoch(model, patience) if early_stopping and validation is not None else None
+    # a sparse head's length is RigL's schedule (dense warm-up, then drop/grow until T_end): an earlier epoch's
+    # weights are a denser, unfinished network, so only dense heads and the CNN stop early
+    stops_early = early_stopping and validation is not None and scheme is not HeadScheme.SPARSE
+    best = _BestEpoch(model, patience) if stops_early else None
     steps = iter_train(task, dataset, training, checkpoint_dir=checkpoint_dir, resume=resume)
     history, step = yield from _until_stale(steps, best)
     if best is not None:
