@@ -13,7 +13,8 @@ Each set is encoded with the packaged β-TCVAE; its reconstruction error is prin
 Then Schemes 1-3 (and their baselines: logistic regression on pixels for Scheme 1, on latents for 2-3) are
 trained on the same 5 stratified, grouped folds with ``--seeds`` seeds each, using each scheme's default
 training. Printed: the cross-validated Table 1 (mean ± sd over folds, the baseline likewise, the spread across
-seeds), and whether each scheme is within one sd of its baseline.
+seeds), plain and balanced, and whether each scheme's balanced accuracy is within one sd of its baseline's
+(the bar; plain accuracy on HT29's 17 mitotic cells in 304 is 94 % for a model that calls no cell mitotic).
 
 Run: python benchmarks/real_classification.py [--sets drosophila ht29] [--seeds 3] [--schemes cnn dense sparse]
 """
@@ -142,6 +143,7 @@ def main() -> int:
         summary = cv_summary(runs)
         for scheme, s in summary.items():
             print(f"  {scheme}: folds {s['fold_accuracies']}, baseline {s['baseline_fold_accuracies']}")
+            print(f"    balanced: {s['fold_balanced_accuracies']}, baseline {s['baseline_fold_balanced_accuracies']}")
         if "sparse" in summary and "dense" in summary:
             print(f"  seed sd: sparse {summary['sparse']['seed_sd']:.3f}, dense {summary['dense']['seed_sd']:.3f}")
         print(f"  ({time.perf_counter() - start:.0f} s)")

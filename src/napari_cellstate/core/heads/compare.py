@@ -35,7 +35,7 @@ from ..objects import latent_name
 from ..progress import Progress
 from .crossval import baseline_scores
 from .data import HeadData, HeadDataError
-from .fit import HeadResult, default_training, iter_train_head
+from .fit import HeadResult, default_training, fit_and_validation_rows, iter_train_head
 
 __all__ = [
     "BAR_DESCRIPTIONS",
@@ -266,7 +266,7 @@ def _training_for(
 ) -> TrainConfig:
     """``training`` with the run's seed, or the scheme's default for as many rows as the run fits on."""
     if training is None:
-        fit_rows, _ = data.validation_split(_VALIDATION_FRACTION, seed=seed)
+        fit_rows, _ = fit_and_validation_rows(data, _VALIDATION_FRACTION, seed)
         training = default_training(scheme, seed, len(fit_rows))
     return training.model_copy(update={"seed": seed, **({"epochs": epochs} if epochs else {})})
 

@@ -6,7 +6,9 @@ Scheme 1, latents for Schemes 2-4 — trained and scored on the same rows (:func
 On a hundred labelled cells a single 10 % test split holds ten cells: one misclassified cell moves the accuracy by
 ten points. :func:`iter_cross_validate` trains every scheme (and its baseline) on K stratified folds, grouped by
 cell (track) so that no cell is on both sides, the same folds for every scheme, and reports per-fold accuracies
-with their mean and standard deviation (:func:`cv_summary`).
+with their mean and standard deviation (:func:`cv_summary`), plain and balanced. The bar (a scheme within one sd
+of its baseline, or above) is judged on balanced accuracy: labelled sets are often unbalanced (a few mitotic cells
+among hundreds), where plain accuracy rewards calling every cell interphase.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import pandas as pd
 from ..config import HeadScheme, RigLConfig
 from ..progress import Progress, relay
 from .data import HeadData, HeadDataError
-from .fit import default_training, default_validation_fraction, iter_train_head
+from .fit import default_training, fit_and_validation_rows, iter_train_head
 
 __all__ = [
     "CV_COLUMNS",
@@ -173,7 +175,7 @@ def iter_cross_validate(
                 if name in extra:
                     metrics = extra[name](fold_data, seed)
                 else:
-                    fit_rows, _ = fold_data.validation_split(default_validation_fraction(len(train_rows)), seed=seed)
+                    fit_rows, _ = fit_and_validation_rows(fold_data, seed=seed)
                     training = default_training(name, seed, len(fit_rows))
                     if epochs:
                         training = training.model_copy(update={"epochs": epochs})
@@ -198,12 +200,25 @@ def iter_cross_validate(
     return pd.DataFrame(rows, columns=list(CV_COLUMNS))
 
 
+def _fold_stats(rows: pd.DataFrame, column: str) -> dict:
+    """Per-fold values of ``column`` (mean over seeds; the baseline's are the same for every seed), mean and sd."""
+    per_fold = rows.groupby("fold")[column].mean()
+    return {
+        "folds": [round(float(v), 4) for v in per_fold],
+        "mean": float(per_fold.mean()),
+        "sd": float(per_fold.std(ddof=1)) if len(per_fold) > 1 else 0.0,
+    }
+
+
 def cv_summary(runs: pd.DataFrame) -> dict[str, dict]:
-    """Per scheme: per-fold accuracies (mean over seeds), their mean and sd, and the baseline's alike.
+    """Per scheme: per-fold accuracies and balanced accuracies (mean over seeds), means, sds, the baseline's alike.
 
     Also the spread across seeds (``seed_sd``: sd of each seed's cross-validated mean accuracy), the mean active
-    weights, and ``within_one_sd``: whether the scheme's mean is at least its baseline's mean minus one sd (of the
-    scheme's per-fold accuracies).
+    weights, and the bar, ``within_one_sd``: whether the scheme's mean **balanced** accuracy is at least its
+    baseline's minus one sd (of the scheme's per-fold balanced accuracies). Balanced accuracy (mean recall of the
+    two classes) is what the heads' and the baseline's class-weighted objectives aim at; on a set with 17 mitotic
+    cells in 300 the plain accuracy of a model calling every cell interphase is 94 %, so plain accuracy ranks
+    models by how rarely they call the rare class. ``accuracy_within_one_sd`` is the same test on plain accuracy.
 
     >>> runs = pd.DataFrame({"scheme": "dense", "seed": [0, 0, 1, 1], "fold": [0, 1, 0, 1],
     ...                      "accuracy": [0.9, 1.0, 0.8, 1.0], "balanced_accuracy": [0.9, 1.0, 0.8, 1.0],
@@ -215,21 +230,26 @@ def cv_summary(runs: pd.DataFrame) -> dict[str, dict]:
     """
     out = {}
     for scheme, rows in runs.groupby("scheme", sort=False):
-        per_fold = rows.groupby("fold")["accuracy"].mean()
-        baseline = rows.groupby("fold")["baseline_accuracy"].first()
+        plain, balanced = _fold_stats(rows, "accuracy"), _fold_stats(rows, "balanced_accuracy")
+        base, base_balanced = _fold_stats(rows, "baseline_accuracy"), _fold_stats(rows, "baseline_balanced_accuracy")
         per_seed = rows.groupby("seed")["accuracy"].mean()
-        sd = float(per_fold.std(ddof=1)) if len(per_fold) > 1 else 0.0
-        mean = float(per_fold.mean())
         out[str(scheme)] = {
-            "fold_accuracies": [round(float(v), 4) for v in per_fold],
-            "mean": mean,
-            "sd": sd,
+            "fold_accuracies": plain["folds"],
+            "mean": plain["mean"],
+            "sd": plain["sd"],
+            "fold_balanced_accuracies": balanced["folds"],
+            "balanced_mean": balanced["mean"],
+            "balanced_sd": balanced["sd"],
             "seed_sd": float(per_seed.std(ddof=1)) if len(per_seed) > 1 else 0.0,
             "active_weights": float(rows["active_weights"].mean()),
-            "baseline_fold_accuracies": [round(float(v), 4) for v in baseline],
-            "baseline_mean": float(baseline.mean()),
-            "baseline_sd": float(baseline.std(ddof=1)) if len(baseline) > 1 else 0.0,
-            "within_one_sd": bool(mean >= float(baseline.mean()) - sd),
+            "baseline_fold_accuracies": base["folds"],
+            "baseline_mean": base["mean"],
+            "baseline_sd": base["sd"],
+            "baseline_fold_balanced_accuracies": base_balanced["folds"],
+            "baseline_balanced_mean": base_balanced["mean"],
+            "baseline_balanced_sd": base_balanced["sd"],
+            "within_one_sd": bool(balanced["mean"] >= base_balanced["mean"] - balanced["sd"]),
+            "accuracy_within_one_sd": bool(plain["mean"] >= base["mean"] - plain["sd"]),
         }
     return out
 
@@ -259,8 +279,14 @@ _HEADS = {
 def cv_table(runs: pd.DataFrame) -> pd.DataFrame:
     """Table 1 from cross-validation: per scheme, accuracy and its baseline as mean ± sd over folds, in %.
 
-    Columns ``Scheme, Head, folds, seeds, head weights, accuracy, baseline accuracy, seed sd, ≥ baseline − 1 sd``.
+    Columns ``Scheme, Head, folds, seeds, head weights, accuracy, baseline accuracy, balanced accuracy, baseline
+    balanced accuracy, seed sd, ≥ baseline − 1 sd``; the last is the bar, judged on balanced accuracy
+    (:func:`cv_summary`).
     """
+
+    def pm(mean: float, sd: float) -> str:
+        return f"{100 * mean:.1f} ± {100 * sd:.1f} %"
+
     rows = []
     for scheme, s in cv_summary(runs).items():
         number, head = _HEADS.get(scheme, (None, scheme))
@@ -272,8 +298,10 @@ def cv_table(runs: pd.DataFrame) -> pd.DataFrame:
                 "folds": counts["fold"].nunique(),
                 "seeds": counts["seed"].nunique(),
                 "head weights": f"{s['active_weights']:.0f}",
-                "accuracy": f"{100 * s['mean']:.1f} ± {100 * s['sd']:.1f} %",
-                "baseline accuracy": f"{100 * s['baseline_mean']:.1f} ± {100 * s['baseline_sd']:.1f} %",
+                "accuracy": pm(s["mean"], s["sd"]),
+                "baseline accuracy": pm(s["baseline_mean"], s["baseline_sd"]),
+                "balanced accuracy": pm(s["balanced_mean"], s["balanced_sd"]),
+                "baseline balanced accuracy": pm(s["baseline_balanced_mean"], s["baseline_balanced_sd"]),
                 "seed sd": f"{100 * s['seed_sd']:.1f} %",
                 "≥ baseline − 1 sd": "yes" if s["within_one_sd"] else "NO",
             }

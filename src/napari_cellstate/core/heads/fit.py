@@ -10,8 +10,15 @@ nothing but the final figures.
 
 Small labelled sets (a hundred cells) need the training to scale with them (:func:`default_training`): every
 scheme gets a minimum number of optimisation steps whatever the data size (a fixed number of epochs over 80 cells
-is a dozen steps), weight decay, and early stopping: training ends when the validation loss has not improved for
-a quarter of the epochs, and the weights of the best validation epoch are kept.
+is a dozen steps), and weight decay.
+
+Early stopping keeps the weights of the best validation epoch (highest balanced accuracy, the lower loss breaking
+ties) and ends training when no epoch has been better for a quarter of the epochs. It is judged only where it can
+be (:func:`fit_and_validation_rows`): a validation part with a handful of cells of a class (17 mitotic cells among
+300 leave three to validate on) scores noise, and the class-weighted loss on three cells is lowest for a head that
+has learnt nothing (a constant score near 0, which calls every cell metaphase or none). Such sets train the full
+schedule on all their training rows. Neither is an epoch before the warm-up (:data:`WARMUP_SHARE` of the epochs)
+ever kept: it would be a head that has barely started to learn.
 """
 
 from __future__ import annotations
@@ -40,6 +47,7 @@ __all__ = [
     "default_training",
     "default_validation_fraction",
     "evaluate",
+    "fit_and_validation_rows",
     "iter_train_head",
     "predict",
     "train_head",
@@ -55,9 +63,13 @@ HEAD_WEIGHT_DECAY = 1e-4
 CNN_WEIGHT_DECAY = 1e-4
 #: Fewest validation cells early stopping is judged on, when the training rows allow.
 MIN_VALIDATION_CELLS = 20
-#: Early stopping waits this share of the epochs (at least :data:`MIN_PATIENCE_EPOCHS`) for a better validation loss.
+#: Fewest validation cells of each class for early stopping; with fewer, training runs its full schedule.
+MIN_VALIDATION_CELLS_PER_CLASS = 10
+#: Early stopping waits this share of the epochs (at least :data:`MIN_PATIENCE_EPOCHS`) for a better epoch.
 PATIENCE_SHARE = 0.25
 MIN_PATIENCE_EPOCHS = 5
+#: Share of the epochs trained before any epoch counts as the best one.
+WARMUP_SHARE = 0.25
 
 
 def default_training(scheme: HeadScheme | str, seed: int = 0, n_rows: int | None = None) -> TrainConfig:
@@ -106,6 +118,31 @@ def default_validation_fraction(n_train: int) -> float:
     (0.1, 0.25)
     """
     return float(min(0.25, max(0.1, MIN_VALIDATION_CELLS / max(n_train, 1))))
+
+
+def fit_and_validation_rows(
+    data: HeadData, validation_fraction: float | None = None, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    """Training rows to fit on and to validate on (grouped by cell), or all to fit on where validation cannot judge.
+
+    The validation part is ``validation_fraction`` of the training cells (default
+    :func:`default_validation_fraction`). When it would hold fewer than :data:`MIN_VALIDATION_CELLS_PER_CLASS`
+    cells of a class, its accuracy and loss move by whole cells, and early stopping on it keeps a head picked by
+    noise: then no rows are held out (the validation part is empty) and the head trains its full schedule.
+
+    >>> rare = HeadData(np.r_[np.ones(15), np.zeros(285)].astype(np.int8), np.full(300, "train"), np.arange(300),
+    ...                 np.zeros((300, 2), np.float32), None, ["a", "b"], "toy")
+    >>> [len(rows) for rows in fit_and_validation_rows(rare)]  # 3 mitotic cells would validate: none held out
+    [300, 0]
+    """
+    train = data.rows("train")
+    if validation_fraction is None:
+        validation_fraction = default_validation_fraction(len(train))
+    fit_rows, val_rows = data.validation_split(validation_fraction, seed=seed)
+    cells = [len(np.unique(data.groups[val_rows][data.labels[val_rows] == code])) for code in (0, 1)]
+    if min(cells) < MIN_VALIDATION_CELLS_PER_CLASS:
+        return train, train[:0]
+    return fit_rows, val_rows
 
 
 class _Rows(torch.utils.data.Dataset):
@@ -279,16 +316,24 @@ def _build(scheme: HeadScheme, n_inputs: int, crop_size: int, head: HeadConfig |
 
 
 class _BestEpoch:
-    """Early stopping on the validation loss: remembers the best epoch's weights and says when to stop."""
+    """Early stopping: remembers the best validation epoch's weights and says when to stop.
 
-    def __init__(self, model, patience_epochs: int) -> None:
-        self.model, self.patience = model, patience_epochs
-        self.best_loss, self.best_epoch, self.state = math.inf, 0, None
+    The best epoch has the highest validation balanced accuracy (the figure the heads are judged on; the
+    class-weighted loss of a few rare cells swings with one confident mistake), the lower validation loss breaking
+    ties. Epochs before ``warmup_epochs`` are never kept.
+    """
 
-    def update(self, epoch: int, val_loss: float) -> bool:
-        """Record an epoch's validation loss; True when ``patience`` epochs passed without improvement."""
-        if val_loss < self.best_loss - 1e-6:
-            self.best_loss, self.best_epoch = val_loss, epoch
+    def __init__(self, model, warmup_epochs: int, patience_epochs: int) -> None:
+        self.model, self.warmup, self.patience = model, warmup_epochs, patience_epochs
+        self.best_key, self.best_epoch, self.state = (-math.inf, -math.inf), 0, None
+
+    def update(self, epoch: int, metrics: dict[str, float]) -> bool:
+        """Record an epoch's validation metrics; True when ``patience`` epochs have brought nothing better."""
+        if epoch < self.warmup:
+            return False
+        key = (round(metrics["val_balanced_accuracy"], 6), -round(metrics["val_loss"], 6))
+        if key > self.best_key:
+            self.best_key, self.best_epoch = key, epoch
             self.state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
         return epoch - self.best_epoch >= self.patience
 
@@ -312,7 +357,7 @@ def _until_stale(steps, best: _BestEpoch | None) -> Generator[Progress, None, tu
             if event.kind == "epoch_end":
                 history.append(dict(event.metrics))
                 epoch = int(event.metrics["epoch"])
-                if best is not None and "val_loss" in event.metrics and best.update(epoch, event.metrics["val_loss"]):
+                if best is not None and "val_loss" in event.metrics and best.update(epoch, event.metrics):
                     yield Progress(step, step, f"early stop at epoch {epoch}: best validation epoch {best.best_epoch}")
                     return history, step
     finally:
@@ -348,11 +393,12 @@ def iter_train_head(
         Defaults to :func:`default_training`; the seed seeds the initial weights too.
     validation_fraction : float, optional
         Training rows (grouped by cell) held out to validate each epoch; default
-        :func:`default_validation_fraction` (10 %, more on small sets).
+        :func:`default_validation_fraction` (10 %, more on small sets). None are held out when the part would
+        hold too few cells of a class (:func:`fit_and_validation_rows`).
     early_stopping : bool, default=True
-        Stop when the validation loss has not improved for :data:`PATIENCE_SHARE` of the epochs and keep the best
-        validation epoch's weights (needs validation rows; dense heads and the CNN: a sparse head follows RigL's
-        schedule to its end).
+        Keep the best validation epoch's weights after the warm-up, and stop when no epoch has been better for
+        :data:`PATIENCE_SHARE` of the epochs (needs validation rows; dense heads and the CNN: a sparse head follows
+        RigL's schedule to its end).
 
     Yields
     ------
@@ -366,7 +412,7 @@ def iter_train_head(
     seed = training.seed if training is not None else 0
     if validation_fraction is None:
         validation_fraction = default_validation_fraction(len(data.rows("train")))
-    fit_rows, val_rows = data.validation_split(validation_fraction, seed=seed)
+    fit_rows, val_rows = fit_and_validation_rows(data, validation_fraction, seed)
     training = training or default_training(scheme, seed, len(fit_rows))
     test_rows = data.rows("test")
     labels = data.labels.astype(np.float32)
@@ -386,7 +432,8 @@ def iter_train_head(
     # a sparse head's length is RigL's schedule (dense warm-up, then drop/grow until T_end): an earlier epoch's
     # weights are a denser, unfinished network, so only dense heads and the CNN stop early
     stops_early = early_stopping and validation is not None and scheme is not HeadScheme.SPARSE
-    best = _BestEpoch(model, patience) if stops_early else None
+    warmup = math.ceil(WARMUP_SHARE * training.epochs)
+    best = _BestEpoch(model, warmup, patience) if stops_early else None
     steps = iter_train(task, dataset, training, checkpoint_dir=checkpoint_dir, resume=resume)
     history, step = yield from _until_stale(steps, best)
     if best is not None:
@@ -419,8 +466,10 @@ def iter_train_head(
             "cnn": model.cfg.model_dump(mode="json") if scheme is HeadScheme.CNN else None,
             "rigl": rigl.model_dump(mode="json") if scheme is HeadScheme.SPARSE else None,
             "training": training.model_dump(mode="json"),
-            "validation_fraction": validation_fraction,
-            "early_stopping": None if best is None else {"patience_epochs": patience, "best_epoch": best.best_epoch},
+            "validation_fraction": validation_fraction if len(val_rows) else 0.0,
+            "early_stopping": None
+            if best is None
+            else {"warmup_epochs": warmup, "patience_epochs": patience, "best_epoch": best.best_epoch},
         },
         "metrics": {**metrics, "prune": prune_report},
         "history": history,

@@ -33,7 +33,7 @@ from ..config import HeadConfig, HeadScheme, RigLConfig, SparsityDistribution, T
 from ..progress import Progress
 from .compare import _UNITS_PER_RUN, _VALIDATION_FRACTION, _relabelled
 from .data import HeadData
-from .fit import HeadResult, default_training, iter_train_head
+from .fit import HeadResult, default_training, fit_and_validation_rows, iter_train_head
 
 __all__ = [
     "TRIAL_COLUMNS",
@@ -311,7 +311,7 @@ def iter_sparsity_search(
     view = validation_view(data, validation_fraction, seed)
     view.check_trainable()
     if training is None:
-        fit_rows, _ = view.validation_split(_VALIDATION_FRACTION, seed=seed)
+        fit_rows, _ = fit_and_validation_rows(view, _VALIDATION_FRACTION, seed)
         training = default_training(HeadScheme.SPARSE, seed, len(fit_rows))
     path = Path(storage)
     path.parent.mkdir(parents=True, exist_ok=True)
