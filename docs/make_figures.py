@@ -92,9 +92,9 @@ def realism_figure(result) -> Path:
     ]
     if REAL.exists():
         rows += [
-            ("real: Drosophila H2B-GFP, interphase", drosophila_crops(6, 6))(  # frame 56,
-                "real: Drosophila H2B-GFP, metaphase", drosophila_crops(1, 6)
-            )("real: HT29 Hoechst, PH3-negative", ht29_crops(False, 6)),  # frame 7,
+            ("real: Drosophila H2B-GFP, interphase", drosophila_crops(6, 6)),  # sample frame 6 = movie frame 56
+            ("real: Drosophila H2B-GFP, metaphase", drosophila_crops(1, 6)),  # sample frame 1 = movie frame 7
+            ("real: HT29 Hoechst, PH3-negative", ht29_crops(False, 6)),
             ("real: HT29 Hoechst, PH3-positive (mitotic)", ht29_crops(True, 6)),
         ]
     fig, axes = plt.subplots(len(rows), 6, figsize=(9, 1.75 * len(rows)))
