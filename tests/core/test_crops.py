@@ -270,3 +270,17 @@ def test_rescaling_needs_the_movies_pixel_size(sample, objects):
 def test_a_single_frame_is_not_a_movie(sample, objects):
     with pytest.raises(ValueError, match=r"\(T, Y, X\) movie"):
         extract_crops(sample.movie[0], objects, CropConfig())
+
+
+def test_streamed_crops_equal_the_kept_ones_and_need_frame_order(sample, objects):
+    from napari_cellstate.core.progress import run_to_completion
+
+    cfg = CropConfig(size_px=32)
+    kept = extract_crops(sample.movie, objects, cfg)
+    blocks = []
+    streamed = run_to_completion(iter_extract_crops(sample.movie, objects, cfg, sink=blocks.append))
+    assert streamed.crops is None  # nothing kept in memory
+    assert max(len(b) for b in blocks) <= objects["t"].value_counts().max()  # one frame at a time
+    np.testing.assert_array_equal(np.concatenate(blocks), kept.crops)
+    with pytest.raises(ValueError, match="sorted by frame"):
+        run_to_completion(iter_extract_crops(sample.movie, objects.iloc[::-1], cfg, sink=blocks.append))

@@ -24,7 +24,7 @@ resize and the standardisation.
 
 from __future__ import annotations
 
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -44,8 +44,9 @@ class CropResult:
 
     Attributes
     ----------
-    crops : ndarray of shape (N, S, S), dtype float32
-        One crop per row of ``objects``, in the same order; ``S`` is ``size_px``.
+    crops : ndarray of shape (N, S, S), dtype float32, or None
+        One crop per row of ``objects``, in the same order; ``S`` is ``size_px``. None when the crops were
+        streamed to a sink (:func:`iter_extract_crops`).
     objects : DataFrame
         A copy of the input rows (same index and order) with a bool column
         ``crop_at_border``: the crop window left the frame and was
@@ -59,7 +60,7 @@ class CropResult:
         ``resize`` and ``movie_shape`` (T, Y, X).
     """
 
-    crops: np.ndarray
+    crops: np.ndarray | None
     objects: pd.DataFrame
     settings: dict[str, Any] = field(default_factory=dict)
 
@@ -244,6 +245,7 @@ def iter_extract_crops(
     *,
     labels=None,
     pixel_size_um: float | None = None,
+    sink: Callable[[np.ndarray], None] | None = None,
 ) -> Generator[Progress, None, CropResult]:
     """Cut a square crop around every object, one frame at a time, reporting progress.
 
@@ -268,6 +270,10 @@ def iter_extract_crops(
     pixel_size_um : float, optional
         The movie's pixel size in micrometres; needed when
         ``cfg.pixel_size_um`` asks for rescaling.
+    sink : callable, optional
+        Receives each frame's crops, in table order, instead of keeping them: memory stays bounded by one
+        frame whatever the movie's length (e.g. a crop store's ``append``). ``objects`` must then be sorted by
+        frame, and the result's ``crops`` is None.
 
     Yields
     ------
@@ -300,7 +306,9 @@ def iter_extract_crops(
     at_border = (rows < 0) | (cols < 0) | (rows + window > height) | (cols + window > width)
     own_ids = objects["object_id"].to_numpy(dtype=np.int64) if cfg.mask_neighbours else None
 
-    crops = np.empty((len(objects), size, size), dtype=np.float32)
+    if sink is not None and np.any(np.diff(t) < 0):
+        raise ValueError("Streaming crops (sink=...) needs the objects sorted by frame: sort them by 't' first.")
+    crops = np.empty((len(objects), size, size), dtype=np.float32) if sink is None else None
     frames = np.unique(t)
     for step, frame_index in enumerate(frames, start=1):
         picks = np.flatnonzero(t == frame_index)
@@ -326,7 +334,10 @@ def iter_extract_crops(
             windows = _resize_windows(windows, resize)
         if cfg.standardise:
             standardise_crops(windows, cfg.clip)
-        crops[picks] = windows
+        if sink is None:
+            crops[picks] = windows
+        else:
+            sink(np.ascontiguousarray(windows, dtype=np.float32))
         yield Progress(step, len(frames), f"frame {int(frame_index)}: {len(picks)} crops")
 
     table = objects.copy()

@@ -54,6 +54,8 @@ class TrackAndCropResult:
     graph : dict of int to list of int
         Divisions, ``{daughter_track: [parent_track]}``.
     crops : CropResult or None
+        With a project folder its ``crops`` are read lazily from the project (cut frame by frame into the store,
+        never held in memory together).
     """
 
     labels: np.ndarray
@@ -149,6 +151,9 @@ def iter_track_and_crop(
 
     result.labels = zarr.open_array(str(Project.open(folder).segmentation_path), mode="r")
     if crops is not None:
+        from .project import load_crop_dataset
+
+        result.crops.crops = load_crop_dataset(folder).crops  # lazy: read from the store chunk by chunk
         yield Progress(1, 1, f"saved {len(result.objects)} cells and their crops to {folder}", stage="saving")
     return result
 
@@ -226,13 +231,22 @@ def _track_and_crop(movie, pixel_size_um, labels, segmentation, tracking, crops,
 
     crop_result = None
     if crops is not None:
+        writer = None
+        if staged is not None:  # crops go to the staged store frame by frame: memory bounded by one frame
+            from .project.crop_store import CropStoreWriter
+
+            objects = objects.sort_values("t", kind="stable").reset_index(drop=True)
+            writer = CropStoreWriter(staged.path / "crops.zarr", crops.size_px)
         crop_result = yield from relay(
-            iter_extract_crops(movie, objects, crops, labels=labels, pixel_size_um=pixel_size_um), "cropping"
+            iter_extract_crops(
+                movie, objects, crops, labels=labels, pixel_size_um=pixel_size_um, sink=writer and writer.append
+            ),
+            "cropping",
         )
         if staged is not None:
             from .project import stage_crop_dataset
 
-            stage_crop_dataset(staged, crop_result, source, pixel_size_um)
+            stage_crop_dataset(staged, crop_result, source, pixel_size_um, writer=writer)
     return TrackAndCropResult(labels=labels, objects=objects, graph=tracked.graph, crops=crop_result)
 
 

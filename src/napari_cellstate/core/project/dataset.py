@@ -21,7 +21,7 @@ import pandas as pd
 
 from ..crops import CropResult
 from ..objects import OBJECT_COLUMNS, validate_objects
-from .crop_store import CHUNK_CROPS, CropArray, open_crop_store, write_crop_store
+from .crop_store import CHUNK_CROPS, CropArray, CropStoreWriter, open_crop_store, write_crop_store
 from .folder import Project, ProjectError, as_project, now, package_version
 from .lock import project_lock
 from .runs import StagedRun, new_run
@@ -173,8 +173,13 @@ def _blocks(crops, start: int = 0) -> Iterator[np.ndarray]:
         yield np.asarray(crops[i : i + CHUNK_CROPS], dtype=np.float32)
 
 
-def _stage(staged: StagedRun, blocks: Iterable[np.ndarray], size: int, table: pd.DataFrame, metadata: dict) -> None:
-    n = write_crop_store(staged.path / "crops.zarr", blocks, size, metadata)
+def _stage(staged: StagedRun, blocks, size: int, table: pd.DataFrame, metadata: dict) -> None:
+    """Seal the crops (an open :class:`CropStoreWriter`, or blocks to write) and write the table beside them."""
+    if isinstance(blocks, CropStoreWriter):
+        blocks.close(metadata)
+        n = blocks.n_crops
+    else:
+        n = write_crop_store(staged.path / "crops.zarr", blocks, size, metadata)
     if n != len(table):
         raise ValueError(f"{n} crops were written for {len(table)} table rows; they must match one to one.")
     write_table(staged.path / OBJECTS_FILE, table, {"n_rows": len(table), "run": staged.run_id})
@@ -188,9 +193,20 @@ def stage_crop_dataset(
     *,
     test_fraction: float = 0.1,
     seed: int = 0,
+    writer: CropStoreWriter | None = None,
 ) -> None:
-    """Write one movie's crops and objects into a staged run (see :func:`write_crop_dataset`)."""
-    _stage_source(staged, _blocks(result.crops), result, source, pixel_size_um, test_fraction, seed)
+    """Write one movie's crops and objects into a staged run (see :func:`write_crop_dataset`).
+
+    With ``writer`` (a :class:`CropStoreWriter` on ``staged.path / "crops.zarr"`` that received the crops as
+    they were cut, e.g. as the ``sink`` of :func:`~napari_cellstate.core.crops.iter_extract_crops`), only the
+    table is written and the store sealed: the crops never sit in memory together.
+    """
+    if writer is None:
+        _stage_source(staged, _blocks(result.crops), result, source, pixel_size_um, test_fraction, seed)
+        return
+    size = int(result.settings["size_px"])
+    streamed = CropResult(_Shape(writer.n_crops, size), result.objects, result.settings)
+    _stage_source(staged, writer, streamed, source, pixel_size_um, test_fraction, seed)
 
 
 def _stage_source(staged, blocks, result: CropResult, source, pixel_size_um, test_fraction, seed) -> None:
