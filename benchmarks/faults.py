@@ -150,6 +150,54 @@ def case_kill_encode(folder: Path, delay: float) -> str:
     return OK
 
 
+RUN = """
+import sys
+from pathlib import Path
+from napari_cellstate.core.flow import read_flow_config, run_flow
+print("ready", flush=True)
+run_flow(read_flow_config(Path(sys.argv[1])))
+"""
+TINY_RUN = """
+project = "proj"
+[inputs.sample]
+n_frames = 12
+n_cells = 24
+size_px = 256
+[heads]
+seeds = 1
+epochs = 30
+schemes = ["dense", "sparse"]
+[symbolic]
+time_budget_s = 3
+[audit]
+max_cells = 20
+n_minimal = 3
+gallery_cells = 2
+"""
+
+
+def case_kill_run(folder: Path, delay: float) -> str:
+    """Kill the whole pipeline (``napari-cellstate run``) at a random moment, then run it again to the end."""
+    from napari_cellstate.core.flow import read_flow_config, run_flow
+    from napari_cellstate.core.project import ProjectError
+
+    folder.mkdir(parents=True, exist_ok=True)
+    config = folder / "run.toml"
+    config.write_text(TINY_RUN)
+    _run(RUN, str(config), kill_after=delay)
+    project = folder / "proj"
+    if project.exists():
+        try:
+            _state(project)  # whatever the kill left is complete, or refused clearly
+        except ProjectError as err:
+            return REFUSED if _is_clear(err) else SILENT
+    try:
+        summary = run_flow(read_flow_config(config))  # and the next run finishes from there
+    except ProjectError:
+        return LOST
+    return OK if all(step["status"] in ("ran", "skipped") for step in summary["steps"].values()) else LOST
+
+
 def case_retrack_labelled(folder: Path) -> str:
     from napari_cellstate.core.labelling import LabelStore
     from napari_cellstate.core.project import ProjectError, load_crop_dataset, write_crop_dataset
@@ -199,6 +247,11 @@ def main() -> None:
             results.append((f"kill -9 during track after {delay:.2f} s", case_kill_track(fresh(), float(delay))))
         for delay in rng.uniform(0.5, 6.0, args.kills):
             results.append((f"kill -9 during encode after {delay:.2f} s", case_kill_encode(fresh(), float(delay))))
+        for k, delay in enumerate(rng.uniform(1.0, 25.0, max(1, args.kills // 2))):
+            run_folder = Path(tmp) / f"run{k}"
+            results.append(
+                (f"kill -9 during `run` after {delay:.1f} s, then run again", case_kill_run(run_folder, delay))
+            )
         results.append(("a second writer while one writes", case_two_writers(fresh())))
         chunk_damage = {
             "deleted": lambda p: p.unlink(),
