@@ -22,21 +22,17 @@ import napari
 import numpy as np
 import pandas as pd
 from magicgui.widgets import CheckBox, ComboBox, Container, FloatSpinBox, SpinBox
-from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
 from matplotlib.figure import Figure
 from qtpy.QtCore import Qt
-from qtpy.QtGui import QColor, QImage, QPixmap
+from qtpy.QtGui import QColor
 from qtpy.QtWidgets import (
     QAbstractItemView,
     QFileDialog,
-    QGridLayout,
     QGroupBox,
     QHBoxLayout,
     QHeaderView,
     QLabel,
     QPushButton,
-    QScrollArea,
-    QSizePolicy,
     QSpinBox,
     QTableWidget,
     QTableWidgetItem,
@@ -58,6 +54,17 @@ from ...core.heads.session import (
 )
 from ...core.objects import latent_name_list
 from ...core.states import CellState
+from .._figures import (
+    FigureWindow,
+    as_list,
+    group,
+    label_grid,
+    make_figures,
+    rendered,
+    scroll_area,
+    set_message,
+    show_figures,
+)
 from .._layers import cells_layer, cells_layer_names, colour_cells_by_class, set_legend
 from .._project import ProjectField, project_state
 from .._workers import RunPanel
@@ -87,7 +94,6 @@ TABLE_ROWS = (
     ("paper  ", "paper expression size"),
 )
 #: Figures are rendered at this resolution in the worker, then shown scaled down to the dock's width.
-FIGURE_DPI = 110
 RESULTS_MIN_HEIGHT_PX = 300
 
 
@@ -140,7 +146,7 @@ class TrainHeadsWidget(QWidget):
         self.n_synthetic = SpinBox(label="cells", value=3000, min=200, max=100_000, step=500)
         row = Container(widgets=[self.synthetic, self.n_synthetic], layout="horizontal", labels=True)
         row.margins = (0, 0, 0, 0)
-        return _group("Data", row.native)
+        return group("Data", row.native)
 
     def _schemes_section(self) -> QGroupBox:
         self.schemes = {
@@ -168,7 +174,7 @@ class TrainHeadsWidget(QWidget):
             ("activation", self.activation.native),
         )
         self.panel = RunPanel("Train heads")
-        return _group("Schemes", schemes.native, _label_grid(fields), self.panel)
+        return group("Schemes", schemes.native, label_grid(fields), self.panel)
 
     def _search_section(self) -> QGroupBox:
         self.trials = SpinBox(label="Optuna trials", value=20, min=1, max=500)
@@ -180,7 +186,7 @@ class TrainHeadsWidget(QWidget):
             "Search RigL's density and schedule for the sparsest head within 1 % of the best validation accuracy "
             "(test cells untouched); the chosen head is saved in the project and joins the list below."
         )
-        return _group("Sparsity search (Optuna)", Container(widgets=[self.trials]).native, self.search_panel)
+        return group("Sparsity search (Optuna)", Container(widgets=[self.trials]).native, self.search_panel)
 
     def _results_section(self) -> QGroupBox:
         self.table = QTableWidget(0, 0)
@@ -200,9 +206,9 @@ class TrainHeadsWidget(QWidget):
         table_layout.addWidget(self.table)
         table_layout.addWidget(self.findings)
         table_layout.addStretch()
-        self.topology_area = _scroll_area("Train a sparse head (Scheme 3) to see which latents it uses.")
-        self.subnetwork_area = _scroll_area("Train a sparse head (Scheme 3) to see what each sub-network computes.")
-        self.search_area = _scroll_area("Search sparsity to see the accuracy / weights trade-off.")
+        self.topology_area = scroll_area("Train a sparse head (Scheme 3) to see which latents it uses.")
+        self.subnetwork_area = scroll_area("Train a sparse head (Scheme 3) to see what each sub-network computes.")
+        self.search_area = scroll_area("Search sparsity to see the accuracy / weights trade-off.")
         self.tabs = QTabWidget()
         self.tabs.addTab(self.table_page, "Table 1")
         self.tabs.addTab(self.topology_area, "Wiring")
@@ -212,7 +218,7 @@ class TrainHeadsWidget(QWidget):
         self.popout_button = QPushButton("Open figures in a window…")
         self.popout_button.setToolTip("Full size, with zoom, pan and Save (PNG, SVG, PDF).")
         self.popout_button.setEnabled(False)
-        return _group("Results", self.tabs, self.popout_button)
+        return group("Results", self.tabs, self.popout_button)
 
     def _use_section(self) -> QGroupBox:
         self.current = ComboBox(label="current head", choices=[])
@@ -232,7 +238,7 @@ class TrainHeadsWidget(QWidget):
             "colour (metaphase magenta, interphase blue), their rings keep your labels."
         )
         form = Container(widgets=[self.current, self.cells])
-        return _group("Use a head", form.native, files, self.apply_panel)
+        return group("Use a head", form.native, files, self.apply_panel)
 
     def _connect(self) -> None:
         self.panel.run_button.clicked.connect(self.train)
@@ -321,7 +327,7 @@ class TrainHeadsWidget(QWidget):
         label = f"Scheme 3 sparse · Optuna density {result.rigl.density:.3f} · {chosen.metrics['accuracy']:.1%}"
         stem = head_file_stem(HeadScheme.SPARSE, tag="optuna")
         self.heads[label] = _Head(chosen.model, chosen.card, HeadScheme.SPARSE.value, stem)
-        _show_figures(self.search_area, [_rendered(tradeoff_figure(result))])
+        show_figures(self.search_area, [rendered(tradeoff_figure(result))])
         self.tabs.setCurrentWidget(self.search_area)
         self._refresh_heads(select=label)
         self.search_panel.done(
@@ -418,12 +424,12 @@ class TrainHeadsWidget(QWidget):
             made = makers.get(key)
             if callable(made):
                 jobs[key] = made
-                _set_message(area, "drawing ...")
+                set_message(area, "drawing ...")
             else:
-                _set_message(area, made or "")
+                set_message(area, made or "")
         if not jobs:
             return
-        worker = create_worker(_make_figures, jobs, _start_thread=False, _ignore_errors=True)
+        worker = create_worker(make_figures, jobs, _start_thread=False, _ignore_errors=True)
         worker.returned.connect(lambda made, worker=worker: self._show_made_figures(made, worker))
         worker.errored.connect(lambda err: self.apply_panel.fail(f"Could not draw the head's figures: {err}"))
         worker.finished.connect(lambda worker=worker: self._figures_finished(worker))
@@ -434,9 +440,9 @@ class TrainHeadsWidget(QWidget):
         if worker is not self.figure_worker:  # another head was chosen meanwhile
             return
         areas = {"wiring": self.topology_area, "subnetworks": self.subnetwork_area}
-        for key, rendered in made.items():
-            _show_figures(areas[key], rendered)
-            self.figures[key] = [figure for figure, _ in rendered]
+        for key, pictures in made.items():
+            show_figures(areas[key], pictures)
+            self.figures[key] = [figure for figure, _ in pictures]
         self.popout_button.setEnabled(bool(self.figures))
 
     def _figures_finished(self, worker) -> None:
@@ -472,7 +478,7 @@ class TrainHeadsWidget(QWidget):
         elif x is None:
             makers["subnetworks"] = "Apply the head to a movie (or train it here) to plot its responses on real cells."
         else:
-            makers["subnetworks"] = lambda: _as_list(subnetwork_figures(head.model, subnets, x, names, decode=decode))
+            makers["subnetworks"] = lambda: as_list(subnetwork_figures(head.model, subnets, x, names, decode=decode))
         return makers
 
     def open_figures_window(self) -> QWidget | None:
@@ -481,7 +487,7 @@ class TrainHeadsWidget(QWidget):
         figures = self.figures.get(key or "wiring")
         if not figures:
             return None
-        window = _FigureWindow(figures, f"{self.tabs.tabText(self.tabs.currentIndex())}: {self.current.value}", self)
+        window = FigureWindow(figures, f"{self.tabs.tabText(self.tabs.currentIndex())}: {self.current.value}", self)
         window.show()
         return window
 
@@ -610,133 +616,6 @@ class TrainHeadsWidget(QWidget):
 
 
 # --- helpers (layout and formatting only) -----------------------------------------------------------
-def _group(title: str, *items) -> QGroupBox:
-    box = QGroupBox(title)
-    layout = QVBoxLayout(box)
-    for item in items:
-        if isinstance(item, QWidget):
-            layout.addWidget(item)
-        else:
-            layout.addLayout(item)
-    return box
-
-
-def _label_grid(fields) -> QGridLayout:
-    """Labelled fields two to a row: ``fields`` is a sequence of (label, widget)."""
-    grid = QGridLayout()
-    for k, (label, field) in enumerate(fields):
-        grid.addWidget(QLabel(label), k // 2, 2 * (k % 2))
-        grid.addWidget(field, k // 2, 2 * (k % 2) + 1)
-    grid.setColumnStretch(1, 1)
-    grid.setColumnStretch(3, 1)
-    return grid
-
-
-def _scroll_area(message: str) -> QScrollArea:
-    area = QScrollArea()
-    area.setWidgetResizable(True)
-    _set_message(area, message)
-    return area
-
-
-def _set_message(area: QScrollArea, message: str) -> None:
-    label = QLabel(message)
-    label.setWordWrap(True)
-    label.setAlignment(Qt.AlignmentFlag.AlignCenter)
-    area.setWidget(label)
-
-
-def _rendered(figure: Figure) -> tuple[Figure, np.ndarray]:
-    """A figure and its picture (H, W, 4) uint8, drawn by Agg: safe in a worker thread, so the GUI only shows it."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-
-    figure.set_dpi(FIGURE_DPI)
-    canvas = FigureCanvasAgg(figure)
-    canvas.draw()
-    return figure, np.array(canvas.buffer_rgba())
-
-
-def _make_figures(jobs: dict[str, Callable[[], list[Figure]]]) -> dict[str, list[tuple[Figure, np.ndarray]]]:
-    """Make and draw each tab's figures (run in a worker)."""
-    return {key: [_rendered(figure) for figure in make()] for key, make in jobs.items()}
-
-
-class FigureImage(QLabel):
-    """A drawn figure that scales to the dock's width (never above its own size), keeping its proportions."""
-
-    def __init__(self, rgba: np.ndarray) -> None:
-        super().__init__()
-        self.rgba = np.ascontiguousarray(rgba)
-        height, width = self.rgba.shape[:2]
-        image = QImage(self.rgba.data, width, height, 4 * width, QImage.Format.Format_RGBA8888)
-        self.pixmap_full = QPixmap.fromImage(image.copy())
-        self.setMinimumWidth(120)
-        self.setAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignTop)
-        self.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
-
-    def hasHeightForWidth(self) -> bool:
-        """Its height follows its width."""
-        return True
-
-    def heightForWidth(self, width: int) -> int:
-        """The height that keeps the figure's proportions at ``width``."""
-        full = self.pixmap_full
-        return int(full.height() * min(width, full.width()) / max(full.width(), 1))
-
-    def resizeEvent(self, event) -> None:
-        """Scale the picture to the new width."""
-        width = min(event.size().width(), self.pixmap_full.width())
-        self.setPixmap(self.pixmap_full.scaledToWidth(max(width, 1), Qt.TransformationMode.SmoothTransformation))
-        self.setFixedHeight(self.heightForWidth(event.size().width()))
-        super().resizeEvent(event)
-
-
-def _show_figures(area: QScrollArea, rendered: list[tuple[Figure, np.ndarray]]) -> list[FigureImage]:
-    """Put drawn figures one under the other in a scroll area, each scaled to the dock's width."""
-    holder = QWidget()
-    layout = QVBoxLayout(holder)
-    layout.setContentsMargins(0, 0, 0, 0)
-    images = [FigureImage(rgba) for _, rgba in rendered]
-    for image in images:
-        layout.addWidget(image)
-    layout.addStretch()
-    area.setWidget(holder)
-    return images
-
-
-class _FigureWindow(QWidget):
-    """A separate, resizable window with figures at full size and matplotlib's toolbar (zoom, pan, save)."""
-
-    def __init__(self, figures: list[Figure], title: str, parent: QWidget) -> None:
-        super().__init__(parent, Qt.WindowType.Window)
-        from matplotlib.backends.backend_qtagg import NavigationToolbar2QT
-
-        self.setWindowTitle(title)
-        holder = QWidget()
-        layout = QVBoxLayout(holder)
-        self.canvases = []
-        for figure in figures:
-            canvas = FigureCanvasQTAgg(figure)
-            width_in, height_in = figure.get_size_inches()
-            canvas.setMinimumSize(int(width_in * figure.dpi * 0.6), int(height_in * figure.dpi))
-            layout.addWidget(NavigationToolbar2QT(canvas, holder))
-            layout.addWidget(canvas)
-            self.canvases.append(canvas)
-        area = QScrollArea()
-        area.setWidgetResizable(True)
-        area.setWidget(holder)
-        outer = QVBoxLayout(self)
-        outer.setContentsMargins(0, 0, 0, 0)
-        outer.addWidget(area)
-        width_px = max(f.get_size_inches()[0] * f.dpi for f in figures)
-        height_px = sum(f.get_size_inches()[1] * f.dpi for f in figures)
-        self.resize(int(width_px) + 40, int(min(height_px + 80, 900)))
-
-
-def _as_list(figures) -> list[Figure]:
-    return [figures] if isinstance(figures, Figure) else list(figures)
-
-
 def _scheme_of(model, card: dict) -> HeadScheme:
     """The scheme a loaded head belongs to: its card's word, else what its architecture and masks say."""
     from ...core.heads import CNNClassifier
