@@ -104,9 +104,10 @@ def check_torch() -> Check:
 
 def check_julia() -> Check:
     """Is a Julia runtime available for the PySR backend? (PySR is not imported.)."""
-    exe = os.environ.get("PYTHON_JULIAPKG_EXE") or shutil.which("julia")
-    if exe:
-        return Check("Julia (PySR)", True, f"found {exe}")
+    from .symbolic.engines import julia_available  # one rule for "is Julia there", shared with the engine
+
+    if julia_available():
+        return Check("Julia (PySR)", True, f"found {os.environ.get('PYTHON_JULIAPKG_EXE') or shutil.which('julia')}")
     return Check(
         "Julia (PySR)",
         None,
