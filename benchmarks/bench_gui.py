@@ -12,8 +12,12 @@ Run under a display: xvfb-run -a -s "-screen 0 1280x800x24" python benchmarks/be
 from __future__ import annotations
 
 import argparse
+import collections
+import sys
 import tempfile
+import threading
 import time
+import traceback
 from pathlib import Path
 
 import numpy as np
@@ -44,16 +48,65 @@ class Heartbeat:
         self.last = now
 
     def next_job(self, job: str) -> None:
-        """Close the current job's wall time and start counting gaps for ``job``."""
+        """Close the current job (its wall time, and the gap since its last tick) and start counting for ``job``.
+
+        Work the GUI thread does synchronously when a job starts (a button's own code) thus counts for that job.
+        """
         now = time.perf_counter()
         if self.job:
             self.wall[self.job] = now - self.began
-        self.job, self.began = job, now
+            self.gaps.setdefault(self.job, []).append(now - self.last)
+        self.job, self.began, self.last = job, now, now
+
+
+class StallSampler:
+    """While the GUI thread misses its heartbeat by more than ``after_ms``, sample the stacks (``--stacks``).
+
+    Each stalled sample counts for every call on the GUI thread's stack (a profiler's inclusive time) and for the
+    innermost frame of each other thread in Python (a worker competing for the GIL). Stalls the sampler could not
+    sample (C code holding the GIL) show as the gap between the job's stalled time and its samples.
+    """
+
+    def __init__(self, beat: Heartbeat, after_ms: float = 150, every_ms: float = 10) -> None:
+        self.beat, self.after, self.every = beat, after_ms / 1000, every_ms / 1000
+        self.main = threading.main_thread().ident
+        self.samples: dict[str, collections.Counter] = {}
+        self.stalled: dict[str, int] = {}
+        self.stop = threading.Event()
+        threading.Thread(target=self._run, daemon=True).start()
+
+    def _run(self) -> None:
+        me = threading.get_ident()
+        while not self.stop.wait(self.every):
+            if time.perf_counter() - self.beat.last < self.after:
+                continue
+            calls = set()
+            for ident, frame in sys._current_frames().items():
+                stack = traceback.extract_stack(frame)
+                if ident == self.main:
+                    calls |= {f"gui {_where(f)}" for f in stack}
+                elif ident != me and stack:
+                    calls.add(f"other thread at {_where(stack[-1])}")
+            self.samples.setdefault(self.beat.job, collections.Counter()).update(calls)
+            self.stalled[self.beat.job] = self.stalled.get(self.beat.job, 0) + 1
+
+    def report(self, top: int = 40) -> None:
+        """Per job, the calls in most stalled samples."""
+        self.stop.set()
+        for job, counter in self.samples.items():
+            print(f"\n== {job}: {self.stalled[job] * self.every * 1000:.0f} ms stalled (sampled)")
+            for where, n in counter.most_common(top):
+                print(f"  {n * self.every * 1000:6.0f} ms  {where}")
+
+
+def _where(frame: traceback.FrameSummary) -> str:
+    return f"{frame.filename.split('site-packages/')[-1].split('src/')[-1]}:{frame.lineno} {frame.name}"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--small", action="store_true", help="a 256x256, 24-frame sample (about 2 min in all)")
+    parser.add_argument("--stacks", action="store_true", help="sample the GUI thread's stack during long gaps")
     args = parser.parse_args()
 
     import napari
@@ -66,13 +119,20 @@ def main() -> None:
     viewer = napari.Viewer()
     viewer.window.resize(1280, 800)
     beat = Heartbeat()
+    sampler = StallSampler(beat) if args.stacks else None
     beat.next_job("idle viewer (baseline)")
     deadline = time.perf_counter() + IDLE_S
     wait_for(lambda: time.perf_counter() > deadline)
 
+    beat.next_job("open the panel")
+    from napari_cellstate.gui._panel import CellStatePanel
+
+    panel = CellStatePanel(viewer)
+    viewer.window.add_dock_widget(panel, name="CellState")
+    wait_for(lambda: True)
     jobs = iter(MISSION_STEPS[1:])
     beat.next_job(MISSION_STEPS[0])
-    panel = run_mission(viewer, folder, sample=cfg, seeds=3, after=lambda step, _p: beat.next_job(next(jobs, "")))
+    run_mission(viewer, folder, sample=cfg, seeds=3, panel=panel, after=lambda step, _p: beat.next_job(next(jobs, "")))
     beat.next_job("reopen the project")
     panel.open_project()
     wait_for(lambda: panel.jobs.worker is None)
@@ -86,6 +146,8 @@ def main() -> None:
             f"{job:28s} {wall:7.1f} {gaps.max() * 1000:15.0f} {int((gaps > GOAL_MS / 1000).sum()):14d} "
             f"{gaps.max() / baseline:7.1f}x"
         )
+    if sampler is not None:
+        sampler.report()
     viewer.close()
 
 

@@ -6,7 +6,7 @@ import pytest
 
 from napari_cellstate.core.attacks.attack import AttackResult
 from napari_cellstate.gui._layers import CELLS_LAYER, cells_layer
-from napari_cellstate.gui._widgets.attack_audit import AttackAuditWidget
+from napari_cellstate.gui._widgets.attack_audit import AttackAuditWidget, drawn_attack
 
 pytestmark = pytest.mark.gui
 
@@ -43,7 +43,7 @@ def test_perturbation_layer_sits_on_the_cell(make_napari_viewer, size, window):
     viewer.add_points(data, **kwargs)
     widget = AttackAuditWidget(viewer)
     result = _result(size)
-    widget.show_attack((result, {"size_px": size, "window_px": window, "source_pixel_size_um": PIXEL_UM}))
+    widget.show_attack(drawn_attack(result, {"size_px": size, "window_px": window, "source_pixel_size_um": PIXEL_UM}))
 
     for row, cell in result.cells.iterrows():
         layer = viewer.layers[f"attack: {result.title(row)}"]
@@ -65,6 +65,7 @@ def test_perturbation_layer_sits_on_the_cell(make_napari_viewer, size, window):
     assert viewer.layers[-1].name == CELLS_LAYER
     assert viewer.layers[CELLS_LAYER].visible
     assert widget.gallery.figure.axes  # the Figs 8-10 gallery was drawn
+    assert widget.gallery.content.pixmap_full.width() > 100
 
 
 def test_attack_without_a_head_or_cells_says_what_to_do(make_napari_viewer, tmp_path):

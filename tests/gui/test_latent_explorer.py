@@ -36,9 +36,12 @@ def test_encode_name_traverse_and_move_latents(make_napari_viewer, qtbot, small_
     assert "z" in widget.names.text()
 
     cells.selected_data = {3}
+    qtbot.waitUntil(lambda: not widget.busy, timeout=30_000)  # the decoder draws in a worker
     latents = widget.chosen_latents()
     assert 1 <= len(latents) <= 4
     assert viewer.layers[TRAVERSAL_LAYER].data.shape == (32 * len(latents), 32 * 7)
+    np.testing.assert_allclose(widget.base, cells.features.loc[3, [f"z{j}" for j in range(4)]].to_numpy(float))
     before = viewer.layers[EXPLORER_LAYER].data.copy()
     widget.sliders[0].setValue(widget.sliders[0].value() + 20)
+    qtbot.waitUntil(lambda: not widget.busy, timeout=30_000)
     assert not np.allclose(before, viewer.layers[EXPLORER_LAYER].data)

@@ -112,6 +112,27 @@ def show_figures(area: QScrollArea, rendered: list[tuple[Figure, np.ndarray]]) -
     return images
 
 
+class FigureSlot(QWidget):
+    """A place in a dock for one figure drawn in a worker: shows its picture at the dock's width."""
+
+    def __init__(self, message: str = "") -> None:
+        super().__init__()
+        self.figure: Figure | None = None
+        self.content: QWidget = QLabel(message)
+        self.setLayout(QVBoxLayout())
+        self.layout().setContentsMargins(0, 0, 0, 0)
+        self.layout().addWidget(self.content)
+
+    def set_picture(self, picture: tuple[Figure, np.ndarray]) -> FigureImage:
+        """Show a figure drawn by :func:`rendered` in place of what was there."""
+        self.figure, rgba = picture
+        image = FigureImage(rgba)
+        self.layout().replaceWidget(self.content, image)
+        self.content.deleteLater()
+        self.content = image
+        return image
+
+
 class FigureWindow(QWidget):
     """A separate, resizable window with figures at full size and matplotlib's toolbar (zoom, pan, save)."""
 

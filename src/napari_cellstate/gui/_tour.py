@@ -48,6 +48,7 @@ def run_mission(
     seeds: int = 1,
     epochs: int | None = None,
     after: Callable[[str, object], None] | None = None,
+    panel=None,
 ):
     """Drive a CellState panel (added to ``viewer``) through the mission; returns the panel.
 
@@ -59,12 +60,15 @@ def run_mission(
         Training of the sparse head (default epochs: the scheme's own).
     after : callable, optional
         ``after(step, panel)`` after each of :data:`MISSION_STEPS` (e.g. to take a screenshot).
+    panel : CellStatePanel, optional
+        A panel already docked in ``viewer`` (default: a new one).
     """
-    from ._panel import CellStatePanel
-
     after = after or (lambda _step, _panel: None)
-    panel = CellStatePanel(viewer)
-    viewer.window.add_dock_widget(panel, name="CellState")
+    if panel is None:
+        from ._panel import CellStatePanel
+
+        panel = CellStatePanel(viewer)
+        viewer.window.add_dock_widget(panel, name="CellState")
     panel.open_sample(sample)
     _finish(panel.jobs)
     after("sample", panel)
@@ -89,6 +93,7 @@ def run_mission(
     here = np.flatnonzero(cells.features["t"].to_numpy() == frame)
     viewer.dims.set_point(0, frame)
     cells.selected_data = {int(here[0])}
+    wait_for(lambda: not latents.busy)
     after("latents", panel)
 
     panel.show_step("heads")
@@ -113,5 +118,6 @@ def run_mission(
     attacks.refresh()
     attacks.run_attack()
     _finish(attacks.attack_panel)
+    wait_for(lambda: not latents.busy)
     after("attacks", panel)
     return panel

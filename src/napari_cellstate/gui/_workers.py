@@ -153,3 +153,47 @@ class RunPanel(QWidget):
         if self.worker is not None:
             self._cancelled.set()
             self.status.setText("cancelling ...")
+
+
+class LatestCall:
+    """A quick computation for an interactive view (a slider, a selection) in a worker, the newest request winning.
+
+    One runs at a time; a request made meanwhile replaces any waiting one, and the result of a request that has
+    been overtaken is dropped, so the view follows the user without a queue of stale pictures and the GUI thread
+    only shows the result.
+    """
+
+    def __init__(self) -> None:
+        self.worker = None
+        self._waiting: tuple | None = None
+
+    @property
+    def busy(self) -> bool:
+        """Whether a request is running or waiting."""
+        return self.worker is not None or self._waiting is not None
+
+    def submit(self, function: Callable[..., Any], on_done: Callable[[Any], None], *args: Any) -> None:
+        """Run ``function(*args)`` in a worker, then ``on_done(result)`` on the GUI thread unless overtaken."""
+        self._waiting = (function, on_done, args)
+        if self.worker is None:
+            self._start()
+
+    def _start(self) -> None:
+        function, on_done, args = self._waiting
+        self._waiting = None
+        worker = create_worker(_with_a_core_left, function, args, _start_thread=False, _ignore_errors=True)
+        worker.returned.connect(lambda result: None if self._waiting else on_done(result))
+        worker.errored.connect(lambda error: show_error(str(error)))
+        worker.finished.connect(self._finished)
+        self.worker = worker
+        worker.start()
+
+    def _finished(self) -> None:
+        self.worker = None
+        if self._waiting is not None:
+            self._start()
+
+
+def _with_a_core_left(function: Callable[..., Any], args: tuple) -> Any:
+    with _leave_a_core_to_the_gui():
+        return function(*args)

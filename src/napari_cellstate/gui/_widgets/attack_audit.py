@@ -14,14 +14,14 @@ from pathlib import Path
 
 import napari
 from magicgui.widgets import CheckBox, ComboBox, Container, FloatSpinBox, LineEdit
-from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
-from qtpy.QtWidgets import QLabel, QListWidget, QSizePolicy, QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget
+from qtpy.QtWidgets import QLabel, QListWidget, QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget
 
 from ...core.attacks.audit import AUDIT_COLUMNS
 from ...core.attacks.figures import flip_rate_figure, gallery_figure
 from ...core.heads.session import HEADS_FOLDER, saved_heads
 from ...core.progress import Progress
 from .._attack_layers import perturbation_layer
+from .._figures import FigureSlot, rendered
 from .._layers import CELLS_LAYER
 from .._project import ProjectField, project_state
 from .._workers import RunPanel
@@ -57,11 +57,8 @@ class AttackAuditWidget(QWidget):
         self.audit_panel = RunPanel("Audit heads")
         self.table = QTableWidget(0, len(AUDIT_COLUMNS))
         self.table.setHorizontalHeaderLabels(list(AUDIT_COLUMNS))
-        self.canvas = FigureCanvasQTAgg(flip_rate_figure_placeholder())
-        self.gallery = FigureCanvasQTAgg(flip_rate_figure_placeholder())
-        for canvas in (self.gallery, self.canvas):  # figures follow the dock's width
-            canvas.setMinimumSize(120, 220)
-            canvas.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Fixed)
+        self.canvas = FigureSlot()  # figures drawn in the worker, shown at the dock's width
+        self.gallery = FigureSlot()
         layout = QVBoxLayout(self)
         layout.addWidget(self.project)
         layout.addWidget(form.native)
@@ -92,14 +89,8 @@ class AttackAuditWidget(QWidget):
 
     def show_saved(self, name: str) -> None:
         """Show a saved attack's maps over its cells (read in a worker)."""
-        from ...core.attacks.results import load_attack_result
-
         folder = Path(self.project.value) / ATTACKS_FOLDER / name
-        self.attack_panel.start(_iter_call, self._show_loaded, load_attack_result, folder)
-
-    def _show_loaded(self, returned) -> None:
-        result, summary = returned
-        self.show_attack((result, summary.get("geometry") or {}))
+        self.attack_panel.start(_iter_call, self.show_attack, _load_and_draw, folder)
 
     def _selection(self) -> dict:
         choice = self.cells.value
@@ -149,8 +140,11 @@ class AttackAuditWidget(QWidget):
         self.refresh()
 
     def show_attack(self, returned) -> None:
-        """Perturbation layers over the attacked cells, the gallery, the cells layer kept on top."""
-        result, geometry = returned
+        """Perturbation layers over the attacked cells, the gallery, the cells layer kept on top.
+
+        ``returned`` is :func:`drawn_attack`'s (result, geometry, gallery), made in the worker.
+        """
+        result, geometry, gallery = returned
         self.last_result = result
         for row in range(min(len(result.cells), MAX_LAYERS)):
             data, kwargs, _ = perturbation_layer(result, row, geometry)
@@ -162,9 +156,7 @@ class AttackAuditWidget(QWidget):
             self.viewer.layers.move(self.viewer.layers.index(cells), len(self.viewer.layers))
             cells.visible = True
             self.viewer.layers.selection.active = cells  # keys and clicks keep going to the cells
-        self.gallery.figure = gallery_figure(result)
-        self.gallery.figure.set_canvas(self.gallery)
-        self.gallery.draw_idle()
+        self.gallery.set_picture(gallery)
         self.attack_panel.done(
             f"flip rate {result.flip_rate:.2f} over {len(result.cells)} cells (Scheme {result.scheme}, {result.space})"
         )
@@ -172,18 +164,17 @@ class AttackAuditWidget(QWidget):
     def run_audit(self):
         """Audit every head of the heads folder in a worker."""
         from ..._cli_attacks import find_heads
-        from ...core.attacks.project import iter_audit_heads
 
         try:
             heads = find_heads(Path(self.project.value) / HEADS_FOLDER)
         except ValueError as err:
             self.audit_panel._show_error(err)
             return None
-        return self.audit_panel.start(iter_audit_heads, self.show_audit, Path(self.project.value), heads)
+        return self.audit_panel.start(_iter_audit_and_draw, self.show_audit, Path(self.project.value), heads)
 
     def show_audit(self, returned) -> None:
-        """Fill the audit table (one row per head) and plot flip rate against ε."""
-        rows, curves, _ = returned
+        """Fill the audit table (one row per head) and show the flip rate against ε (drawn in the worker)."""
+        rows, _curves, _, picture = returned
         self.table.setRowCount(len(rows))
         for r, row in enumerate(rows):
             for c, key in enumerate(AUDIT_COLUMNS):
@@ -198,9 +189,7 @@ class AttackAuditWidget(QWidget):
                     else str(value)
                 )
                 self.table.setItem(r, c, QTableWidgetItem(text))
-        self.canvas.figure = flip_rate_figure(curves)
-        self.canvas.figure.set_canvas(self.canvas)
-        self.canvas.draw_idle()
+        self.canvas.set_picture(picture)
 
 
 def attack_name(head: str, request: dict) -> str:
@@ -221,17 +210,30 @@ def _iter_attack_and_save(project: Path, head: Path, folder: Path, request: dict
 
     result, geometry = yield from iter_attack_project(project, head, **request)
     save_attack_result(folder, result, geometry)
-    return result, geometry
+    return drawn_attack(result, geometry)
+
+
+def drawn_attack(result, geometry: dict) -> tuple:
+    """(result, geometry, its gallery drawn): what :meth:`AttackAuditWidget.show_attack` shows (made in a worker)."""
+    return result, geometry, rendered(gallery_figure(result))
+
+
+def _load_and_draw(folder: Path) -> tuple:
+    from ...core.attacks.results import load_attack_result
+
+    result, summary = load_attack_result(folder)
+    return drawn_attack(result, summary.get("geometry") or {})
+
+
+def _iter_audit_and_draw(project: Path, heads) -> Generator[Progress, None, tuple]:
+    """Audit the heads, then draw the flip rate against ε (in the worker)."""
+    from ...core.attacks.project import iter_audit_heads
+
+    returned = yield from iter_audit_heads(project, heads)
+    return (*returned, rendered(flip_rate_figure(returned[1])))
 
 
 def _iter_call(function, *args) -> Generator[Progress, None, object]:
     """A plain call as a one-step job (to read files off the GUI thread)."""
     yield Progress(0, 1, "reading ...")
     return function(*args)
-
-
-def flip_rate_figure_placeholder():
-    """An empty figure until there is something to show."""
-    from matplotlib.figure import Figure
-
-    return Figure(figsize=(5, 2.5), layout="constrained")

@@ -18,7 +18,7 @@ from ...core.vae.fit import load_default_vae
 from ...core.vae.naming import latent_names, name_latents
 from .._layers import CELLS_LAYER, grid_labels_layer, show_beside
 from .._project import ProjectField, project_state
-from .._workers import RunPanel
+from .._workers import LatestCall, RunPanel
 
 PACKAGED = "(packaged model)"
 TRAVERSAL_LAYER = "cellstate latent traversal"
@@ -39,6 +39,7 @@ class LatentExplorerWidget(QWidget):
         self.objects: pd.DataFrame | None = None
         self.base = None
         self.latent_labels: list[str] = []
+        self.pictures = LatestCall()  # traversal grid and decoded cell, made by the decoder off the GUI thread
         self.project = ProjectField(project_state(napari_viewer))
         self.model_path = LineEdit(label="model", value=PACKAGED)
         self.chosen = LineEdit(label="latents to show", value="")
@@ -73,12 +74,15 @@ class LatentExplorerWidget(QWidget):
             return
         self.panel.start(_iter_load_and_encode, self._encoded, self.project.value, self.model_path.value.strip())
 
+    @property
+    def busy(self) -> bool:
+        """Whether the explorer's pictures are still being made."""
+        return self.pictures.busy
+
     def _encoded(self, returned) -> None:
-        self.model, objects = returned
+        self.model, objects, named = returned
         self.objects = objects
         dims = self.model.cfg.n_latents
-        mu = objects[latent_name_list(dims)].to_numpy()
-        named = name_latents(mu, objects)
         best_named = np.argsort(-np.abs(named["r"].to_numpy()))
         if not self.chosen.value.strip():  # start with the latents most tied to morphology
             self.chosen.value = ", ".join(str(j) for j in best_named[:N_SLIDERS])
@@ -115,12 +119,16 @@ class LatentExplorerWidget(QWidget):
         return np.zeros(dims, np.float32)
 
     def show_selected(self) -> None:
-        """Traversal grid and sliders for the selected cell (or the latent origin)."""
+        """Traversal grid and sliders for the selected cell (or the latent origin); decoded in a worker."""
         if self.model is None or self.objects is None:
             return
-        self.base = self._selected_latents()
-        latents = self.chosen_latents()
-        grid = traversal_grid(self.model, self.base, latents, np.asarray(TRAVERSAL_VALUES))
+        base, latents = self._selected_latents(), self.chosen_latents()
+        self.pictures.submit(
+            _pictures, lambda made: self._show_selected(base, latents, *made), self.model, base, latents
+        )
+
+    def _show_selected(self, base: np.ndarray, latents: list[int], grid: np.ndarray, cell: np.ndarray) -> None:
+        self.base = base
         self._show(TRAVERSAL_LAYER, grid)
         self._label_traversal(latents, grid.shape[0] // max(len(latents), 1))
         for k, (slider, label) in enumerate(zip(self.sliders, self.slider_labels, strict=True)):
@@ -132,7 +140,7 @@ class LatentExplorerWidget(QWidget):
                 slider.setValue(int(np.clip(round(self.base[latents[k]] * 10), -30, 30)))
                 slider.blockSignals(False)
                 label.setText(latent_name(latents[k]))
-        self._decode_moved()
+        self._show(EXPLORER_LAYER, cell)
 
     def _decode_moved(self, _value=None) -> None:
         if self.model is None or self.base is None:
@@ -140,7 +148,7 @@ class LatentExplorerWidget(QWidget):
         z = self.base.copy()
         for j, slider in zip(self.chosen_latents(), self.sliders, strict=False):
             z[j] = slider.value() / 10
-        self._show(EXPLORER_LAYER, decode_latents(self.model, z[None])[0])
+        self.pictures.submit(decode_latents, lambda images: self._show(EXPLORER_LAYER, images[0]), self.model, z[None])
 
     def _show(self, name: str, image: np.ndarray) -> None:
         """The image right of what the viewer holds, at the movie's pixel size; the cells layer stays active."""
@@ -153,6 +161,11 @@ class LatentExplorerWidget(QWidget):
         columns = [f"{v:g}" for v in TRAVERSAL_VALUES]
         data, kwargs, _ = grid_labels_layer(self.viewer.layers[TRAVERSAL_LAYER], rows, columns, size, TRAVERSAL_LABELS)
         if TRAVERSAL_LABELS in self.viewer.layers:
+            layer = self.viewer.layers[TRAVERSAL_LABELS]
+            if len(layer.data) == len(data):  # the same grid for another cell: new names in place, no new layer
+                layer.features = kwargs["features"]
+                layer.data = data
+                return
             self.viewer.layers.remove(TRAVERSAL_LABELS)
         active = self.viewer.layers.selection.active
         self.viewer.add_points(data, **kwargs)
@@ -166,11 +179,18 @@ def _short_name(label: str) -> str:
     return f"{latent} {rest.split(',')[0].split(' (')[0]}".strip()
 
 
+def _pictures(model, base: np.ndarray, latents: list[int]) -> tuple[np.ndarray, np.ndarray]:
+    """The traversal grid around ``base`` and ``base`` decoded (in a worker)."""
+    grid = traversal_grid(model, base, latents, np.asarray(TRAVERSAL_VALUES))
+    return grid, decode_latents(model, base[None])[0]
+
+
 def _iter_load_and_encode(project: str, model_path: str) -> Generator[Progress, None, tuple]:
-    """Load the packaged β-TCVAE (or the one at ``model_path``) and encode the project: off the GUI thread."""
+    """Load the packaged β-TCVAE (or the one at ``model_path``), encode the project, name the latents: off the GUI."""
     from ...core.vae import load_vae
 
     yield Progress(0, 1, "loading the β-TCVAE ...", stage="loading")
     model = load_default_vae()[0] if model_path in ("", PACKAGED) else load_vae(model_path)[0]
     objects = yield from iter_encode_project(project, model)
-    return model, objects
+    named = name_latents(objects[latent_name_list(model.cfg.n_latents)].to_numpy(), objects)
+    return model, objects, named
