@@ -12,12 +12,11 @@ Run under a display: xvfb-run -a -s "-screen 0 1280x800x24" python benchmarks/be
 from __future__ import annotations
 
 import argparse
-import collections
-import sys
+import cProfile
+import io
+import pstats
 import tempfile
-import threading
 import time
-import traceback
 from pathlib import Path
 
 import numpy as np
@@ -59,54 +58,43 @@ class Heartbeat:
         self.job, self.began, self.last = job, now, now
 
 
-class StallSampler:
-    """While the GUI thread misses its heartbeat by more than ``after_ms``, sample the stacks (``--stacks``).
+class GuiProfile:
+    """cProfile of the GUI thread, one profile per job (``--profile``): where the GUI thread's own time goes.
 
-    Each stalled sample counts for every call on the GUI thread's stack (a profiler's inclusive time) and for the
-    innermost frame of each other thread in Python (a worker competing for the GIL). Stalls the sampler could not
-    sample (C code holding the GIL) show as the gap between the job's stalled time and its samples.
+    A profile counts Python calls on the thread that enabled it, the GUI thread here; time the GUI thread waits
+    for the GIL held by a worker shows in no call, only in the gaps.
     """
 
-    def __init__(self, beat: Heartbeat, after_ms: float = 150, every_ms: float = 10) -> None:
-        self.beat, self.after, self.every = beat, after_ms / 1000, every_ms / 1000
-        self.main = threading.main_thread().ident
-        self.samples: dict[str, collections.Counter] = {}
-        self.stalled: dict[str, int] = {}
-        self.stop = threading.Event()
-        threading.Thread(target=self._run, daemon=True).start()
+    def __init__(self, beat: Heartbeat) -> None:
+        self.profiles: dict[str, cProfile.Profile] = {}
+        self.current: cProfile.Profile | None = None
+        next_job = beat.next_job
 
-    def _run(self) -> None:
-        me = threading.get_ident()
-        while not self.stop.wait(self.every):
-            if time.perf_counter() - self.beat.last < self.after:
-                continue
-            calls = set()
-            for ident, frame in sys._current_frames().items():
-                stack = traceback.extract_stack(frame)
-                if ident == self.main:
-                    calls |= {f"gui {_where(f)}" for f in stack}
-                elif ident != me and stack:
-                    calls.add(f"other thread at {_where(stack[-1])}")
-            self.samples.setdefault(self.beat.job, collections.Counter()).update(calls)
-            self.stalled[self.beat.job] = self.stalled.get(self.beat.job, 0) + 1
+        def profiled_next_job(job: str) -> None:
+            if self.current is not None:
+                self.current.disable()
+            next_job(job)
+            self.current = self.profiles.setdefault(job, cProfile.Profile())
+            self.current.enable()
 
-    def report(self, top: int = 40) -> None:
-        """Per job, the calls in most stalled samples."""
-        self.stop.set()
-        for job, counter in self.samples.items():
-            print(f"\n== {job}: {self.stalled[job] * self.every * 1000:.0f} ms stalled (sampled)")
-            for where, n in counter.most_common(top):
-                print(f"  {n * self.every * 1000:6.0f} ms  {where}")
+        beat.next_job = profiled_next_job
 
-
-def _where(frame: traceback.FrameSummary) -> str:
-    return f"{frame.filename.split('site-packages/')[-1].split('src/')[-1]}:{frame.lineno} {frame.name}"
+    def report(self, top: int = 25) -> None:
+        """Per job, the calls with the most cumulative time on the GUI thread."""
+        if self.current is not None:
+            self.current.disable()
+        for job, profile in self.profiles.items():
+            if job:
+                print(f"\n== {job}")
+                out = io.StringIO()
+                pstats.Stats(profile, stream=out).sort_stats("cumulative").print_stats(top)
+                print("\n".join(line for line in out.getvalue().splitlines() if line.strip()[:1].isdigit()))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--small", action="store_true", help="a 256x256, 24-frame sample (about 2 min in all)")
-    parser.add_argument("--stacks", action="store_true", help="sample the GUI thread's stack during long gaps")
+    parser.add_argument("--profile", action="store_true", help="profile the GUI thread, per job (slows it down)")
     args = parser.parse_args()
 
     import napari
@@ -119,7 +107,7 @@ def main() -> None:
     viewer = napari.Viewer()
     viewer.window.resize(1280, 800)
     beat = Heartbeat()
-    sampler = StallSampler(beat) if args.stacks else None
+    profile = GuiProfile(beat) if args.profile else None
     beat.next_job("idle viewer (baseline)")
     deadline = time.perf_counter() + IDLE_S
     wait_for(lambda: time.perf_counter() > deadline)
@@ -146,8 +134,8 @@ def main() -> None:
             f"{job:28s} {wall:7.1f} {gaps.max() * 1000:15.0f} {int((gaps > GOAL_MS / 1000).sum()):14d} "
             f"{gaps.max() / baseline:7.1f}x"
         )
-    if sampler is not None:
-        sampler.report()
+    if profile is not None:
+        profile.report()
     viewer.close()
 
 

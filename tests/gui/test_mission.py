@@ -9,6 +9,7 @@ import pytest
 
 from napari_cellstate.core.config import SimulationConfig
 from napari_cellstate.gui._layers import CELLS_LAYER, LABELS_LAYER, TRACKS_LAYER
+from napari_cellstate.gui._panel import CellStatePanel
 from napari_cellstate.gui._tour import run_mission
 
 pytestmark = [pytest.mark.gui, pytest.mark.slow]
@@ -16,7 +17,7 @@ pytestmark = [pytest.mark.gui, pytest.mark.slow]
 SMALL = SimulationConfig(shape_yx=(256, 256), n_frames=24, n_cells=20, n_divisions=6, seed=3)
 
 
-def test_the_whole_mission_through_the_panel_then_the_project_comes_back(make_napari_viewer, tmp_path):
+def test_the_whole_mission_through_the_panel_then_the_project_comes_back(make_napari_viewer, qtbot, tmp_path):
     folder = tmp_path / "project"
     viewer = make_napari_viewer()
     panel = run_mission(viewer, folder, sample=SMALL)
@@ -38,7 +39,10 @@ def test_the_whole_mission_through_the_panel_then_the_project_comes_back(make_na
     panel.close()
 
     again = make_napari_viewer()
-    again.open(str(folder), plugin="napari-cellstate")
+    assert again.open(str(folder), plugin="napari-cellstate") == []  # at once: the panel reads it in a worker
+    (reopened,) = again.window._qt_window.findChildren(CellStatePanel)
+    qtbot.waitUntil(lambda: reopened.jobs.worker is None, timeout=120_000)
+    assert reopened.jobs.last_error is None, reopened.jobs.status.text()
     names = {layer.name for layer in again.layers}
     assert {"synthetic H2B", LABELS_LAYER, TRACKS_LAYER, CELLS_LAYER} <= names
     restored = again.layers[CELLS_LAYER].features

@@ -6,6 +6,7 @@ aspect ratio at any dock width (:class:`FigureImage`); :class:`FigureWindow` ope
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 
 import numpy as np
@@ -16,6 +17,8 @@ from qtpy.QtGui import QImage, QPixmap
 from qtpy.QtWidgets import QGridLayout, QGroupBox, QLabel, QScrollArea, QSizePolicy, QVBoxLayout, QWidget
 
 FIGURE_DPI = 110  # figures drawn for docks: sharp at their width, light to render
+#: Matplotlib is not thread-safe (shared font caches): workers make and draw figures one at a time.
+_MATPLOTLIB = threading.RLock()
 
 
 def group(title: str, *items) -> QGroupBox:
@@ -58,15 +61,17 @@ def rendered(figure: Figure) -> tuple[Figure, np.ndarray]:
     """A figure and its picture (H, W, 4) uint8, drawn by Agg: safe in a worker thread, so the GUI only shows it."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 
-    figure.set_dpi(FIGURE_DPI)
-    canvas = FigureCanvasAgg(figure)
-    canvas.draw()
-    return figure, np.array(canvas.buffer_rgba())
+    with _MATPLOTLIB:
+        figure.set_dpi(FIGURE_DPI)
+        canvas = FigureCanvasAgg(figure)
+        canvas.draw()
+        return figure, np.array(canvas.buffer_rgba())
 
 
 def make_figures(jobs: dict[str, Callable[[], list[Figure]]]) -> dict[str, list[tuple[Figure, np.ndarray]]]:
     """Make and draw each tab's figures (run in a worker)."""
-    return {key: [rendered(figure) for figure in make()] for key, make in jobs.items()}
+    with _MATPLOTLIB:
+        return {key: [rendered(figure) for figure in make()] for key, make in jobs.items()}
 
 
 class FigureImage(QLabel):

@@ -8,6 +8,7 @@ their own project rows are hidden, since the panel's row stands for all of them.
 from __future__ import annotations
 
 import importlib
+from collections.abc import Generator
 
 import napari
 from qtpy.QtCore import QSize, Qt
@@ -112,10 +113,11 @@ class CellStatePanel(QWidget):
 
         self.jobs.start(iter_sample_layers, self._add_sample, cfg)
 
-    def _add_sample(self, layers) -> None:
-        for data, kwargs, kind in layers:
+    def _add_sample(self, layers) -> Generator[None, None, None]:
+        for data, kwargs, kind in layers:  # a layer per turn of the event loop: napari draws between them
             if kwargs["name"] not in self.viewer.layers:
                 getattr(self.viewer, f"add_{kind}")(data, **kwargs)
+                yield
         self.viewer.reset_view()
         self.jobs.done("sample movie ready: choose a project folder, then Track && crop")
 
@@ -130,8 +132,8 @@ class CellStatePanel(QWidget):
             return
         self.jobs.start(iter_project_layers, self._add_project_layers, folder)
 
-    def _add_project_layers(self, layers) -> None:
-        show_project_layers(self.viewer, layers)
+    def _add_project_layers(self, layers) -> Generator[None, None, None]:
+        yield from show_project_layers(self.viewer, layers)
         self.viewer.reset_view()
         self.jobs.done(f"opened {self.state.path}")
 

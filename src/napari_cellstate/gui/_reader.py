@@ -44,25 +44,31 @@ def get_project_reader(path):
 
 
 def read_project(path) -> list[LayerDataTuple]:
-    """Layers of a project (blocking, as napari's readers are), and the CellState panel opened on it."""
-    from ..core.progress import run_to_completion
+    """Open the CellState panel on the project; the panel reads its layers in a worker and adds them when ready.
 
+    napari calls readers on its GUI thread, and reading a project (re-simulating its movie, say) takes seconds, so
+    the reader returns at once with napari's "no layers here" value, ``[(None,)]``; the layers follow, drawn one
+    at a time. Without a viewer (a script), the layers themselves are read and returned.
+    """
     folder = _project_folder(path)
-    layers = run_to_completion(iter_project_layers(folder))
-    _open_panel_on(folder)
-    return layers
+    panel = _open_panel_on(folder)
+    if panel is None:
+        return project_layers(folder)
+    panel.open_project()
+    return [(None,)]
 
 
-def _open_panel_on(folder: Path) -> None:
+def _open_panel_on(folder: Path):
+    """The viewer's CellState panel, on ``folder``; None without a viewer."""
     import napari
 
     from ._project import project_state
 
     viewer = napari.current_viewer()
     if viewer is None:
-        return
+        return None
     project_state(viewer).path = folder
-    viewer.window.add_plugin_dock_widget("napari-cellstate", "CellState")
+    return viewer.window.add_plugin_dock_widget("napari-cellstate", "CellState")[1]
 
 
 def project_layers(folder: os.PathLike | str) -> list[LayerDataTuple]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import inspect
 import os
 import threading
 from collections.abc import Callable, Generator
@@ -10,6 +11,7 @@ from typing import Any
 
 from napari.qt.threading import GeneratorWorker, create_worker
 from napari.utils.notifications import show_error, show_info
+from qtpy.QtCore import QTimer
 from qtpy.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QPushButton, QVBoxLayout, QWidget
 
 from ..core.progress import Progress
@@ -90,6 +92,8 @@ class RunPanel(QWidget):
         self.worker: GeneratorWorker | None = None
         self.last_error: Exception | None = None
         self._cancelled = threading.Event()
+        self._gui_work: Generator | None = None  # an ``on_done`` generator's pieces still to run
+        self._worker_done = False
 
     def start(
         self,
@@ -98,16 +102,22 @@ class RunPanel(QWidget):
         *args: Any,
         **kwargs: Any,
     ) -> GeneratorWorker:
-        """Run ``steps(*args, **kwargs)`` in a worker; call ``on_done(result)`` on the GUI thread."""
+        """Run ``steps(*args, **kwargs)`` in a worker; call ``on_done(result)`` on the GUI thread.
+
+        ``on_done`` may be a generator function: its GUI work (adding layers, say) then runs in pieces, one piece
+        (up to its next ``yield``) per turn of Qt's event loop, so napari keeps drawing between them. The job counts
+        as running (``worker`` is set) until the last piece has run.
+        """
         self.last_error = None
         self._cancelled = cancelled = threading.Event()
+        self._worker_done = False
         worker = create_worker(  # errors are shown below
             _cancellable, steps, args, kwargs, cancelled, _start_thread=False, _ignore_errors=True
         )
         worker.yielded.connect(self._show_progress)
-        worker.returned.connect(lambda result: None if cancelled.is_set() else on_done(result))
+        worker.returned.connect(lambda result: None if cancelled.is_set() else self._run_on_gui(on_done(result)))
         worker.errored.connect(self._show_error)
-        worker.finished.connect(self._finished)
+        worker.finished.connect(self._worker_finished)
         self.cancel_button.clicked.connect(self.cancel)
         self.run_button.setEnabled(False)
         self.cancel_button.setEnabled(True)
@@ -137,6 +147,33 @@ class RunPanel(QWidget):
         self.status.setStyleSheet("")
         self.status.setText(message)
         show_info(message)
+
+    def _run_on_gui(self, pieces: Any) -> None:
+        if inspect.isgenerator(pieces):
+            self._gui_work = pieces
+            self._next_piece()
+
+    def _next_piece(self) -> None:
+        try:
+            if self._cancelled.is_set():
+                self._gui_work.close()
+                raise StopIteration
+            next(self._gui_work)
+        except StopIteration:
+            self._gui_work = None
+        except Exception as error:  # shown like a worker's error
+            self._gui_work = None
+            self._show_error(error)
+        else:
+            QTimer.singleShot(0, self._next_piece)
+            return
+        if self._worker_done:
+            self._finished()
+
+    def _worker_finished(self) -> None:
+        self._worker_done = True
+        if self._gui_work is None:
+            self._finished()
 
     def _finished(self) -> None:
         if self._cancelled.is_set() and self.last_error is None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Generator
+
 import napari
 import numpy as np
 from magicgui.widgets import ComboBox, Container, FloatSpinBox, SpinBox
@@ -133,10 +135,10 @@ class TrackCropWidget(QWidget):
             movie_origin=movie_origin(layer),
         )
 
-    def _show(self, result: TrackAndCropResult) -> None:
+    def _show(self, result: TrackAndCropResult) -> Generator[None, None, None]:
         self.result = result
         px = self.pixel_size_um.value
-        show_project_layers(
+        yield from show_project_layers(
             self.viewer,
             [
                 labels_layer(result.labels, result.objects, px),
@@ -172,16 +174,19 @@ def movie_origin(layer) -> dict:
     return {"path": str(path)} if path else {}
 
 
-def show_project_layers(viewer, layers) -> None:
+def show_project_layers(viewer, layers) -> Generator[None, None, None]:
     """Replace the project's layers (same names) with these, hide other rings, keep the cells layer active.
 
-    Points layers without cell ids (e.g. the sample's true states) are hidden, so each cell has one ring.
+    Points layers without cell ids (e.g. the sample's true states) are hidden, so each cell has one ring. A
+    generator, pausing after each layer (see :meth:`RunPanel.start`): napari draws between layers.
     """
     for data, kwargs, kind in layers:
         name = kwargs["name"]
         if name in viewer.layers:
             viewer.layers.remove(name)
+            yield
         getattr(viewer, f"add_{kind}")(data, **kwargs)
+        yield
     for layer in viewer.layers:
         if isinstance(layer, napari.layers.Points) and not is_cells_layer(layer) and layer.visible:
             layer.visible = False

@@ -392,13 +392,13 @@ class TrainHeadsWidget(QWidget):
 
     # --- current head and its figures --------------------------------------------------------
     def _refresh_heads(self, prefer: str | None = None, select: str | None = None) -> None:
-        self.current.choices = list(self.heads)
         if select is None and prefer is not None:
             select = next((k for k, h in self.heads.items() if h.scheme == prefer), None)
         if select is None and self.heads:
             select = next(iter(self.heads))
-        if select is not None:
-            with self.current.changed.blocked():  # drawn once, below
+        with self.current.changed.blocked():  # drawn once, below
+            self.current.choices = list(self.heads)
+            if select is not None:
                 self.current.value = select
         self._enable_head_actions()
         self.show_current()
