@@ -34,7 +34,8 @@ def test_track_crop_widget_adds_layers_with_features(make_napari_viewer, qtbot, 
     assert len(load_crop_dataset(tmp_path / "project")) == len(widget.result.objects)
 
     cells.selected_data = {5}
-    assert viewer.layers[CROP_LAYER].data.shape == (64, 64)
+    qtbot.waitUntil(lambda: not widget.crop_reader.busy, timeout=30_000)  # read off the GUI thread
+    np.testing.assert_array_equal(viewer.layers[CROP_LAYER].data, load_crop_dataset(tmp_path / "project").crops[5])
 
 
 def test_track_crop_widget_explains_bad_input(make_napari_viewer, qtbot, tmp_path):

@@ -53,6 +53,7 @@ def labels_layer(
     (``track_id`` for the simulator's ground truth).
     """
     features = objects.drop_duplicates(id_column).assign(index=lambda f: f[id_column]).reset_index(drop=True)
+    prepare_labels_colouring(labels.dtype)
     return (
         labels,
         {
@@ -63,6 +64,22 @@ def labels_layer(
         },
         "labels",
     )
+
+
+def prepare_labels_colouring(dtype) -> None:
+    """Have napari compile (numba) the code colouring a Labels layer of ``dtype``, here: call it in a worker.
+
+    napari compiles it when it first draws labels wider than 16 bits, a second or more on the GUI thread; the
+    layer data tuples are made in workers, so the first Labels layer appears without that pause.
+    """
+    if np.dtype(dtype).itemsize <= 2:
+        return
+    try:
+        from napari.utils.colormaps import label_colormap
+        from napari.utils.colormaps.colormap import _cast_labels_data_to_texture_dtype_auto
+    except ImportError:  # another napari: it compiles when it draws
+        return
+    _cast_labels_data_to_texture_dtype_auto(np.arange(4, dtype=dtype).reshape(2, 2), label_colormap())
 
 
 def label_colours(labels: pd.Series) -> np.ndarray:
@@ -106,6 +123,18 @@ def cells_layer(
         "out_of_slice_display": False,
     }
     return (data, kwargs, "points")
+
+
+def update_layer(layer, data, kwargs: dict) -> None:
+    """Give an existing layer new data and settings (a layer data tuple's): no layer removed, none added.
+
+    Removing a napari layer runs a full garbage collection (seconds in a process holding torch and the tables),
+    so the project's layers are updated in place when they are shown again.
+    """
+    layer.data = data
+    for key, value in kwargs.items():
+        if key not in ("name", "axis_labels"):
+            setattr(layer, key, value)
 
 
 def tracks_layer(objects: pd.DataFrame, graph: dict[int, list[int]], pixel_size_um: float) -> LayerDataTuple:

@@ -42,6 +42,8 @@ def _run(gen: Generator[Progress, None, Any], cancelled: threading.Event) -> Gen
         gen.close()
 
 
+PROGRESS_MS = 100  # progress shown at most ten times a second
+
 _torch_threads = {"jobs": 0, "before": 1}  # jobs running, and torch's thread count before the first
 _torch_lock = threading.Lock()
 
@@ -94,6 +96,11 @@ class RunPanel(QWidget):
         self._cancelled = threading.Event()
         self._gui_work: Generator | None = None  # an ``on_done`` generator's pieces still to run
         self._worker_done = False
+        self._latest: Progress | None = None  # shown at most every PROGRESS_MS: each redraw relays out the dock
+        self._progress_timer = QTimer(self)
+        self._progress_timer.setSingleShot(True)
+        self._progress_timer.setInterval(PROGRESS_MS)
+        self._progress_timer.timeout.connect(self._render_progress)
 
     def start(
         self,
@@ -128,9 +135,20 @@ class RunPanel(QWidget):
         return worker
 
     def _show_progress(self, event: Progress) -> None:
-        self.progress.setRange(0, max(event.total, 1))
-        self.progress.setValue(event.step)
-        self.status.setText(event.message)
+        self._latest = event
+        if not self._progress_timer.isActive():
+            self._progress_timer.start()
+
+    def _render_progress(self) -> None:
+        event, self._latest = self._latest, None
+        if event is not None:
+            self.progress.setRange(0, max(event.total, 1))
+            self.progress.setValue(event.step)
+            self.status.setText(event.message)
+
+    def _drop_progress(self) -> None:
+        self._progress_timer.stop()
+        self._latest = None
 
     def _show_error(self, error: Exception) -> None:
         self.last_error = error
@@ -138,12 +156,14 @@ class RunPanel(QWidget):
 
     def fail(self, message: str) -> None:
         """Say what went wrong and how to fix it: in the status line and as a napari notification."""
+        self._drop_progress()
         self.status.setStyleSheet("color: #ff6b6b")
         self.status.setText(message)
         show_error(message)
 
     def done(self, message: str) -> None:
         """Say what a finished job made: in the status line and as a napari notification."""
+        self._drop_progress()
         self.status.setStyleSheet("")
         self.status.setText(message)
         show_info(message)
@@ -151,22 +171,12 @@ class RunPanel(QWidget):
     def _run_on_gui(self, pieces: Any) -> None:
         if inspect.isgenerator(pieces):
             self._gui_work = pieces
-            self._next_piece()
+            run_in_pieces(pieces, self._gui_work_done)
 
-    def _next_piece(self) -> None:
-        try:
-            if self._cancelled.is_set():
-                self._gui_work.close()
-                raise StopIteration
-            next(self._gui_work)
-        except StopIteration:
-            self._gui_work = None
-        except Exception as error:  # shown like a worker's error
-            self._gui_work = None
+    def _gui_work_done(self, error: Exception | None) -> None:
+        self._gui_work = None
+        if error is not None:
             self._show_error(error)
-        else:
-            QTimer.singleShot(0, self._next_piece)
-            return
         if self._worker_done:
             self._finished()
 
@@ -176,6 +186,7 @@ class RunPanel(QWidget):
             self._finished()
 
     def _finished(self) -> None:
+        self._drop_progress()
         if self._cancelled.is_set() and self.last_error is None:
             self.status.setText("cancelled")
             show_info("cancelled")
@@ -187,9 +198,26 @@ class RunPanel(QWidget):
 
     def cancel(self) -> None:
         """Ask the running step to stop at its next progress event (it cleans up in its own thread)."""
+        if self._gui_work is not None:
+            self._gui_work.close()  # its next piece ends it
         if self.worker is not None:
             self._cancelled.set()
             self.status.setText("cancelling ...")
+
+
+def run_in_pieces(pieces: Generator, then: Callable[[Exception | None], None]) -> None:
+    """Run a generator's GUI work one piece (up to its next ``yield``) per turn of Qt's event loop; then ``then``.
+
+    napari draws and handles input between the pieces. ``then(error)`` gets the exception a piece raised, or None.
+    """
+    try:
+        next(pieces)
+    except StopIteration:
+        then(None)
+    except Exception as error:  # handed on, like a worker's error
+        then(error)
+    else:
+        QTimer.singleShot(0, lambda: run_in_pieces(pieces, then))
 
 
 class LatestCall:
@@ -203,32 +231,49 @@ class LatestCall:
     def __init__(self) -> None:
         self.worker = None
         self._waiting: tuple | None = None
+        self._pieces: Generator | None = None  # the GUI work of an ``on_done`` generator, still running
 
     @property
     def busy(self) -> bool:
-        """Whether a request is running or waiting."""
-        return self.worker is not None or self._waiting is not None
+        """Whether a request is running or waiting, or its result still being shown."""
+        return self.worker is not None or self._waiting is not None or self._pieces is not None
 
     def submit(self, function: Callable[..., Any], on_done: Callable[[Any], None], *args: Any) -> None:
-        """Run ``function(*args)`` in a worker, then ``on_done(result)`` on the GUI thread unless overtaken."""
+        """Run ``function(*args)`` in a worker, then ``on_done(result)`` on the GUI thread unless overtaken.
+
+        As with :meth:`RunPanel.start`, ``on_done`` may be a generator function, run in pieces.
+        """
         self._waiting = (function, on_done, args)
-        if self.worker is None:
+        self._next()
+
+    def _next(self) -> None:
+        if self.worker is None and self._pieces is None and self._waiting is not None:
             self._start()
 
     def _start(self) -> None:
         function, on_done, args = self._waiting
         self._waiting = None
         worker = create_worker(_with_a_core_left, function, args, _start_thread=False, _ignore_errors=True)
-        worker.returned.connect(lambda result: None if self._waiting else on_done(result))
+        worker.returned.connect(lambda result: None if self._waiting else self._show(on_done(result)))
         worker.errored.connect(lambda error: show_error(str(error)))
         worker.finished.connect(self._finished)
         self.worker = worker
         worker.start()
 
+    def _show(self, pieces: Any) -> None:
+        if inspect.isgenerator(pieces):
+            self._pieces = pieces
+            run_in_pieces(pieces, self._shown)
+
+    def _shown(self, error: Exception | None) -> None:
+        self._pieces = None
+        if error is not None:
+            show_error(str(error))
+        self._next()
+
     def _finished(self) -> None:
         self.worker = None
-        if self._waiting is not None:
-            self._start()
+        self._next()
 
 
 def _with_a_core_left(function: Callable[..., Any], args: tuple) -> Any:

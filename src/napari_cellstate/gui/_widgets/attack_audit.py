@@ -22,7 +22,7 @@ from ...core.heads.session import HEADS_FOLDER, saved_heads
 from ...core.progress import Progress
 from .._attack_layers import perturbation_layer
 from .._figures import FigureSlot, rendered
-from .._layers import CELLS_LAYER
+from .._layers import CELLS_LAYER, update_layer
 from .._project import ProjectField, project_state
 from .._workers import RunPanel
 
@@ -149,8 +149,9 @@ class AttackAuditWidget(QWidget):
         for row in range(min(len(result.cells), MAX_LAYERS)):
             data, kwargs, _ = perturbation_layer(result, row, geometry)
             if kwargs["name"] in self.viewer.layers:
-                self.viewer.layers.remove(kwargs["name"])
-            self.viewer.add_image(data, **kwargs)
+                update_layer(self.viewer.layers[kwargs["name"]], data, kwargs)
+            else:
+                self.viewer.add_image(data, **kwargs)
         if CELLS_LAYER in self.viewer.layers:
             cells = self.viewer.layers[CELLS_LAYER]
             self.viewer.layers.move(self.viewer.layers.index(cells), len(self.viewer.layers))

@@ -127,10 +127,15 @@ class LatentExplorerWidget(QWidget):
             _pictures, lambda made: self._show_selected(base, latents, *made), self.model, base, latents
         )
 
-    def _show_selected(self, base: np.ndarray, latents: list[int], grid: np.ndarray, cell: np.ndarray) -> None:
+    def _show_selected(
+        self, base: np.ndarray, latents: list[int], grid: np.ndarray, cell: np.ndarray
+    ) -> Generator[None, None, None]:
+        """The pictures made in the worker, a layer per turn of the event loop (napari draws between them)."""
         self.base = base
         self._show(TRAVERSAL_LAYER, grid)
+        yield
         self._label_traversal(latents, grid.shape[0] // max(len(latents), 1))
+        yield
         for k, (slider, label) in enumerate(zip(self.sliders, self.slider_labels, strict=True)):
             visible = k < len(latents)
             slider.setVisible(visible)

@@ -21,9 +21,10 @@ from .._layers import (
     set_legend,
     show_beside,
     tracks_layer,
+    update_layer,
 )
 from .._project import ProjectField, project_state
-from .._workers import RunPanel
+from .._workers import LatestCall, RunPanel
 
 SEGMENT_CHOICE = "(segment the movie)"
 
@@ -35,6 +36,7 @@ class TrackCropWidget(QWidget):
         super().__init__()
         self.viewer = napari_viewer
         self.result: TrackAndCropResult | None = None
+        self.crop_reader = LatestCall()  # the selected cell's crop, read from the project off the GUI thread
         self.image = ComboBox(label="movie", choices=self._image_choices)
         self.labels = ComboBox(label="labels", choices=self._labels_choices)
         self.pixel_size_um = FloatSpinBox(label="pixel size (µm)", value=0.33, min=0.01, max=100, step=0.01)
@@ -121,7 +123,7 @@ class TrackCropWidget(QWidget):
             labels = self.viewer.layers[self.labels.value].data
         segmentation, tracking, crops = self.configs()
         self.panel.start(
-            iter_track_and_crop,
+            _iter_track_and_layers,
             self._show,
             layer.data,
             pixel_size_um=self.pixel_size_um.value,
@@ -135,18 +137,12 @@ class TrackCropWidget(QWidget):
             movie_origin=movie_origin(layer),
         )
 
-    def _show(self, result: TrackAndCropResult) -> Generator[None, None, None]:
+    def _show(self, returned: tuple[TrackAndCropResult, list]) -> Generator[None, None, None]:
+        result, layers = returned
         self.result = result
-        px = self.pixel_size_um.value
-        yield from show_project_layers(
-            self.viewer,
-            [
-                labels_layer(result.labels, result.objects, px),
-                tracks_layer(result.objects, result.graph, px),
-                cells_layer(result.objects, px),
-            ],
-        )
+        yield from show_project_layers(self.viewer, layers)
         self.viewer.layers[CELLS_LAYER].selected_data.events.items_changed.connect(self._show_selected_crop)
+        yield
         n_tracks = result.objects["track_id"].nunique()
         self.panel.done(
             f"{len(result.objects)} cells in {n_tracks} tracks, {len(result.graph)} daughters; "
@@ -158,12 +154,27 @@ class TrackCropWidget(QWidget):
         if self.result is None or self.result.crops is None or not cells.selected_data:
             return
         index = int(sorted(cells.selected_data)[-1])
-        row = self.result.objects.iloc[index]
-        layer = show_beside(
-            self.viewer, np.asarray(self.result.crops.crops[index]), CROP_LAYER, self.pixel_size_um.value
-        )
-        layer.reset_contrast_limits()
-        self.panel.status.setText(f"selected crop: track {row['track_id']}, frame {row['t']}")
+        self.crop_reader.submit(lambda: np.asarray(self.result.crops.crops[index]), self._show_crop_of(index))
+
+    def _show_crop_of(self, index: int):
+        def show(crop: np.ndarray) -> None:
+            layer = show_beside(self.viewer, crop, CROP_LAYER, self.pixel_size_um.value)
+            layer.reset_contrast_limits()
+            row = self.result.objects.iloc[index]
+            self.panel.status.setText(f"selected crop: track {row['track_id']}, frame {row['t']}")
+
+        return show
+
+
+def _iter_track_and_layers(movie, **kwargs) -> Generator:
+    """Track and crop, then make the layer data tuples (in the worker): the GUI thread only adds them."""
+    result = yield from iter_track_and_crop(movie, **kwargs)
+    px = kwargs["pixel_size_um"]
+    return result, [
+        labels_layer(result.labels, result.objects, px),
+        tracks_layer(result.objects, result.graph, px),
+        cells_layer(result.objects, px),
+    ]
 
 
 def movie_origin(layer) -> dict:
@@ -182,10 +193,13 @@ def show_project_layers(viewer, layers) -> Generator[None, None, None]:
     """
     for data, kwargs, kind in layers:
         name = kwargs["name"]
-        if name in viewer.layers:
-            viewer.layers.remove(name)
-            yield
-        getattr(viewer, f"add_{kind}")(data, **kwargs)
+        if name in viewer.layers and viewer.layers[name]._type_string == kind:
+            update_layer(viewer.layers[name], data, kwargs)
+        else:
+            if name in viewer.layers:
+                viewer.layers.remove(name)
+                yield
+            getattr(viewer, f"add_{kind}")(data, **kwargs)
         yield
     for layer in viewer.layers:
         if isinstance(layer, napari.layers.Points) and not is_cells_layer(layer) and layer.visible:
