@@ -124,6 +124,17 @@ def main() -> None:
     beat.next_job("reopen the project")
     panel.open_project()
     wait_for(lambda: panel.jobs.worker is None)
+    # Floors of this machine, for comparison: one redraw of the canvas holding the project's layers, and one new
+    # small image layer (napari builds its visual and list entry on the GUI thread, whoever adds it).
+    beat.next_job("floor: step 5 frames")
+    for t in range(5):
+        viewer.dims.set_point(0, t)
+        deadline = time.perf_counter() + 0.3
+        wait_for(lambda deadline=deadline: time.perf_counter() > deadline)
+    beat.next_job("floor: add a 64x64 image")
+    viewer.add_image(np.zeros((64, 64), np.float32), name="floor")
+    deadline = time.perf_counter() + 1.0
+    wait_for(lambda: time.perf_counter() > deadline)
     beat.next_job("")
 
     baseline = max(beat.gaps["idle viewer (baseline)"])

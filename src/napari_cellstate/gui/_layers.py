@@ -21,8 +21,12 @@ def _placement(pixel_size_um: float) -> dict:
     """Scale (frames, um, um) and axis names shared by every layer over a (T, Y, X) movie.
 
     No units are set: napari ignores them (with a warning) when the user's own
-    movie layer has none.
+    movie layer has none. Layer data tuples are made in workers, so the unit registry napari builds for the first
+    layer of a session (a second or more) is built here, off the GUI thread.
     """
+    import pint
+
+    pint.get_application_registry().pixel  # noqa: B018 (built on first use)
     return {"scale": (1.0, pixel_size_um, pixel_size_um), "axis_labels": ("t", "y", "x")}
 
 
