@@ -4,9 +4,11 @@ A 20 ms heartbeat QTimer runs on napari's GUI thread while the panel is driven t
 clicks it (:func:`napari_cellstate.gui._tour.run_mission`: sample, track & crop, labels from the true states,
 encode, train a sparse head over 3 seeds and apply it, attack a cell), then the project is opened again. The gaps
 between heartbeats are recorded per job, the layers added at its end included. The baseline is the same viewer
-left idle, measured in the same run (the machine is shared). Goal: longest gap < 200 ms for every job.
+left idle, measured in the same run (the machine is shared), and two floors of the machine measured after the
+mission: one redraw of the canvas (stepping frames) and one new small image layer. Goal: longest gap < 200 ms for
+every job. ``--profile`` prints, per job, where the GUI thread's own time went (cProfile).
 
-Run under a display: xvfb-run -a -s "-screen 0 1280x800x24" python benchmarks/bench_gui.py [--small]
+Run under a display: xvfb-run -a -s "-screen 0 1280x800x24" python benchmarks/bench_gui.py [--small] [--profile]
 """
 
 from __future__ import annotations

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import inspect
 import os
+import sys
 import threading
 from collections.abc import Callable, Generator
 from typing import Any
@@ -44,20 +45,31 @@ def _run(gen: Generator[Progress, None, Any], cancelled: threading.Event) -> Gen
 
 PROGRESS_MS = 100  # progress shown at most ten times a second
 
-_torch_threads = {"jobs": 0, "before": 1}  # jobs running, and torch's thread count before the first
+#: While jobs run, a thread holding the GIL hands it over after this long (Python's default: 5 ms). Every call
+#: from Qt into Python (an event filter, a paint) waits for the GIL; behind a busy worker that wait is the switch
+#: interval, so a redraw making a few hundred such calls took seconds.
+JOB_SWITCH_INTERVAL_S = 0.0005
+
+_torch_threads = {"jobs": 0, "before": 1, "switch": 0.005}  # jobs running; torch threads and switch interval before
 _torch_lock = threading.Lock()
 
 
 @contextlib.contextmanager
 def _leave_a_core_to_the_gui():
-    """While jobs run, torch uses one thread fewer than the machine has, so napari keeps a core to draw."""
+    """While jobs run, napari keeps a core to draw and gets the GIL quickly.
+
+    torch uses one thread fewer than the machine has, and the GIL changes hands more often
+    (:data:`JOB_SWITCH_INTERVAL_S`).
+    """
     import torch
 
     with _torch_lock:
         _torch_threads["jobs"] += 1
         if _torch_threads["jobs"] == 1:
             _torch_threads["before"] = torch.get_num_threads()
+            _torch_threads["switch"] = sys.getswitchinterval()
             torch.set_num_threads(max(1, min(_torch_threads["before"], (os.cpu_count() or 2) - 1)))
+            sys.setswitchinterval(min(JOB_SWITCH_INTERVAL_S, _torch_threads["switch"]))
     try:
         yield
     finally:
@@ -65,6 +77,7 @@ def _leave_a_core_to_the_gui():
             _torch_threads["jobs"] -= 1
             if _torch_threads["jobs"] == 0:
                 torch.set_num_threads(_torch_threads["before"])
+                sys.setswitchinterval(_torch_threads["switch"])
 
 
 class RunPanel(QWidget):
