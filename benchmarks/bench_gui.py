@@ -2,7 +2,8 @@
 
 A 20 ms heartbeat QTimer runs on napari's GUI thread while the panel is driven through the mission as a user
 clicks it (:func:`napari_cellstate.gui._tour.run_mission`: sample, track & crop, labels from the true states,
-encode, train a sparse head over 3 seeds and apply it, attack a cell), then the project is opened again. The gaps
+encode, train a sparse head over 3 seeds and apply it, attack a cell), then the project is opened again; opening
+the panel itself (napari imports a plugin's widgets on its GUI thread) is a row of its own. The gaps
 between heartbeats are recorded per job, the layers added at its end included. The baseline is the same viewer
 left idle, measured in the same run (the machine is shared), and two floors of the machine measured after the
 mission: one redraw of the canvas (stepping frames) and one new small image layer. Goal: longest gap < 200 ms for

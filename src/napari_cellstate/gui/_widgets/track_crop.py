@@ -188,7 +188,7 @@ def movie_origin(layer) -> dict:
 def show_project_layers(viewer, layers) -> Generator[None, None, None]:
     """Replace the project's layers (same names) with these, hide other rings, keep the cells layer active.
 
-    Points layers without cell ids (e.g. the sample's true states) are hidden, so each cell has one ring. A
+    Points layers of rings without cell ids (e.g. the sample's true states) are hidden, so each cell has one ring. A
     generator, pausing after each layer (see :meth:`RunPanel.start`): napari draws between layers.
     """
     for data, kwargs, kind in layers:
@@ -202,7 +202,8 @@ def show_project_layers(viewer, layers) -> Generator[None, None, None]:
             getattr(viewer, f"add_{kind}")(data, **kwargs)
         yield
     for layer in viewer.layers:
-        if isinstance(layer, napari.layers.Points) and not is_cells_layer(layer) and layer.visible:
+        rings = isinstance(layer, napari.layers.Points) and np.max(layer.size, initial=0) > 0  # not text labels
+        if rings and not is_cells_layer(layer) and layer.visible:
             layer.visible = False
     cells = next((layer for layer in reversed(viewer.layers) if is_cells_layer(layer)), None)
     if cells is not None:
