@@ -44,6 +44,7 @@ def _run(gen: Generator[Progress, None, Any], cancelled: threading.Event) -> Gen
 
 
 PROGRESS_MS = 100  # progress shown at most ten times a second
+PIECE_PAUSE_MS = 30  # between two pieces of GUI work (see run_in_pieces)
 
 #: While jobs run, a thread holding the GIL hands it over after this long (Python's default: 5 ms). Every call
 #: from Qt into Python (an event filter, a paint) waits for the GIL; behind a busy worker that wait is the switch
@@ -221,7 +222,8 @@ class RunPanel(QWidget):
 def run_in_pieces(pieces: Generator, then: Callable[[Exception | None], None]) -> None:
     """Run a generator's GUI work one piece (up to its next ``yield``) per turn of Qt's event loop; then ``then``.
 
-    napari draws and handles input between the pieces. ``then(error)`` gets the exception a piece raised, or None.
+    napari draws, runs its timers and handles input between the pieces. ``then(error)`` gets the exception a piece
+    raised, or None.
     """
     try:
         next(pieces)
@@ -229,8 +231,8 @@ def run_in_pieces(pieces: Generator, then: Callable[[Exception | None], None]) -
         then(None)
     except Exception as error:  # handed on, like a worker's error
         then(error)
-    else:
-        QTimer.singleShot(0, lambda: run_in_pieces(pieces, then))
+    else:  # after a pause, so a redraw and napari's own timers come before the next piece, not with it
+        QTimer.singleShot(PIECE_PAUSE_MS, lambda: run_in_pieces(pieces, then))
 
 
 class LatestCall:
