@@ -2,7 +2,7 @@
 
 Sizes and brightness follow real H2B crops at about 0.33 um/px (the table in
 METHOD-NOTES.md, "What real crops look like, in numbers"): interphase nuclei
-8-17 um long with aspect ratio 1.0-1.6, metaphase plates 10.5-12.5 x 3.8-4.7 um
+8-17 um long with aspect ratio 1.0-1.6, metaphase plates 10.2-12.2 x 3.8-4.7 um
 and 1.4-1.8x brighter per pixel. Some plates are seen end-on (small and round), some face-on
 (a round rosette of chromosome clumps as large as a young interphase nucleus), and
 newborn daughters are small and bright, so morphology is informative but not perfect.
@@ -86,7 +86,7 @@ def sample_traits(
         texture_tile=rng.integers(0, n_tiles, n),
         edge_width=rng.uniform(0.8, 2.5, n),
         nucleoli=nucleoli,
-        plate_length=rng.uniform(10.5, 12.5, n) * um,
+        plate_length=rng.uniform(10.2, 12.2, n) * um,
         plate_width=rng.uniform(3.8, 4.7, n) * um,
         plate_gain=rng.uniform(1.4, 1.8, n),
         plate_angle_rad=rng.uniform(-np.pi / 2, np.pi / 2, n),
@@ -139,7 +139,7 @@ def appearance(
     angle = traits.angle_rad.copy()
     # newborn nuclei are compact: brighter for the first percent or so of the cycle
     gain = traits.brightness_gain * (1 + 0.45 * np.exp(-g / 0.02))
-    contrast = np.full(n, 0.28)
+    contrast = np.full(n, 0.24)
     threshold = np.zeros(n)
     scale = np.full(n, 0.8)
     roughness = np.full(n, 0.25)
