@@ -21,6 +21,7 @@ from napari_cellstate.core.config import SimulationConfig
 from napari_cellstate.core.simulate import generate_crops, simulate_movie
 from napari_cellstate.core.simulate.realism import REAL_CROP_STATISTICS, crop_statistics
 
+
 def _summary(values, column: str) -> str:
     low, mid, high = np.nanpercentile(values, [10, 50, 90])
     digits = 0 if column in ("area", "objects") else 1 if abs(mid) >= 5 else 2

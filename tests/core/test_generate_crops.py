@@ -36,8 +36,8 @@ def test_crops_look_like_real_crops_in_numbers():
     """Every median of the real-crop table (METHOD-NOTES.md) lies within the real crops' 10th-90th percentiles."""
     batch = generate_crops(600, seed=3)
     stats = crop_statistics(batch.images)
-    for label, (state, real) in enumerate(REAL_CROP_STATISTICS.items()):
-        mine = stats[batch.labels == label]
+    for code, (state, real) in enumerate(REAL_CROP_STATISTICS.items()):
+        mine = stats[batch.labels == code]
         for column, (_, low, high) in real.items():
             assert low <= mine[column].median() <= high, (state, column, mine[column].median())
 
