@@ -75,5 +75,3 @@ def crop_statistics(images: np.ndarray) -> pd.DataFrame:
             }
         )
     return pd.DataFrame(rows)
-
-
