@@ -112,3 +112,23 @@ def test_synthetic_crops_come_from_several_generator_calls():
     assert np.array_equal(crops[:1000], first_chunk)  # asking for more crops extends the set
     one_call, _ = synthetic_training_crops(2500, seed=3, chunk=None)
     assert not np.array_equal(crops, one_call)
+
+
+def test_denoising_encodes_a_noisy_crop_and_scores_the_clean_one(crops32):
+    """With input noise the encoder sees crop + noise of the set std; the loss compares against the clean crop."""
+    import torch
+
+    from napari_cellstate.core.vae.fit import VAETask
+
+    torch.manual_seed(0)
+    model = BetaTCVAE(SMALL.model_copy(update={"input_noise": 0.5}))
+    task = VAETask(model)
+    batch = torch.from_numpy(crops32[0][:64])[:, None]
+    seen, scored = [], []
+    forward = model.forward
+    model.forward = lambda x: seen.append(x) or forward(x)
+    objective = task.objective
+    task.objective = lambda x, *rest: scored.append(x) or objective(x, *rest)
+    task.loss(batch, dataset_size=256)
+    assert float((seen[0] - batch).std()) == pytest.approx(0.5, rel=0.05)
+    assert scored[0] is batch
