@@ -88,7 +88,11 @@ def energy_by_region(model: nn.Module, crops: np.ndarray, regions: dict[str, np.
         [loss_gradient(model, torch.from_numpy(crops[s : s + 64])).numpy() ** 2 for s in range(0, len(crops), 64)]
     )
     total = energy.sum(axis=(1, 2))
-    return {name: float(np.mean((energy * mask).sum(axis=(1, 2)) / total)) for name, mask in regions.items()}
+    some = total > 0  # a saturated score has no gradient anywhere: no share to give (as in the audit)
+    return {
+        name: float(np.mean((energy[some] * mask[some]).sum(axis=(1, 2)) / total[some]))
+        for name, mask in regions.items()
+    }
 
 
 def main() -> None:

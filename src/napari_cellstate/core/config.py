@@ -102,7 +102,7 @@ class CropGeneratorConfig(_Config):
     crop_size: int = Field(64, ge=16, le=MAX_CROP_SIZE_PX, description="Crop side in px.")
     pixel_size_um: float = Field(0.33, gt=0)
     mean_neighbours: float = Field(1.5, ge=0, description="Average neighbours around a cell.")
-    neighbour_exclusion_um: float = Field(1.5, ge=0)
+    neighbour_exclusion_um: float = Field(3.0, ge=0)
     neighbour_exclusion_strength: float = Field(1.0, ge=0, le=1)
     neighbour_radius_um: float = Field(20.0, gt=0)
     end_on_plate_fraction: float = Field(0.08, ge=0, le=1)
