@@ -3,7 +3,9 @@
 Prints attacks per second of Captum's FGSM in image space (Scheme 2, through the β-TCVAE encoder) and in latent
 space, each next to the hand-written one-line FGSM x + ε·sign(∇ₓ L) on the same model and cells (the ratio shows
 Captum's overhead), then the audit time and the audit table of Schemes 1-3 and a formula stand-in for Scheme 4
-(a logistic regression on the sparse head's kept latents and their squares, as a torch module).
+(a logistic regression on the sparse head's kept latents and their squares, as a torch module), and where each
+model's image-space gradient energy lies: the central nucleus (the audit's mask), its 2-px rim, the neighbours
+(other objects, 2 px grown) and the background, next to each region's share of the crop's area.
 
     PYTHONPATH=src python benchmarks/bench_attacks.py [--cells 2000] [--repeats 5]
 """
@@ -25,7 +27,8 @@ from _timing import median_seconds
 from napari_cellstate.core.attacks import SchemeModel, prepare_audit_cells, run_audit
 from napari_cellstate.core.attacks.audit import audit_table_markdown
 from napari_cellstate.core.attacks.central import central_latents
-from napari_cellstate.core.attacks.fgsm import fgsm, untargeted_loss
+from napari_cellstate.core.attacks.fgsm import fgsm, loss_gradient, untargeted_loss
+from napari_cellstate.core.attacks.masks import foreground_masks
 from napari_cellstate.core.heads.data import synthetic_head_data
 from napari_cellstate.core.heads.fit import train_head
 
@@ -65,6 +68,31 @@ def one_line_fgsm(model, x, epsilon, bounds=(-np.inf, np.inf)):
     xg = x.clone().requires_grad_(True)
     (grad,) = torch.autograd.grad(untargeted_loss(model(xg), predicted).sum(), xg)
     return torch.clamp(x + epsilon * torch.sign(grad), *bounds)
+
+
+def crop_regions(crops: np.ndarray, nuclei: np.ndarray, rim_px: int = 2) -> dict[str, np.ndarray]:
+    """Disjoint (N, S, S) masks: the central nucleus, its rim, the neighbours (grown by the rim) and the background."""
+    from scipy import ndimage
+
+    def grow(mask):
+        return ndimage.binary_dilation(mask, iterations=rim_px, structure=np.ones((1, 3, 3), bool))
+
+    rim = grow(nuclei) & ~nuclei
+    neighbours = grow(foreground_masks(crops) & ~grow(nuclei)) & ~nuclei & ~rim
+    return {"nucleus": nuclei, "rim": rim, "neighbours": neighbours, "background": ~(nuclei | rim | neighbours)}
+
+
+def energy_by_region(model: nn.Module, crops: np.ndarray, regions: dict[str, np.ndarray]) -> dict[str, float]:
+    """Mean share of each cell's squared loss gradient in each region (the audit's energy, split further)."""
+    energy = np.concatenate(
+        [loss_gradient(model, torch.from_numpy(crops[s : s + 64])).numpy() ** 2 for s in range(0, len(crops), 64)]
+    )
+    total = energy.sum(axis=(1, 2))
+    some = total > 0  # a saturated score has no gradient anywhere: no share to give (as in the audit)
+    return {
+        name: float(np.mean((energy[some] * mask[some]).sum(axis=(1, 2)) / total[some]))
+        for name, mask in regions.items()
+    }
 
 
 def main() -> None:
@@ -118,6 +146,15 @@ def main() -> None:
         print(f"  audited Scheme {scheme.number} in {time.perf_counter() - start:.1f} s", flush=True)
     print(f"edited crops for {len(test)} cells in {prepare_s:.1f} s\n")
     print(audit_table_markdown(rows))
+
+    regions = crop_regions(cells.crops, cells.nuclei)
+    print("\nwhere the image-space gradient energy lies (share of each cell's energy; area: share of the pixels)")
+    print("| model | " + " | ".join(regions) + " |")
+    print("|---" * (len(regions) + 1) + "|")
+    print("| area | " + " | ".join(f"{mask.mean():.2f}" for mask in regions.values()) + " |")
+    for scheme in schemes:
+        shares = energy_by_region(scheme.image_model(), cells.crops, regions)
+        print(f"| Scheme {scheme.number} | " + " | ".join(f"{v:.2f}" for v in shares.values()) + " |")
 
 
 if __name__ == "__main__":

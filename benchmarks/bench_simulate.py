@@ -1,9 +1,12 @@
-"""Speed of the synthetic data: the default movie and the crop generator.
+"""Speed and realism of the synthetic data: the default movie and the crop generator.
 
-Each figure is the median of several runs, printed next to a baseline measured
+Speed: each figure is the median of several runs, printed next to a baseline measured
 in the same run on the same machine: drawing the same number of Gaussian
 noise pixels and casting them to uint16 (the least any image generator must
-do). Run: python benchmarks/bench_simulate.py [--repeats N]
+do). Realism: the central nucleus of ``generate_crops(600, seed=3)`` measured as the
+real crops were (METHOD-NOTES.md, "What real crops look like, in numbers"), printed
+against the real medians [10th-90th percentile].
+Run: python benchmarks/bench_simulate.py [--repeats N] [--realism-only]
 """
 
 from __future__ import annotations
@@ -16,6 +19,28 @@ from _timing import median_seconds  # benchmarks/_timing.py (run from the repo r
 
 from napari_cellstate.core.config import SimulationConfig
 from napari_cellstate.core.simulate import generate_crops, simulate_movie
+from napari_cellstate.core.simulate.realism import REAL_CROP_STATISTICS, crop_statistics
+
+
+def _summary(values, column: str) -> str:
+    low, mid, high = np.nanpercentile(values, [10, 50, 90])
+    digits = 0 if column in ("area", "objects") else 1 if abs(mid) >= 5 else 2
+    return f"{mid:.{digits}f} [{low:.{digits}f}-{high:.{digits}f}]"
+
+
+def realism_table(n: int = 600, seed: int = 3) -> str:
+    """Synthetic against real crop statistics, one row pair per class (markdown)."""
+    batch = generate_crops(n, seed=seed)
+    stats = crop_statistics(batch.images)
+    columns = list(REAL_CROP_STATISTICS["interphase"])
+    lines = ["| | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
+    for label, state in enumerate(REAL_CROP_STATISTICS):
+        real = REAL_CROP_STATISTICS[state]
+        lines.append(f"| real {state} | " + " | ".join(f"{m:g} [{lo:g}-{hi:g}]" for m, lo, hi in real.values()) + " |")
+        mine = stats[batch.labels == label]
+        cells = [_summary(mine[column], column) for column in columns]
+        lines.append(f"| synthetic {state} ({len(mine)}) | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 def noise_baseline(shape: tuple[int, ...]) -> None:
@@ -27,7 +52,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--crops", type=int, default=4000)
+    parser.add_argument("--realism-only", action="store_true", help="print the realism table only")
     args = parser.parse_args()
+
+    print("central nucleus of generate_crops(600, seed=3) against real crops: median [10th-90th percentile]")
+    print(realism_table())
+    if args.realism_only:
+        return
 
     cfg = SimulationConfig()
     generate_crops(64)  # warm caches and imports

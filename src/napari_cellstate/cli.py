@@ -206,7 +206,8 @@ def cmd_train_vae(args: argparse.Namespace) -> int:
         }
     )
     args.epochs = training.epochs
-    weights = {name: getattr(args, name) for name in ("alpha", "beta", "gamma") if getattr(args, name) is not None}
+    loss_options = ("alpha", "beta", "gamma", "input_noise")
+    weights = {name: getattr(args, name) for name in loss_options if getattr(args, name) is not None}
     vae = VAEConfig(crop_size_px=int(crops.shape[-1]), **weights)
     print(f"training a beta-TCVAE on {len(crops)} crops for {args.epochs} epochs ...", flush=True)
 
@@ -323,6 +324,11 @@ def build_parser() -> argparse.ArgumentParser:
     tv.add_argument("--alpha", type=float, help=weight.format("index-code mutual information", 1))
     tv.add_argument("--beta", type=float, help=weight.format("total correlation", 6))
     tv.add_argument("--gamma", type=float, help=weight.format("dimension-wise KL", 1))
+    tv.add_argument(
+        "--input-noise",
+        type=float,
+        help="std of noise added to the crops the encoder sees, reconstructing the clean ones (default: 0)",
+    )
     tv.add_argument("--seed", type=int, default=0)
     tv.add_argument("--checkpoints", help="folder for checkpoints (resume with --resume)")
     tv.add_argument("--resume", action="store_true")

@@ -32,7 +32,7 @@ def test_replacing_the_surroundings_keeps_the_nucleus_and_removes_neighbours(cel
     grown = ndimage.binary_dilation(cells.nuclei, iterations=3, structure=np.ones((1, 3, 3), bool))
     before = (foreground_masks(cells.crops) & ~grown).mean(axis=(1, 2))
     after = (foreground_masks(cells.replaced) & ~grown).mean(axis=(1, 2))
-    assert before.mean() > 0.05
+    assert before.mean() > 0.03  # neighbours cover about 5 % of a crop (about one per crop, as in real crops)
     assert after.mean() < 0.2 * before.mean()
     inside = [np.corrcoef(a[m], b[m])[0, 1] for a, b, m in zip(cells.crops, cells.replaced, cells.nuclei, strict=True)]
     assert np.median(inside) > 0.99  # the nucleus itself is the same, up to the new standardisation

@@ -6,6 +6,7 @@ from skimage.measure import label, regionprops
 from napari_cellstate.core.config import CropGeneratorConfig
 from napari_cellstate.core.simulate import generate_crops
 from napari_cellstate.core.simulate._crops import mask_shape
+from napari_cellstate.core.simulate.realism import REAL_CROP_STATISTICS, crop_statistics
 
 
 @pytest.fixture(scope="module")
@@ -23,24 +24,36 @@ def test_crops_are_balanced_and_shaped(batch):
 def test_factors_separate_the_classes_imperfectly(batch):
     f = batch.factors
     meta, inter = f[batch.labels == 1], f[batch.labels == 0]
-    assert meta["area"].median() < 0.4 * inter["area"].median()
+    assert meta["area"].median() < 0.6 * inter["area"].median()
     assert meta["eccentricity"].median() > 0.85
-    assert meta["brightness"].mean() > 1.8 * inter["brightness"].mean()
+    assert meta["brightness"].mean() > 1.3 * inter["brightness"].mean()
     # some metaphase plates are seen end-on (small and round): morphology is not a perfect cue
     assert 0.05 < (meta["eccentricity"] < 0.6).mean() < 0.3
 
 
 @pytest.mark.slow
+def test_crops_look_like_real_crops_in_numbers():
+    """Every median of the real-crop table (METHOD-NOTES.md) lies within the real crops' 10th-90th percentiles."""
+    batch = generate_crops(600, seed=3)
+    stats = crop_statistics(batch.images)
+    for code, (state, real) in enumerate(REAL_CROP_STATISTICS.items()):
+        mine = stats[batch.labels == code]
+        for column, (_, low, high) in real.items():
+            assert low <= mine[column].median() <= high, (state, column, mine[column].median())
+
+
+@pytest.mark.slow
 def test_neighbourhood_shortcut_follows_its_strength():
-    with_shortcut = generate_crops(3000, CropGeneratorConfig(neighbour_exclusion_strength=1.0), seed=1).factors
-    without = generate_crops(3000, CropGeneratorConfig(neighbour_exclusion_strength=0.0), seed=1).factors
+    """Metaphase crops show fewer neighbours (as real ones do) by as much as the shortcut's strength says."""
 
-    def gap(f):
-        counts = f.groupby("state", observed=True)["neighbour_count"].mean()
-        return counts["interphase"] - counts["metaphase"]
+    def gap(strength):
+        batch = generate_crops(1000, CropGeneratorConfig(neighbour_exclusion_strength=strength), seed=1)
+        objects = crop_statistics(batch.images)["objects"]
+        return objects[batch.labels == 0].mean() - objects[batch.labels == 1].mean()
 
-    assert gap(with_shortcut) > 0.5
-    assert abs(gap(without)) < 0.5 * gap(with_shortcut)
+    with_shortcut = gap(1.0)
+    assert with_shortcut > 0.3
+    assert abs(gap(0.0)) < 0.3 * with_shortcut
 
 
 def test_orientation_factor_matches_what_regionprops_measures(batch):

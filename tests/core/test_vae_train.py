@@ -100,7 +100,9 @@ def test_the_packaged_model_loads_and_keeps_what_matters():
     assert metrics["strongest_latent"]["area"]["r"] >= 0.8
     assert metrics["eccentricity_pair"]["r_radius"] >= 0.8
     assert metrics["eccentricity_pair"]["r_angle"] >= 0.8  # the pair's angle follows the orientation (2θ)
-    assert metrics["reconstruction_mse"] < 0.1
+    # a crop's own camera noise (background std about 0.31 of a standardised crop at real crops' SNR, variance about
+    # 0.1) cannot be reconstructed from 32 latents: the error stays within 1.5 times that floor
+    assert metrics["reconstruction_mse"] < 0.15
 
 
 @pytest.mark.slow
@@ -112,3 +114,23 @@ def test_synthetic_crops_come_from_several_generator_calls():
     assert np.array_equal(crops[:1000], first_chunk)  # asking for more crops extends the set
     one_call, _ = synthetic_training_crops(2500, seed=3, chunk=None)
     assert not np.array_equal(crops, one_call)
+
+
+def test_denoising_encodes_a_noisy_crop_and_scores_the_clean_one(crops32):
+    """With input noise the encoder sees crop + noise of the set std; the loss compares against the clean crop."""
+    import torch
+
+    from napari_cellstate.core.vae.fit import VAETask
+
+    torch.manual_seed(0)
+    model = BetaTCVAE(SMALL.model_copy(update={"input_noise": 0.5}))
+    task = VAETask(model)
+    batch = torch.from_numpy(crops32[0][:64])[:, None]
+    seen, scored = [], []
+    forward = model.forward
+    model.forward = lambda x: seen.append(x) or forward(x)
+    objective = task.objective
+    task.objective = lambda x, *rest: scored.append(x) or objective(x, *rest)
+    task.loss(batch, dataset_size=256)
+    assert float((seen[0] - batch).std()) == pytest.approx(0.5, rel=0.05)
+    assert scored[0] is batch

@@ -58,9 +58,9 @@ class ImagingConfig(_Config):
 
     psf_sigma_um: float = Field(0.4, gt=0, description="Gaussian PSF sigma.")
     photons_per_pixel: float = Field(
-        420.0, gt=0, description="Interphase chromatin signal per pixel, before bleaching."
+        200.0, gt=0, description="Interphase chromatin signal per pixel, before bleaching."
     )
-    background_photons: float = Field(60.0, ge=0, description="Out-of-focus background.")
+    background_photons: float = Field(250.0, ge=0, description="Out-of-focus background.")
     camera_offset_counts: float = Field(100.0, ge=0, description="Camera bias added to every pixel.")
     read_noise_counts: float = Field(4.0, ge=0, description="Gaussian read noise (std).")
     illumination_falloff: float = Field(
@@ -101,12 +101,12 @@ class CropGeneratorConfig(_Config):
 
     crop_size: int = Field(64, ge=16, le=MAX_CROP_SIZE_PX, description="Crop side in px.")
     pixel_size_um: float = Field(0.33, gt=0)
-    mean_neighbours: float = Field(4.0, ge=0, description="Average neighbours around a cell.")
+    mean_neighbours: float = Field(1.5, ge=0, description="Average neighbours around a cell.")
     neighbour_exclusion_um: float = Field(3.0, ge=0)
     neighbour_exclusion_strength: float = Field(1.0, ge=0, le=1)
     neighbour_radius_um: float = Field(20.0, gt=0)
-    end_on_plate_fraction: float = Field(0.15, ge=0, le=1)
-    face_on_plate_fraction: float = Field(0.12, ge=0, le=1)
+    end_on_plate_fraction: float = Field(0.08, ge=0, le=1)
+    face_on_plate_fraction: float = Field(0.06, ge=0, le=1)
     imaging: ImagingConfig = Field(default_factory=ImagingConfig)
 
 
@@ -184,6 +184,12 @@ class VAEConfig(_Config):
     estimator: TCEstimator = Field(
         TCEstimator.MSS,
         description="MSS is unbiased; MWS is a lower bound whose MI/TC/DWKL carry constant log N offsets.",
+    )
+    input_noise: float = Field(
+        0.0,
+        ge=0,
+        description="Std of Gaussian noise added to each training crop the encoder sees (standardised units); the "
+        "decoder still reconstructs the clean crop, so the encoder learns to ignore pixel noise (denoising).",
     )
 
     _power_of_two = field_validator("crop_size_px")(_power_of_two)

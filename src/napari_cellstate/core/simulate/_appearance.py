@@ -1,8 +1,9 @@
 """How a nucleus looks in each state: per-cell traits and the state-to-shape map.
 
-Sizes follow the paper's data at about 0.33 um/px: interphase nuclei 9-14 um
-long with aspect ratio 1.0-1.6, metaphase plates 7-10 x 2-3 um and 2-3x
-brighter per pixel. Some plates are seen end-on (small and round), some face-on
+Sizes and brightness follow real H2B crops at about 0.33 um/px (the table in
+METHOD-NOTES.md, "What real crops look like, in numbers"): interphase nuclei
+8-17 um long with aspect ratio 1.0-1.6, metaphase plates 10.2-12.2 x 3.8-4.7 um
+and 1.4-1.8x brighter per pixel. Some plates are seen end-on (small and round), some face-on
 (a round rosette of chromosome clumps as large as a young interphase nucleus), and
 newborn daughters are small and bright, so morphology is informative but not perfect.
 """
@@ -65,7 +66,8 @@ def sample_traits(
 ) -> CellTraits:
     """Draw ``n`` cells' traits; a plate is seen end-on, face-on or (mostly) from the side."""
     um = 1.0 / pixel_size_um
-    length_max = rng.uniform(12.5, 14.0, n) * um  # long axis just before mitosis
+    # long axis just before mitosis: real nuclei vary in size beyond what growth explains
+    length_max = np.clip(rng.lognormal(np.log(14.4), 0.12, n), 11.0, 19.0) * um
     aspect = rng.uniform(1.0, 1.6, n)
     area_max = np.pi * (length_max / 2) ** 2 / aspect
     nucleoli = np.stack(
@@ -84,9 +86,9 @@ def sample_traits(
         texture_tile=rng.integers(0, n_tiles, n),
         edge_width=rng.uniform(0.8, 2.5, n),
         nucleoli=nucleoli,
-        plate_length=rng.uniform(7.0, 10.0, n) * um,
-        plate_width=rng.uniform(2.0, 3.0, n) * um,
-        plate_gain=rng.uniform(2.0, 3.0, n),
+        plate_length=rng.uniform(10.2, 12.2, n) * um,
+        plate_width=rng.uniform(3.8, 4.7, n) * um,
+        plate_gain=rng.uniform(1.4, 1.8, n),
         plate_angle_rad=rng.uniform(-np.pi / 2, np.pi / 2, n),
         end_on=(view := rng.random(n)) < end_on_fraction,
         face_on=(view >= end_on_fraction) & (view < end_on_fraction + face_on_fraction),
@@ -137,7 +139,7 @@ def appearance(
     angle = traits.angle_rad.copy()
     # newborn nuclei are compact: brighter for the first percent or so of the cycle
     gain = traits.brightness_gain * (1 + 0.45 * np.exp(-g / 0.02))
-    contrast = np.full(n, 0.35)
+    contrast = np.full(n, 0.24)
     threshold = np.zeros(n)
     scale = np.full(n, 0.8)
     roughness = np.full(n, 0.25)
@@ -173,7 +175,7 @@ def appearance(
     semi_major[plate] = traits.plate_length[plate] / 2
     semi_minor[plate] = traits.plate_width[plate] / 2
     end_on = plate & traits.end_on
-    semi_major[end_on] = semi_minor[end_on] = traits.plate_width[end_on] * 0.85
+    semi_major[end_on] = semi_minor[end_on] = traits.plate_width[end_on] * 0.55
     angle[plate] = traits.plate_angle_rad[plate]
     gain[plate] = traits.brightness_gain[plate] * traits.plate_gain[plate]
     contrast[plate] = 0.35

@@ -91,7 +91,7 @@ def _place_neighbours(rng, n, counts, central_radius, sprite_radius, clearance):
     sector = 2 * np.pi / np.maximum(counts, 1)[:, None]
     theta = rng.uniform(0, 2 * np.pi, (n, 1)) + sector * (slot + rng.uniform(-0.25, 0.25, (n, MAX_NEIGHBOURS)))
     dist = central_radius[:, None] + sprite_radius + _GAP_PX + clearance[:, None]
-    dist = dist + rng.uniform(0, 12, (n, MAX_NEIGHBOURS))
+    dist = dist + rng.uniform(0, 6, (n, MAX_NEIGHBOURS))
     direction = np.stack([np.sin(theta), np.cos(theta)], axis=-1)
     for _ in range(3):  # push later neighbours outwards until neighbours do not overlap
         for j in range(1, MAX_NEIGHBOURS):
@@ -145,7 +145,7 @@ def generate_crops(n: int, cfg: CropGeneratorConfig | None = None, seed: int = 0
     choice = rng.integers(0, n_sprites, (n, MAX_NEIGHBOURS))
     px = 1.0 / cfg.pixel_size_um
     clearance = np.where(is_meta, cfg.neighbour_exclusion_um * px * cfg.neighbour_exclusion_strength, 0.0)
-    central_radius = spacing_radius(traits, centre, np.where(is_meta, 1.0, growth))
+    central_radius = spacing_radius(traits, centre, np.where(is_meta, 0.3, growth))
     offsets = _place_neighbours(rng, n, counts, central_radius, sprite_radius[choice], clearance)
 
     half = _SPRITE_PX // 2

@@ -34,7 +34,7 @@ __all__ = [
 
 DEFAULT_VAE_PATH = Path(__file__).parents[1] / "data" / "vae_default"
 SYNTHETIC_CHUNK = 1000  # crops per generator call (one texture and neighbour bank each)
-LOSS_WEIGHTS = {"alpha", "beta", "gamma", "estimator"}  # the VAEConfig fields a fine-tune may change
+LOSS_WEIGHTS = {"alpha", "beta", "gamma", "estimator", "input_noise"}  # the VAEConfig fields a fine-tune may change
 #: Fewest optimisation steps a fine-tune takes by default (a few hundred crops, a few minutes on a CPU).
 FINE_TUNE_STEPS = 200
 #: The name that stands for the packaged model wherever a model path is asked for.
@@ -93,8 +93,15 @@ class VAETask:
         self.cfg = model.cfg  # kept here: under DDP ``self.model`` is the wrapper, which has no ``cfg``
 
     def loss(self, batch, dataset_size: int):
-        """β-TCVAE loss of a batch, with the true dataset size for the estimators."""
-        x_hat, mu, logvar, z = self.model(batch)
+        """β-TCVAE loss of a batch, with the true dataset size for the estimators.
+
+        With ``cfg.input_noise`` > 0 the encoder sees the batch plus Gaussian noise and the loss scores the
+        reconstruction against the clean batch (a denoising VAE), which keeps the encoder's gradient off pixel noise.
+        """
+        import torch
+
+        noisy = batch + self.cfg.input_noise * torch.randn_like(batch) if self.cfg.input_noise > 0 else batch
+        x_hat, mu, logvar, z = self.model(noisy)
         return self.objective(batch, x_hat, mu, logvar, z, dataset_size)
 
     def objective(self, x, x_hat, mu, logvar, z, dataset_size: int):
