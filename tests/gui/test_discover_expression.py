@@ -1,5 +1,7 @@
 import numpy as np
 import pytest
+from sklearn.linear_model import LogisticRegression
+from sklearn.preprocessing import StandardScaler
 
 from napari_cellstate.core.heads.data import project_head_data
 from napari_cellstate.core.symbolic.files import load_expression
@@ -29,8 +31,11 @@ def test_discover_pick_save_and_apply_on_a_project(make_napari_viewer, qtbot, la
 
     data = project_head_data(labelled_project)
     train = data.rows("train")
-    r = [abs(np.corrcoef(data.latents[train, j], data.labels[train])[0, 1]) for j in range(data.n_latents)]
-    widget.inputs.value = " ".join(f"z{j}" for j in np.argsort(r)[::-1][:3])
+    # the three latents an L1 logistic regression leans on, as a sparse head would keep them
+    scaled = StandardScaler().fit_transform(data.latents[train])
+    lasso = LogisticRegression(l1_ratio=1.0, solver="liblinear", C=0.1, class_weight="balanced")
+    weights = np.abs(lasso.fit(scaled, data.labels[train]).coef_[0])
+    widget.inputs.value = " ".join(f"z{j}" for j in np.argsort(weights)[::-1][:3])
     widget.budget.value = 6
     widget.discover()
     _wait(widget.panel, qtbot)
