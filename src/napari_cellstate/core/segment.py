@@ -23,9 +23,12 @@ from .movie import check_movie
 from .progress import Progress, run_to_completion
 
 __all__ = [
+    "DEFAULT_NUCLEUS_DIAMETER_UM",
     "NoCellsFoundError",
+    "config_for_nucleus_diameter",
     "detection_scores",
     "iter_segment_movie",
+    "point_detection_scores",
     "segment_frame",
     "segment_movie",
 ]
@@ -51,6 +54,24 @@ _CONTRAST_SD = 8.0
 # Touching nuclei are split only where the border between them lies this
 # fraction of the way down from a piece's peak to the component's dimmest pixel.
 _MIN_DIP = 0.1
+
+
+# The nucleus diameter the size settings of SegmentationConfig are made for (µm).
+DEFAULT_NUCLEUS_DIAMETER_UM = 9.0
+
+
+def config_for_nucleus_diameter(diameter_px: float, **settings) -> SegmentationConfig:
+    """Default settings for nuclei ``diameter_px`` across, whatever the real pixel size.
+
+    Every size setting is in µm, made for nuclei of
+    ``DEFAULT_NUCLEUS_DIAMETER_UM``; a pixel size that makes the given
+    diameter that many µm scales them all (smoothing, seed spacing, area
+    limits, the local threshold's neighbourhood) to the user's nuclei.
+    ``settings`` override any other field (never ``pixel_size_um``).
+    """
+    if not diameter_px > 0:
+        raise ValueError(f"The nucleus diameter must be a positive number of pixels, got {diameter_px}.")
+    return SegmentationConfig(pixel_size_um=DEFAULT_NUCLEUS_DIAMETER_UM / diameter_px, **settings)
 
 
 class NoCellsFoundError(ValueError):
@@ -534,4 +555,37 @@ def detection_scores(true_labels, pred_labels, iou_threshold: float = 0.5) -> di
         "recall": recall,
         "f1": f1,
         "iou_mean": iou_sum / tp if tp else 0.0,
+    }
+
+
+def point_detection_scores(reference_yx, predicted_yx, radius_px: float, shape=None, margin_px: float = 0.0):
+    """Detection scores of object centres: one-to-one matches (Hungarian) within ``radius_px``.
+
+    Points closer than ``margin_px`` to the edge of an image of ``shape`` are
+    left out on both sides (a nucleus cut by the edge is counted by some
+    annotators and not others). Returns ``tp``, ``fp``, ``fn``, ``precision``,
+    ``recall`` and ``f1`` as in :func:`detection_scores`.
+    """
+    from scipy.optimize import linear_sum_assignment
+    from scipy.spatial.distance import cdist
+
+    points = [np.asarray(p, float).reshape(-1, 2) for p in (reference_yx, predicted_yx)]
+    if shape is not None and margin_px > 0:
+        high = np.asarray(shape[:2], float) - margin_px
+        points = [p[((p >= margin_px) & (p < high)).all(axis=1)] for p in points]
+    reference, predicted = points
+    tp = 0
+    if len(reference) and len(predicted):
+        distance = cdist(reference, predicted)
+        cost = np.where(distance <= radius_px, distance, 1e9)
+        rows, cols = linear_sum_assignment(cost)
+        tp = int((cost[rows, cols] < 1e9).sum())
+    n_ref, n_pred = len(reference), len(predicted)
+    return {
+        "tp": float(tp),
+        "fp": float(n_pred - tp),
+        "fn": float(n_ref - tp),
+        "precision": tp / n_pred if n_pred else 1.0,
+        "recall": tp / n_ref if n_ref else 1.0,
+        "f1": 2 * tp / (n_ref + n_pred) if n_ref + n_pred else 1.0,
     }
