@@ -54,6 +54,7 @@ _CONTRAST_SD = 8.0
 # Touching nuclei are split only where the border between them lies this
 # fraction of the way down from a piece's peak to the component's dimmest pixel.
 _MIN_DIP = 0.1
+_VALLEY_SMOOTHING = 0.4
 
 
 # The nucleus diameter the size settings of SegmentationConfig are made for (µm).
@@ -196,6 +197,9 @@ def _split(
         return components
     separation_px = cfg.min_separation_um / cfg.pixel_size_um
     blobs = -ndi.gaussian_laplace(image, separation_px / _LOG_SIGMA_PER_SEPARATION)
+    # valleys are judged on the image smoothed over a fifth of a nucleus, so that texture inside one
+    # nucleus (nucleoli, chromocentres) is not taken for the gap between two
+    broad = ndi.gaussian_filter(image, separation_px * _VALLEY_SMOOTHING, mode="nearest")
     floor = float(blobs.min())
     peaks = peak_local_max(
         np.where(mask, blobs, floor),
@@ -226,7 +230,7 @@ def _split(
                 seeds = np.delete(seeds, np.argmin(areas))
                 continue
             # a valley of intensity, or a neck of the outline (flat nuclei pressed together)
-            dips = np.maximum(_dips(basins, intensity, seeds), _dips(basins, ndi.distance_transform_edt(own), seeds))
+            dips = np.maximum(_dips(basins, broad[box], seeds), _dips(basins, ndi.distance_transform_edt(own), seeds))
             if dips.min() >= _MIN_DIP:
                 break
             seeds = np.delete(seeds, np.argmin(dips))  # no valley towards a neighbour: one nucleus
@@ -561,26 +565,31 @@ def detection_scores(true_labels, pred_labels, iou_threshold: float = 0.5) -> di
 def point_detection_scores(reference_yx, predicted_yx, radius_px: float, shape=None, margin_px: float = 0.0):
     """Detection scores of object centres: one-to-one matches (Hungarian) within ``radius_px``.
 
-    Points closer than ``margin_px`` to the edge of an image of ``shape`` are
-    left out on both sides (a nucleus cut by the edge is counted by some
-    annotators and not others). Returns ``tp``, ``fp``, ``fn``, ``precision``,
+    Reference centres closer than ``margin_px`` to the edge of an image of
+    ``shape`` are left out, with the detections matched to them; unmatched
+    detections in the margin are left out too (a nucleus cut by the edge is
+    counted by some annotators and not others). Returns ``tp``, ``fp``, ``fn``, ``precision``,
     ``recall`` and ``f1`` as in :func:`detection_scores`.
     """
     from scipy.optimize import linear_sum_assignment
     from scipy.spatial.distance import cdist
 
-    points = [np.asarray(p, float).reshape(-1, 2) for p in (reference_yx, predicted_yx)]
+    reference, predicted = (np.asarray(p, float).reshape(-1, 2) for p in (reference_yx, predicted_yx))
+    inside_ref, inside_pred = (np.ones(len(p), bool) for p in (reference, predicted))
     if shape is not None and margin_px > 0:
         high = np.asarray(shape[:2], float) - margin_px
-        points = [p[((p >= margin_px) & (p < high)).all(axis=1)] for p in points]
-    reference, predicted = points
+        inside_ref, inside_pred = (((p >= margin_px) & (p < high)).all(axis=1) for p in (reference, predicted))
     tp = 0
     if len(reference) and len(predicted):
         distance = cdist(reference, predicted)
         cost = np.where(distance <= radius_px, distance, 1e9)
         rows, cols = linear_sum_assignment(cost)
-        tp = int((cost[rows, cols] < 1e9).sum())
-    n_ref, n_pred = len(reference), len(predicted)
+        ok = cost[rows, cols] < 1e9
+        rows, cols = rows[ok], cols[ok]
+        # a detection matched to a reference centre in the margin is left out with it
+        inside_pred[cols] = inside_ref[rows]
+        tp = int(inside_ref[rows].sum())
+    n_ref, n_pred = int(inside_ref.sum()), int(inside_pred.sum())
     return {
         "tp": float(tp),
         "fp": float(n_pred - tp),
