@@ -204,9 +204,9 @@ def _split(
     peaks = peak_local_max(
         np.where(mask, blobs, floor),
         min_distance=max(1, round(_SEED_SPACING * separation_px)),
-        labels=components,
         exclude_border=False,
     )
+    peaks = peaks[mask[tuple(peaks.T)]]
     owner = components[tuple(peaks.T)]
     counts = np.bincount(owner, minlength=n + 1)
     counts[0] = 0
@@ -223,6 +223,7 @@ def _split(
         seeds = np.arange(1, len(local) + 1)
         basins = None
         intensity = smoothed[box]
+        depth = ndi.distance_transform_edt(own)
         while seeds.size > 1:
             basins = watershed(-intensity, np.where(np.isin(markers, seeds), markers, 0), mask=own)
             areas = np.bincount(basins.ravel(), minlength=int(seeds.max()) + 1)[seeds]
@@ -230,7 +231,7 @@ def _split(
                 seeds = np.delete(seeds, np.argmin(areas))
                 continue
             # a valley of intensity, or a neck of the outline (flat nuclei pressed together)
-            dips = np.maximum(_dips(basins, broad[box], seeds), _dips(basins, ndi.distance_transform_edt(own), seeds))
+            dips = np.maximum(_dips(basins, broad[box], seeds), _dips(basins, depth, seeds))
             if dips.min() >= _MIN_DIP:
                 break
             seeds = np.delete(seeds, np.argmin(dips))  # no valley towards a neighbour: one nucleus
@@ -260,6 +261,15 @@ def _dips(basins: np.ndarray, intensity: np.ndarray, seeds: np.ndarray) -> np.nd
     return 1.0 - (np.asarray(edge) - floor) / height
 
 
+def _block_gaussian(image: np.ndarray, block: int, sigma_px: float) -> np.ndarray:
+    """A wide Gaussian blur of ``image`` computed on means of ``block`` x ``block`` pixels, then repeated back."""
+    rows, cols = image.shape
+    padded = np.pad(image, ((0, -rows % block), (0, -cols % block)), mode="edge")
+    means = padded.reshape(padded.shape[0] // block, block, padded.shape[1] // block, block).mean(axis=(1, 3))
+    blurred = ndi.gaussian_filter(means, sigma_px / block, mode="nearest")
+    return np.repeat(np.repeat(blurred, block, axis=0), block, axis=1)[:rows, :cols]
+
+
 def _drop_faint(labels: np.ndarray, image: np.ndarray, cfg: SegmentationConfig) -> np.ndarray:
     """Remove objects that do not stand out of the background's texture at the nucleus scale.
 
@@ -279,9 +289,11 @@ def _drop_faint(labels: np.ndarray, image: np.ndarray, cfg: SegmentationConfig) 
     away = ~ndi.binary_dilation(labels > 0, iterations=max(1, round(separation_px)))
     if away.sum() < 100:  # objects everywhere: no background to judge against
         return labels
-    # the background around each place: a normalised convolution of the pixels away from every object
-    weight = ndi.gaussian_filter(away.astype(np.float32), 4 * separation_px, mode="nearest")
-    level = ndi.gaussian_filter(np.where(away, coarse, 0), 4 * separation_px, mode="nearest")
+    # the background around each place: a normalised convolution of the pixels away from every object, over
+    # two nuclei; it varies slowly, so it is computed on blocks of half a nucleus (a wide Gaussian is costly)
+    block = max(1, int(separation_px // 2))
+    weight = _block_gaussian(away.astype(np.float32), block, 4 * separation_px)
+    level = _block_gaussian(np.where(away, coarse, 0).astype(np.float32), block, 4 * separation_px)
     coarse = coarse - np.where(weight > 1e-3, level / np.maximum(weight, 1e-3), float(np.median(coarse[away])))
     background = coarse[away]
     centre = float(np.median(background))
