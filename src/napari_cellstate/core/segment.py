@@ -1,8 +1,8 @@
 """Nuclei segmentation: one label image per frame, ids unique across the movie.
 
 Each frame is smoothed, thresholded (one Otsu level per frame, or a local
-threshold for uneven illumination), cleaned, split where nuclei touch, and
-filtered by area. Every size is set in micrometres in
+threshold for uneven illumination), cleaned, split where nuclei touch (seeds
+at nucleus-sized blobs), cleared of faint texture and filtered by area. Every size is set in micrometres in
 :class:`~napari_cellstate.core.config.SegmentationConfig` and converted with
 its ``pixel_size_um``. Movies are read one frame at a time, so numpy, dask and
 zarr movies larger than memory can be segmented into a zarr ``out`` array.
@@ -319,8 +319,12 @@ def segment_frame(frame: np.ndarray, cfg: SegmentationConfig | None = None) -> n
 
     Steps: Gaussian smoothing (``smoothing_um``); a threshold; holes filled
     (``fill_holes``); objects under ``min_area_um2`` removed; touching nuclei
-    split by a watershed on the distance map (``split_touching``, centres at
-    least ``min_separation_um`` apart); objects over ``max_area_um2`` removed.
+    split by a watershed from nucleus-sized blobs where a valley of intensity or
+    a neck of the outline divides them (``split_touching``; the nucleus scale is
+    twice ``min_separation_um``); objects that do not rise above the
+    background's texture at that scale removed; objects over ``max_area_um2``
+    removed. For nuclei of another size, :func:`config_for_nucleus_diameter`
+    scales every size setting.
 
     The threshold is set as a height above the background (the median of the
     pixels below Otsu's level; with ``ThresholdMethod.LOCAL`` a map of the
