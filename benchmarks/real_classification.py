@@ -3,7 +3,8 @@
 Data: /work/shared/data/real (see its README.md); skipped when absent.
 
 * ``drosophila``: the Drosophila GFP-histone movie, segmented, tracked and cropped with the project's pipeline
-  (64 px crops; nuclei are 25-30 px). Frames 0-20 are labelled metaphase-like (condensed plates), frames 42-62
+  with the default settings given only the nucleus diameter, 27 px (64 px crops at the movie's scale: the
+  default nucleus size). Frames 0-20 are labelled metaphase-like (condensed plates), frames 42-62
   interphase; the anaphase/telophase frames between are left out. Folds are grouped by track.
 * ``ht29``: fixed HT29 cells, Hoechst; nuclei are about 11 px, so crops are cut from a 25 px window and rescaled
   to 64 px (``CropConfig.pixel_size_um``). A nucleus is mitotic when its mean PH3 signal is well above the
@@ -57,10 +58,19 @@ def drosophila() -> tuple[HeadData, dict]:
     import tifffile
 
     from napari_cellstate.core.pipeline import track_and_crop
+    from napari_cellstate.core.segment import config_for_nucleus_diameter
 
     movie = tifffile.imread(REAL / "drosophila_histone_gfp_63t.tif")
     with tempfile.TemporaryDirectory() as folder:
-        track_and_crop(movie, pixel_size_um=0.2, crops=CropConfig(), project=Path(folder) / "fly")
+        # the default settings given only the nucleus diameter (about 27 px), as a user would
+        segmentation = config_for_nucleus_diameter(27.0, threshold="local")
+        track_and_crop(
+            movie,
+            pixel_size_um=segmentation.pixel_size_um,
+            segmentation=segmentation,
+            crops=CropConfig(),
+            project=Path(folder) / "fly",
+        )
         from napari_cellstate.core.project import load_crop_dataset
 
         dataset = load_crop_dataset(Path(folder) / "fly")

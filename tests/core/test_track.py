@@ -131,3 +131,46 @@ def test_tracking_radii_scale_with_the_nucleus_size():
     explicit = TrackingConfig(max_search_radius_um=3.3, division_radius_um=6.6)
     assert tracking_radii_px(small, 0.33, explicit) == pytest.approx((10.0, 20.0))
     assert tracking_radii_px(small, 0.33, TrackingConfig(recover_divisions=False))[1] is None
+
+
+def test_the_real_drosophila_division_wave_is_kept_from_hand_checked_centres():
+    """The fly movie's reference nuclei (tests/data/real): default radii keep every link and find all 3 divisions."""
+    from pathlib import Path
+
+    import pandas as pd
+
+    from napari_cellstate.core.track import NUCLEI_PER_MOVE, lineage_agreement
+
+    reference = pd.read_csv(Path(__file__).resolve().parents[1] / "data" / "real" / "drosophila_reference_tracks.csv")
+    radius = NUCLEI_PER_MOVE * 27.0  # nuclei are about 27 px across
+    tracked = track_objects(
+        reference[["t", "y", "x"]], (264, 542), max_search_radius_px=radius, division_radius_px=radius
+    )
+    scores = lineage_agreement(reference, tracked.objects, 13.5)
+    assert scores["identity"] >= 0.985, scores
+    assert scores["division_recall"] == 1.0, scores
+    assert scores["division_precision"] == 1.0, scores
+
+
+def test_lineage_agreement_counts_a_broken_link_and_a_missed_division():
+    import pandas as pd
+
+    from napari_cellstate.core.track import lineage_agreement
+
+    # a mother (track 1, frames 0-2) whose daughters (2 and 3) start in frame 3
+    reference = pd.DataFrame(
+        {
+            "t": [0, 1, 2, 3, 4, 3, 4],
+            "y": [50.0, 50, 50, 40, 38, 60, 62],
+            "x": [50.0] * 7,
+            "track_id": [1, 1, 1, 2, 2, 3, 3],
+            "parent_track_id": [0, 0, 0, 1, 1, 1, 1],
+        }
+    )
+    assert lineage_agreement(reference, reference, 5.0)["identity"] == 1.0
+    no_division = reference.assign(track_id=[1, 1, 1, 1, 4, 5, 5], parent_track_id=0)
+    scores = lineage_agreement(reference, no_division, 5.0)
+    assert scores["division_recall"] == 0.0
+    # kept: 0-1, 1-2, mother-to-daughter 2; broken: 3-4 of daughter 2, mother-to-daughter 3; kept: 3-4 of daughter 3
+    assert scores["links_kept"] == 4.0
+    assert scores["links"] == 6.0

@@ -29,6 +29,7 @@ __all__ = [
     "btrack_library_path",
     "check_btrack_library",
     "check_tracker_config",
+    "lineage_agreement",
     "track_objects",
 ]
 
@@ -289,3 +290,82 @@ def recover_divisions(objects: pd.DataFrame, radius_px: float, min_frames: int =
         table.loc[continuation | rows, "parent_track_id"] = mother
         next_id += 1
     return table
+
+
+def _division_events(table: pd.DataFrame) -> pd.DataFrame:
+    """One row per mother: the frame her first daughter starts and where she was the frame before (t, y, x)."""
+    starts = table.sort_values("t").drop_duplicates("track_id")
+    daughters = starts[starts["parent_track_id"] > 0]
+    rows = []
+    for mother, group in daughters.groupby("parent_track_id"):
+        t = int(group["t"].min())
+        before = table[(table["track_id"] == mother) & (table["t"] < t)].sort_values("t")
+        if len(before):
+            rows.append((t, *before[["y", "x"]].to_numpy()[-1]))
+    return pd.DataFrame(rows, columns=["t", "y", "x"])
+
+
+def lineage_agreement(
+    reference: pd.DataFrame, tracked: pd.DataFrame, radius_px: float, frame_tolerance: int = 2
+) -> dict[str, float]:
+    """How well tracks keep a reference lineage: division recall and precision, and links kept.
+
+    Objects are matched frame by frame (Hungarian, within ``radius_px``). A
+    reference frame-to-frame link (along a track, or from a mother's last
+    object to a daughter's first) is kept when both ends are matched and the
+    tracked objects share a track or are mother and daughter. A division
+    (the first frame of a mother's daughters, where she was the frame before)
+    is found when a tracked division lies within ``frame_tolerance`` frames and
+    ``radius_px``. Both tables have ``t, y, x, track_id, parent_track_id``.
+
+    Returns
+    -------
+    dict
+        ``links``, ``links_kept``, ``identity`` (their ratio), ``divisions``,
+        ``divisions_found``, ``division_recall``, ``division_precision``.
+    """
+    from scipy.optimize import linear_sum_assignment
+    from scipy.spatial.distance import cdist
+
+    reference = reference.reset_index(drop=True)
+    tracked = tracked.reset_index(drop=True)
+    match = np.full(len(reference), -1)
+    for t, ref_rows in reference.groupby("t").groups.items():
+        own = tracked.index[tracked["t"] == t]
+        if len(own) == 0:
+            continue
+        cost = cdist(reference.loc[ref_rows, ["y", "x"]], tracked.loc[own, ["y", "x"]])
+        rows, cols = linear_sum_assignment(np.where(cost <= radius_px, cost, 1e9))
+        ok = cost[rows, cols] <= radius_px
+        match[np.asarray(ref_rows)[rows[ok]]] = np.asarray(own)[cols[ok]]
+    track = tracked["track_id"].to_numpy()
+    parent = tracked["parent_track_id"].to_numpy()
+    ordered = reference.sort_values(["track_id", "t"])
+    links = [(a, b) for _, g in ordered.groupby("track_id") for a, b in zip(g.index[:-1], g.index[1:], strict=True)]
+    first = ordered.drop_duplicates("track_id", keep="first")
+    last = ordered.drop_duplicates("track_id", keep="last").set_index("track_id")["t"]
+    for row in first[first["parent_track_id"] > 0].itertuples():
+        mother = ordered[(ordered["track_id"] == row.parent_track_id) & (ordered["t"] < row.t)]
+        if len(mother) and row.parent_track_id in last.index:
+            links.append((mother.index[-1], row.Index))
+    kept = 0
+    for a, b in links:
+        i, j = match[a], match[b]
+        kept += i >= 0 and j >= 0 and (track[i] == track[j] or parent[j] == track[i])
+    truth, found = _division_events(reference), _division_events(tracked)
+    hits = 0
+    if len(truth) and len(found):
+        near = (np.abs(truth["t"].to_numpy()[:, None] - found["t"].to_numpy()[None]) <= frame_tolerance) & (
+            cdist(truth[["y", "x"]], found[["y", "x"]]) <= radius_px
+        )
+        rows, cols = linear_sum_assignment(-near.astype(float))
+        hits = int(near[rows, cols].sum())
+    return {
+        "links": float(len(links)),
+        "links_kept": float(kept),
+        "identity": kept / len(links) if links else 1.0,
+        "divisions": float(len(truth)),
+        "divisions_found": float(hits),
+        "division_recall": hits / len(truth) if len(truth) else 1.0,
+        "division_precision": hits / len(found) if len(found) else 1.0,
+    }
