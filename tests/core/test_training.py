@@ -389,3 +389,28 @@ def test_a_training_subset_is_streamed_and_trains(tmp_path):
     assert runs[0] == runs[1]  # same seed: bitwise the same
     assert result.step == 30 * 10
     assert runs[0] == pytest.approx(train_rows.mean() / 1000, abs=0.02)
+
+
+@pytest.mark.slow
+def test_train_vae_streams_the_training_rows_of_a_large_store(tmp_path, monkeypatch):
+    import numpy as np
+
+    from napari_cellstate.core.config import VAEConfig
+    from napari_cellstate.core.project.crop_store import open_crop_store, write_crop_store
+    from napari_cellstate.core.training import streaming
+    from napari_cellstate.core.vae.fit import train_vae
+
+    rng = np.random.default_rng(1)  # blobs of random position and size: something to reconstruct
+    yy, xx = np.mgrid[:16, :16]
+    centre, radius = rng.uniform(4, 12, (600, 2, 1, 1)), rng.uniform(1.5, 4, (600, 1, 1))
+    crops = np.exp(-((yy - centre[:, 0]) ** 2 + (xx - centre[:, 1]) ** 2) / radius**2).astype(np.float32)
+    write_crop_store(tmp_path / "crops.zarr", [crops], 16, {})
+    store, rows = open_crop_store(tmp_path / "crops.zarr"), np.arange(0, 600, 2)
+    monkeypatch.setattr(streaming, "STREAM_ABOVE_BYTES", 0)  # stream even this small store
+    served, read = [], streaming.ChunkStream._read
+    monkeypatch.setattr(streaming.ChunkStream, "_read", lambda self, r: served.append(r) or read(self, r))
+    vae = VAEConfig(crop_size_px=16, n_latents=4, channels=(8,), dense_units=32)
+    _, card = train_vae(store, vae, _cfg(epochs=4, batch_size=50, learning_rate=3e-3), rows=rows)
+    assert card["data"]["n_crops"] == 300
+    assert set(np.concatenate(served)) == set(rows)  # streamed, and only the training rows
+    assert card["history"][-1]["recon"] < 0.8 * card["history"][0]["recon"]

@@ -157,7 +157,7 @@ class ChunkStream:
                 pending.cancel()
 
 
-def training_rows(crops, rows: np.ndarray | None, in_memory: Callable, limit: int = STREAM_ABOVE_BYTES):
+def training_rows(crops, rows: np.ndarray | None, in_memory: Callable, limit: int | None = None):
     """The training data for ``crops[rows]``: streamed from a lazy store over ``limit`` bytes, else in memory.
 
     Parameters
@@ -168,9 +168,10 @@ def training_rows(crops, rows: np.ndarray | None, in_memory: Callable, limit: in
         The rows to train on; default all.
     in_memory : callable
         Makes the map-style dataset from an in-memory numpy array.
-    limit : int
-        Bytes of selected crops above which a lazy store is streamed.
+    limit : int, optional
+        Bytes of selected crops above which a lazy store is streamed; default :data:`STREAM_ABOVE_BYTES`.
     """
+    limit = STREAM_ABOVE_BYTES if limit is None else limit
     lazy = not isinstance(crops, np.ndarray)
     n = len(crops) if rows is None else len(rows)
     nbytes = n * int(np.prod(tuple(crops.shape)[1:])) * 4
