@@ -577,7 +577,7 @@ def test_column_groups_are_added_without_touching_the_crops(tmp_path, small_samp
 # --- appending many movies: old crops linked, not copied; a kill leaves the old or the new dataset ---------------
 
 
-def _chunk_files(dataset) -> dict[str, int]:
+def _chunk_inodes(dataset) -> dict[str, int]:
     folder = Path(dataset.crops.path) / "crops" / "c"
     return {str(p.relative_to(folder)): p.stat().st_ino for p in folder.rglob("*") if p.is_file()}
 
@@ -588,9 +588,9 @@ def test_appending_links_the_old_chunks_and_writes_only_the_new_crops(tmp_path, 
     project = Project.create(tmp_path)
     dataset = write_crop_dataset(project, small_result, "m0.tif")
     for k in range(1, 4):
-        before, full = _chunk_files(dataset), len(dataset) // 256
+        before, full = _chunk_inodes(dataset), len(dataset) // 256
         dataset = append_crop_dataset(project, small_result, f"m{k}.tif")
-        after = _chunk_files(dataset)
+        after = _chunk_inodes(dataset)
         kept = [key for key in before if int(key.split("/")[0]) < full]
         assert len(kept) == full > 0
         assert all(after[key] == before[key] for key in kept)  # the same file (a hard link): not copied
