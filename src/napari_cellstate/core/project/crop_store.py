@@ -225,7 +225,7 @@ class CropArray:
 
     def __array__(self, dtype=None, copy=None) -> np.ndarray:
         data = self[:]
-        return data if dtype is None else data.astype(dtype)
+        return data if dtype is None else data.astype(dtype, copy=False)  # float32 already: no second copy
 
 
 def open_crop_store(path: Path) -> CropArray:
