@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -61,45 +62,111 @@ def bench_demo(quick: bool, threads: int) -> None:
         print(f"  {name:9s} {step['seconds']:7.1f} s  {step['seconds'] / total:6.1%}")
 
 
-def _movies(folder: Path, n: int, frames: int, size: int) -> list[dict]:
+def _movies(folder: Path, n: int, frames: int, size: int, cells: int = 30) -> list[dict]:
     from napari_cellstate.core.config import SimulationConfig
     from napari_cellstate.core.io import save_simulation
     from napari_cellstate.core.simulate import simulate_movie
 
     movies = []
     for seed in range(n):
-        cfg = SimulationConfig(n_frames=frames, n_cells=30, n_divisions=4, shape_yx=(size, size), seed=seed)
+        cfg = SimulationConfig(n_frames=frames, n_cells=cells, n_divisions=cells // 8, shape_yx=(size, size), seed=seed)
         save_simulation(simulate_movie(cfg), folder / f"m{seed}")
         movies.append({"path": str(folder / f"m{seed}" / "movie.tif"), "pixel_size_um": 0.33, "name": f"m{seed}"})
     return movies
 
 
-def bench_dask(quick: bool) -> None:
+class _LoadSampler:
+    """The 1-minute load average, sampled every second while a run goes on (the machine is shared)."""
+
+    def __enter__(self):
+        import threading
+
+        self.samples: list[float] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+        return self
+
+    def _sample(self) -> None:
+        import os
+
+        while not self._stop.wait(1.0):
+            self.samples.append(os.getloadavg()[0])
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def _dask_run(folder: Path, movies: list[dict], workers: int, tag: str) -> tuple[int, float, float]:
+    """Crops, seconds and median load of one run of the inputs and encode steps on ``workers`` dask workers."""
+    import shutil
+    import statistics
+
+    from napari_cellstate.core.project import load_crop_dataset
+
+    project = folder / f"p-{tag}-{workers}"
+    config = {"project": str(project), "inputs": {"movies": movies}, "scale": {"workers": workers}}
+    with _LoadSampler() as load:
+        result = _run(config, 1, ["inputs", "encode"])
+    n = len(load_crop_dataset(project))
+    shutil.rmtree(project)
+    return n, result["seconds"], statistics.median(load.samples or [float("nan")])
+
+
+def bench_dask(quick: bool, repeats: int, frames: int, cells: int) -> None:
+    """crops/s on 1 and 2 workers for a small and a large input; the fixed cost (start-up) is the intercept.
+
+    Time is modelled as t = start-up + crops / rate; from the small and the large input of the same run,
+    rate = (n_large - n_small) / (t_large - t_small) and start-up = t_large - n_large / rate.
+    """
     try:
         import distributed  # noqa: F401
     except ImportError:
         print("dask workers: skipped (dask.distributed is not installed)")
         return
+    import statistics
+
+    if quick:
+        repeats, frames, cells = 1, 8, 30
     with tempfile.TemporaryDirectory() as folder:
         folder = Path(folder)
-        movies = _movies(folder, 4, 8 if quick else 20, 256)
-        rates = {}
-        for workers in (1, 2):
-            config = {
-                "project": str(folder / f"p{workers}"),
-                "inputs": {"movies": movies},
-                "scale": {"workers": workers},
-            }
-            result = _run(config, 1, ["inputs", "encode"])
-            from napari_cellstate.core.project import load_crop_dataset
-
-            n = len(load_crop_dataset(folder / f"p{workers}"))
-            rates[workers] = n / result["seconds"]
+        sizes = {"small": max(2, frames // 4), "large": frames}
+        inputs = {tag: _movies(folder / tag, 4, n_frames, 512, cells) for tag, n_frames in sizes.items()}
+        runs: dict[int, list[dict]] = {1: [], 2: []}
+        for repeat in range(repeats):
+            for workers in (1, 2):
+                small = _dask_run(folder, inputs["small"], workers, "small")
+                large = _dask_run(folder, inputs["large"], workers, "large")
+                rate = (large[0] - small[0]) / max(large[1] - small[1], 1e-9)
+                startup = large[1] - large[0] / rate
+                entry = {
+                    "n": large[0],
+                    "seconds": large[1],
+                    "rate": large[0] / large[1],
+                    "marginal": rate,
+                    "startup_share": startup / large[1],
+                    "load": large[2],
+                }
+                runs[workers].append(entry)
+                print(
+                    f"  run {repeat + 1}, {workers} worker(s): {large[0]} crops in {large[1]:.1f} s = "
+                    f"{entry['rate']:.1f} crops/s (small input: {small[0]} crops in {small[1]:.1f} s); "
+                    f"start-up {startup:.1f} s = {entry['startup_share']:.0%}; load {large[2]:.1f} / 2 cores",
+                    flush=True,
+                )
+        median = {w: {k: statistics.median(e[k] for e in runs[w]) for k in runs[w][0]} for w in runs}
+        for workers, m in median.items():
             print(
-                f"dask, {workers} worker(s) (1 thread each): {n} crops from 4 movies in {result['seconds']:.1f} s = "
-                f"{rates[workers]:.1f} crops/s (segment, track, crop and encode)"
+                f"dask, {workers} worker(s) (1 thread each), median of {repeats}: {m['n']:.0f} crops from 4 movies "
+                f"({frames} frames, 512 x 512, {cells} cells) in {m['seconds']:.1f} s = {m['rate']:.1f} crops/s "
+                f"(segment, track, crop and encode); start-up {m['startup_share']:.0%} of the run; "
+                f"load average during the run {m['load']:.1f} on {os.cpu_count()} cores"
             )
-        print(f"2 workers / 1 worker: {rates[2] / rates[1]:.2f}x")
+        print(
+            f"2 workers / 1 worker: {median[2]['rate'] / median[1]['rate']:.2f}x overall, "
+            f"{median[2]['marginal'] / median[1]['marginal']:.2f}x without start-up"
+        )
 
 
 _MEMORY_CHILD = r"""
@@ -155,11 +222,14 @@ def main() -> None:
     parser.add_argument("--parts", nargs="+", choices=["demo", "dask", "memory"], default=["demo", "dask", "memory"])
     parser.add_argument("--quick", action="store_true", help="small sizes (a smoke test of the script)")
     parser.add_argument("--threads", type=int, default=2, help="torch threads of the demo run")
+    parser.add_argument("--repeats", type=int, default=3, help="dask: runs per worker count (medians)")
+    parser.add_argument("--frames", type=int, default=40, help="dask: frames of each of the 4 movies")
+    parser.add_argument("--cells", type=int, default=80, help="dask: nuclei in each movie's first frame")
     args = parser.parse_args()
     if "demo" in args.parts:
         bench_demo(args.quick, args.threads)
     if "dask" in args.parts:
-        bench_dask(args.quick)
+        bench_dask(args.quick, args.repeats, args.frames, args.cells)
     if "memory" in args.parts:
         bench_memory(args.quick)
 

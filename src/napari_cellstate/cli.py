@@ -177,6 +177,7 @@ def cmd_train_vae(args: argparse.Namespace) -> int:
     if args.synthetic:
         chunk = args.generator_chunk or None
         crops, _ = synthetic_training_crops(args.n_crops, seed=args.seed, chunk=chunk)
+        train_rows = np.arange(len(crops))
         data = {
             "source": "synthetic crop generator",
             "n_crops": args.n_crops,
@@ -189,13 +190,13 @@ def cmd_train_vae(args: argparse.Namespace) -> int:
 
         dataset = load_crop_dataset(args.project)
         train_rows = np.flatnonzero((dataset.objects["split"] == "train").to_numpy())
-        crops = np.asarray(dataset.crops)[train_rows]
-        data = {"source": str(args.project), "n_crops": len(crops), "split": "train"}
+        crops = dataset.crops  # read in memory, or streamed chunk by chunk when large (iter_train_vae)
+        data = {"source": str(args.project), "n_crops": len(train_rows), "split": "train"}
     if args.start_from:  # fine-tuning: settings for a few hundred crops, unless given
         from .core.vae.fit import fine_tune_training, resolve_vae_path
 
         args.start_from = str(resolve_vae_path(args.start_from))
-        defaults = fine_tune_training(len(crops), args.seed)
+        defaults = fine_tune_training(len(train_rows), args.seed)
     else:
         defaults = TrainConfig(epochs=10, batch_size=256, learning_rate=1e-3, seed=args.seed)
     training = defaults.model_copy(
@@ -209,7 +210,7 @@ def cmd_train_vae(args: argparse.Namespace) -> int:
     loss_options = ("alpha", "beta", "gamma", "input_noise")
     weights = {name: getattr(args, name) for name in loss_options if getattr(args, name) is not None}
     vae = VAEConfig(crop_size_px=int(crops.shape[-1]), **weights)
-    print(f"training a beta-TCVAE on {len(crops)} crops for {args.epochs} epochs ...", flush=True)
+    print(f"training a beta-TCVAE on {len(train_rows)} crops for {args.epochs} epochs ...", flush=True)
 
     def report(event):
         if event.kind == "epoch_end":
@@ -218,7 +219,13 @@ def cmd_train_vae(args: argparse.Namespace) -> int:
 
     model, card = run_to_completion(
         iter_train_vae(
-            crops, vae, training, start_from=args.start_from, checkpoint_dir=args.checkpoints, resume=args.resume
+            crops,
+            vae,
+            training,
+            start_from=args.start_from,
+            checkpoint_dir=args.checkpoints,
+            resume=args.resume,
+            rows=None if args.synthetic else train_rows,
         ),
         report,
     )

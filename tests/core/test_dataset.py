@@ -572,3 +572,67 @@ def test_column_groups_are_added_without_touching_the_crops(tmp_path, small_samp
         set_object_columns(tmp_path / "p", latents.iloc[:3], group="latents")
     with pytest.raises(ValueError, match="cannot be replaced"):
         set_object_columns(tmp_path / "p", pd.DataFrame({"area": np.zeros(50)}))
+
+
+# --- appending many movies: old crops linked, not copied; a kill leaves the old or the new dataset ---------------
+
+
+def _chunk_inodes(dataset) -> dict[str, int]:
+    folder = Path(dataset.crops.path) / "crops" / "c"
+    return {str(p.relative_to(folder)): p.stat().st_ino for p in folder.rglob("*") if p.is_file()}
+
+
+def test_appending_links_the_old_chunks_and_writes_only_the_new_crops(tmp_path, small_result):
+    from napari_cellstate.core.project.check import check_project
+
+    project = Project.create(tmp_path)
+    dataset = write_crop_dataset(project, small_result, "m0.tif")
+    for k in range(1, 4):
+        before, full = _chunk_inodes(dataset), len(dataset) // 256
+        dataset = append_crop_dataset(project, small_result, f"m{k}.tif")
+        after = _chunk_inodes(dataset)
+        kept = [key for key in before if int(key.split("/")[0]) < full]
+        assert len(kept) == full > 0
+        assert all(after[key] == before[key] for key in kept)  # the same file (a hard link): not copied
+    assert len(dataset) == 4 * len(small_result.crops)
+    np.testing.assert_array_equal(dataset.crops[:], np.concatenate([small_result.crops] * 4))
+    assert check_project(project)["n_crops"] == len(dataset)  # every chunk's checksum holds
+    assert hidden_leftovers(project) == []
+
+
+APPEND_SCRIPT = Path(__file__).with_name("_append_script.py")
+
+
+@pytest.mark.slow
+def test_kill_9_during_append_leaves_the_old_or_the_new_dataset(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from napari_cellstate.core.project.check import check_project
+
+    folder, n = tmp_path / "p", 6000
+    subprocess.run([sys.executable, str(APPEND_SCRIPT), str(folder), "m0", str(n)], check=True, capture_output=True)
+    sources, rng = ["m0"], np.random.default_rng(0)
+    for attempt, delay in enumerate(rng.uniform(0.0, 4.0, 6), start=1):
+        source = f"m{attempt}"
+        process = subprocess.Popen(
+            [sys.executable, str(APPEND_SCRIPT), str(folder), source, str(n)], stdout=subprocess.PIPE, text=True
+        )
+        assert process.stdout.readline().strip() == "ready"
+        time.sleep(delay)
+        os.kill(process.pid, signal.SIGKILL)
+        process.wait()
+        state = check_project(folder)  # reads every chunk against its checksum; raises if mixed or damaged
+        dataset = load_crop_dataset(folder)
+        if state["n_crops"] == (len(sources) + 1) * n:
+            sources.append(source)
+        assert state["n_crops"] == len(sources) * n
+        assert [s["name"] for s in dataset.metadata["sources"]] == sources
+        np.testing.assert_array_equal(dataset.crops[::500, 0, 0], np.repeat([int(s[1:]) for s in sources], n)[::500])
+    # the next append cleans up what the killed ones left
+    subprocess.run([sys.executable, str(APPEND_SCRIPT), str(folder), "m9", "300"], check=True, capture_output=True)
+    assert check_project(folder)["n_crops"] == len(sources) * n + 300
+    assert hidden_leftovers(Project.open(folder)) == []

@@ -302,3 +302,115 @@ def test_ddp_matches_single_process(tmp_path, run_torchrun):
     assert meta["world_size"] == 2
     state = load_file(tmp_path / "checkpoints" / "epoch-0002" / "training_state.safetensors")
     assert {"rng.torch.rank0", "rng.torch.rank1"} <= state.keys()
+
+
+# --- streaming from a chunked store ------------------------------------------------------------------------------
+
+
+def _store(tmp_path, n: int, size: int = 8):
+    """A sealed crop store of ``n`` crops whose every pixel holds the crop's row number."""
+    import numpy as np
+
+    from napari_cellstate.core.project.crop_store import open_crop_store, write_crop_store
+
+    values = np.arange(n, dtype=np.float32)[:, None, None] * np.ones((1, size, size), np.float32)
+    write_crop_store(tmp_path / "crops.zarr", [values[i : i + 300] for i in range(0, n, 300)], size, {})
+    return open_crop_store(tmp_path / "crops.zarr")
+
+
+def _served_rows(stream, epoch, seed, batch_size, world, rank):
+    return [
+        batch[:, 0, 0, 0].long().tolist() for batch, _, _ in stream.local_batches(epoch, seed, batch_size, world, rank)
+    ]
+
+
+def test_streamed_batches_follow_the_seed_and_epoch(tmp_path):
+    from napari_cellstate.core.training import ChunkStream
+
+    stream = ChunkStream(_store(tmp_path, 2000), buffer_chunks=2)
+    first = _served_rows(stream, 1, 0, 64, 1, 0)
+    assert first == _served_rows(stream, 1, 0, 64, 1, 0)  # same seed and epoch: the same batches
+    assert first != _served_rows(stream, 2, 0, 64, 1, 0) != _served_rows(stream, 1, 1, 64, 1, 0)
+    served = [row for batch in first for row in batch]
+    assert sorted(served) == list(range(2000))  # one process: every crop once per epoch
+    assert len(first) == stream.steps_per_epoch(64, 1) == 32  # 31 full batches and one of 16
+    # shuffled across chunks: a batch mixes rows of several chunks, and the first chunk read is not chunk 0
+    assert len({row // 256 for row in first[0]}) > 1
+    assert served[:256] != list(range(256))
+
+
+@pytest.mark.parametrize(("n", "world"), [(2000, 2), (2001, 3), (1000, 4)])
+def test_streamed_ranks_read_disjoint_rows_in_equal_steps(tmp_path, n, world):
+    from napari_cellstate.core.training import ChunkStream
+
+    stream = ChunkStream(_store(tmp_path, n), buffer_chunks=1)
+    batch_size = 16 * world
+    per_rank = [_served_rows(stream, 3, 7, batch_size, world, rank) for rank in range(world)]
+    assert len({len(batches) for batches in per_rank}) == 1  # the same number of steps: DDP cannot hang
+    rows = [[row for batch in batches for row in batch] for batches in per_rank]
+    for a in range(world):
+        for b in range(a + 1, world):
+            assert not set(rows[a]) & set(rows[b])
+    covered = set().union(*map(set, rows))
+    assert len(covered) >= n - (world - 1)  # at most world - 1 rows left out of an epoch (too few for a step)
+    # chunk-level sharding: each process reads only a share of the chunks, not every chunk
+    for own in rows:
+        assert len({row // 256 for row in own}) <= -(-n // 256) // world + 2
+
+
+def test_a_training_subset_is_streamed_and_trains(tmp_path):
+    import numpy as np
+
+    from napari_cellstate.core.training import ChunkStream
+    from napari_cellstate.core.training.streaming import training_rows
+
+    crops = _store(tmp_path, 1200)
+    train_rows = np.arange(0, 1200, 3)
+    stream = training_rows(crops, train_rows, in_memory=list, limit=1000)
+    assert isinstance(stream, ChunkStream)
+    assert len(stream) == 400
+    assert set(np.concatenate(_served_rows(stream, 1, 0, 40, 1, 0))) == set(train_rows)
+    assert isinstance(training_rows(crops, train_rows, in_memory=list), list)  # small: read into memory
+
+    class MeanTask:  # learns the mean pixel of the crops it is shown: 1198 / 2 when it saw the training rows
+        def __init__(self):
+            self.model = torch.nn.Linear(1, 1, bias=False)
+
+        def loss(self, batch, dataset_size):
+            x = batch.mean(dim=(1, 2, 3))[:, None] / 1000
+            return (self.model(torch.ones_like(x)) - x).pow(2).mean(), {}
+
+    runs = []
+    for _ in range(2):
+        task = MeanTask()
+        torch.nn.init.zeros_(task.model.weight)
+        result = train(task, stream, _cfg(epochs=30, batch_size=40, learning_rate=0.05))
+        runs.append(task.model.weight.item())
+    assert runs[0] == runs[1]  # same seed: bitwise the same
+    assert result.step == 30 * 10
+    assert runs[0] == pytest.approx(train_rows.mean() / 1000, abs=0.02)
+
+
+@pytest.mark.slow
+def test_train_vae_streams_the_training_rows_of_a_large_store(tmp_path, monkeypatch):
+    import numpy as np
+
+    from napari_cellstate.core.config import VAEConfig
+    from napari_cellstate.core.project.crop_store import open_crop_store, write_crop_store
+    from napari_cellstate.core.training import streaming
+    from napari_cellstate.core.vae.fit import train_vae
+
+    rng = np.random.default_rng(1)  # blobs of random position and size: something to reconstruct
+    yy, xx = np.mgrid[:16, :16]
+    centre, radius = rng.uniform(4, 12, (600, 2, 1, 1)), rng.uniform(1.5, 4, (600, 1, 1))
+    crops = np.exp(-((yy - centre[:, 0]) ** 2 + (xx - centre[:, 1]) ** 2) / radius**2).astype(np.float32)
+    write_crop_store(tmp_path / "crops.zarr", [crops], 16, {})
+    store, rows = open_crop_store(tmp_path / "crops.zarr"), np.arange(0, 600, 2)
+    monkeypatch.setattr(streaming, "STREAM_ABOVE_BYTES", 0)  # stream even this small store
+    served, read = [], streaming.ChunkStream._read
+    monkeypatch.setattr(streaming.ChunkStream, "_read", lambda self, r: served.append(r) or read(self, r))
+    vae = VAEConfig(crop_size_px=16, n_latents=4, channels=(8,), dense_units=32)
+    _, card = train_vae(store, vae, _cfg(epochs=4, batch_size=50, learning_rate=3e-3), rows=rows)
+    assert card["data"]["n_crops"] == 300
+    assert set(np.concatenate(served)) == set(rows)  # streamed, and only the training rows
+    assert card["history"][-1]["recon"] < 0.8 * card["history"][0]["recon"]

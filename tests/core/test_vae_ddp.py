@@ -85,3 +85,28 @@ def test_ddp_matches_single_process(tmp_path, run_torchrun):
         difference = max((ddp[k] - expected[k]).abs().max().item() for k in ddp)
         print(f"{estimator}: max |DDP - single-process| weight difference: {difference:.2e}")
         assert difference < 1e-5
+
+
+STREAM_SCRIPT = Path(__file__).with_name("_stream_ddp_script.py")
+
+
+@pytest.mark.slow
+def test_ddp_streams_disjoint_chunks_in_lock_step(tmp_path, run_torchrun):
+    """Two processes stream a crop store: disjoint rows covering it each epoch, the same steps and weights."""
+    import json
+
+    done = run_torchrun(STREAM_SCRIPT, tmp_path)
+    assert done.returncode == 0, done.stderr[-4000:]
+    ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
+    assert ranks[0]["history"] == ranks[1]["history"]  # global means: every step taken together
+    for epoch in range(2):
+        rows = [[row for batch in rank["epochs"][epoch] for row in batch] for rank in ranks]
+        assert len(ranks[0]["epochs"][epoch]) == len(ranks[1]["epochs"][epoch]) == 35  # 1100 rows, batches of 32
+        assert not set(rows[0]) & set(rows[1])
+        assert sorted(rows[0] + rows[1]) == list(range(1100))
+        chunks = [{row // 256 for row in own} for own in rows]
+        assert len(chunks[0] & chunks[1]) <= 1  # each reads its own chunks; one may straddle the boundary
+    assert ranks[0]["epochs"][0] != ranks[0]["epochs"][1]  # reshuffled every epoch
+    weights = [load_file(tmp_path / f"weights{r}.safetensors") for r in (0, 1)]
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+    assert ranks[0]["history"][-1]["loss"] < ranks[0]["history"][0]["loss"]

@@ -4,11 +4,18 @@ Crops are written one chunk (256 crops) at a time, so memory stays bounded
 whatever N is. The store records a CRC-32 of every chunk's values; reads
 check them, so a chunk that is missing (zarr would read it as zeros),
 truncated or overwritten is reported instead of being used.
+
+A sealed store is never written again. A new store that begins with an old
+one's crops (appending a movie) takes the old full chunks as hard links (no
+data copied; a copy where the file system has no hard links) and writes
+only the old partial last chunk and the new crops.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import zlib
 from collections.abc import Iterable
 from pathlib import Path
@@ -51,7 +58,7 @@ class CropStoreWriter:
     (300, 8, 8)
     """
 
-    def __init__(self, folder: Path, size: int) -> None:
+    def __init__(self, folder: Path, size: int, *, start_from: CropArray | None = None) -> None:
         import zarr
 
         self.folder, self.size = Path(folder), int(size)
@@ -63,6 +70,24 @@ class CropStoreWriter:
         self._n_pending = 0
         self._n_written = 0
         self._crcs: list[int] = []
+        if start_from is not None:
+            self._take_over(start_from)
+
+    def _take_over(self, base: CropArray) -> None:
+        """Begin with the crops of ``base``: its full chunks linked (nothing copied), its partial last chunk re-read."""
+        if base.shape[1:] != (self.size, self.size):
+            raise ValueError(f"Crops must be {self.size} x {self.size} px; {base.path} holds {base.shape[1:]}.")
+        full = base.shape[0] // CHUNK_CROPS if _same_layout(base._array, self._array) else 0
+        if full:
+            self._array.resize((full * CHUNK_CROPS, self.size, self.size))
+            for index in range(full):
+                key = self._array.metadata.encode_chunk_key((index, 0, 0))
+                source = base.path / "crops" / key
+                if source.is_file():  # zarr writes no file for a chunk of zeros; the checksum tells them apart
+                    _link(source, self.folder / "crops" / key)
+            self._crcs, self._n_written = list(base._crcs[:full]), full * CHUNK_CROPS
+        for start in range(full * CHUNK_CROPS, base.shape[0], CHUNK_CROPS):
+            self.append(base[start : start + CHUNK_CROPS])
 
     @property
     def n_crops(self) -> int:
@@ -111,6 +136,22 @@ class CropStoreWriter:
         )
 
 
+def _same_layout(a, b) -> bool:
+    """Whether chunk files of array ``a`` mean the same in array ``b`` (chunking, dtype, codecs, fill value)."""
+    keep = ("chunk_grid", "chunk_key_encoding", "data_type", "codecs", "fill_value")
+    first, second = a.metadata.to_dict(), b.metadata.to_dict()
+    return all(first.get(key) == second.get(key) for key in keep)
+
+
+def _link(source: Path, target: Path) -> None:
+    """``target`` as a hard link to ``source`` (a copy on file systems without hard links)."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copyfile(source, target)
+
+
 def write_crop_store(folder: Path, blocks: Iterable[np.ndarray], size: int, metadata: dict) -> int:
     """Write every block of crops into a new store; returns the number of crops."""
     writer = CropStoreWriter(folder, size)
@@ -147,7 +188,7 @@ class CropArray:
             data = np.asarray(self._array[start:stop], dtype=np.float32)
         except Exception as err:  # codec, file-system or format errors all mean the same to a user
             raise damaged(self.path, f"chunk {index} (crops {start}-{stop - 1}) cannot be read: {err}") from err
-        if zlib.crc32(np.ascontiguousarray(data).tobytes()) != self._crcs[index]:
+        if zlib.crc32(np.ascontiguousarray(data).data) != self._crcs[index]:  # no copy
             raise damaged(self.path, f"chunk {index} (crops {start}-{stop - 1}) is missing or altered")
         self._cached = (index, data)
         return data
@@ -184,7 +225,7 @@ class CropArray:
 
     def __array__(self, dtype=None, copy=None) -> np.ndarray:
         data = self[:]
-        return data if dtype is None else data.astype(dtype)
+        return data if dtype is None else data.astype(dtype, copy=False)  # float32 already: no second copy
 
 
 def open_crop_store(path: Path) -> CropArray:

@@ -320,7 +320,9 @@ def append_crop_dataset(
 ) -> CropDataset:
     """Add the crops of another movie to the project's crop dataset (or create it), as a new run.
 
-    Existing rows, crops and splits stay as they are; the new rows are split
+    Existing rows, crops and splits stay as they are. Only the new crops are written: the old crop chunks are
+    hard-linked into the new run, so the crops written per append do not grow with the dataset (the objects
+    table, a few hundred bytes a row, is rewritten). The new rows are split
     among themselves (their source differs, so no track crosses sources).
     Column groups (latents, predictions) do not cover the new crops, so they
     stay with the old run: encode again afterwards.
@@ -366,12 +368,13 @@ def append_crop_dataset(
         "versions": _versions(),
     }
 
-    def blocks():
-        yield from _blocks(existing.crops)
-        yield from _blocks(result.crops)
-
     with new_run(current, f"append crops from {source}", replace=replace) as staged:
-        _stage(staged, blocks(), size, table, metadata)
+        if staged.previous.run_id != existing.run_id:
+            raise ProjectError(f"The project {current.path} changed while this step ran: run the step again.")
+        writer = CropStoreWriter(staged.path / "crops.zarr", size, start_from=existing.crops)  # old crops: linked
+        for block in _blocks(result.crops):
+            writer.append(block)
+        _stage(staged, writer, size, table, metadata)
     return load_crop_dataset(current.path)
 
 

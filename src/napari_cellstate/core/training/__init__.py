@@ -2,10 +2,13 @@
 
 from .checkpoints import CheckpointError, latest_checkpoint
 from .devices import available_devices, select_device
-from .loop import TrainingTask, TrainResult, iter_train, train
+from .loop import BatchStream, TrainingTask, TrainResult, iter_train, train
+from .streaming import ChunkStream
 
 __all__ = [
+    "BatchStream",
     "CheckpointError",
+    "ChunkStream",
     "TrainResult",
     "TrainingTask",
     "available_devices",

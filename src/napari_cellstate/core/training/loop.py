@@ -24,10 +24,10 @@ import math
 import os
 import time
 import warnings
-from collections.abc import Callable, Generator, Mapping
+from collections.abc import Callable, Generator, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 import torch
 
@@ -113,6 +113,27 @@ class TrainingTask(Protocol):
         ...
 
 
+@runtime_checkable
+class BatchStream(Protocol):
+    """A dataset that serves each process its own batches (e.g. :class:`~.streaming.ChunkStream`).
+
+    :func:`iter_train` asks it for the steps of an epoch and then, each epoch, for this process's
+    ``(batch, rows here, rows in the global batch)`` triples; every process must get the same number of steps.
+    """
+
+    def __len__(self) -> int: ...
+
+    def steps_per_epoch(self, batch_size: int, world: int) -> int:
+        """Steps every process takes per epoch with global batches of ``batch_size``."""
+        ...
+
+    def local_batches(
+        self, epoch: int, seed: int, batch_size: int, world: int = 1, rank: int = 0
+    ) -> Iterator[tuple[Any, int, int]]:
+        """Process ``rank``'s ``(batch, rows here, rows in the global batch)`` for each step of ``epoch``."""
+        ...
+
+
 @dataclass
 class TrainResult:
     """What a training run produced.
@@ -161,6 +182,16 @@ def _collate(dataset: torch.utils.data.Dataset, indices: list[int]) -> Any:
     samples = getitems(indices) if getitems is not None else [dataset[i] for i in indices]
     batch = torch.utils.data.default_collate(samples)
     return tuple(batch) if isinstance(batch, list) else batch
+
+
+def _shuffled_batches(
+    dataset: torch.utils.data.Dataset, order: torch.Tensor, steps: int, cfg: TrainConfig, dist: Dist
+) -> Iterator[tuple[Any, int, int]]:
+    """Global batches of ``order``; this process collates its contiguous share of each."""
+    for batch_index in range(steps):
+        global_batch = order[batch_index * cfg.batch_size : (batch_index + 1) * cfg.batch_size]
+        local = torch.tensor_split(global_batch, dist.world)[dist.rank]
+        yield _collate(dataset, local.tolist()), len(local), len(global_batch)
 
 
 def _to_device(batch: Any, device: torch.device) -> Any:
@@ -268,8 +299,11 @@ def iter_train(
     ----------
     task : TrainingTask
         The model and its loss.
-    dataset : torch.utils.data.Dataset
-        Map-style dataset; samples are collated with ``default_collate``.
+    dataset : torch.utils.data.Dataset or BatchStream
+        Map-style dataset (samples collated with ``default_collate``, shuffled as above), or a
+        :class:`BatchStream` that serves each process its own batches, e.g.
+        :class:`~.streaming.ChunkStream` for data larger than memory (its order follows ``cfg.seed`` and the
+        epoch; under DDP each process reads its own disjoint rows).
     cfg : TrainConfig
         Epochs, global batch size, learning rate, weight decay, seed, device,
         mixed precision and checkpoint interval.
@@ -330,6 +364,11 @@ def iter_train(
     n = len(dataset)
     dist = dist_env()
     steps_per_epoch = _check_batching(task.model, n, cfg.batch_size, dist)
+    streamed = isinstance(dataset, BatchStream)
+    if streamed:
+        steps_per_epoch = dataset.steps_per_epoch(cfg.batch_size, dist.world)
+        if steps_per_epoch == 0:
+            raise ValueError(f"{n} samples are too few for {dist.world} processes.")
     folder = None if checkpoint_dir is None else Path(checkpoint_dir)
     if resume and folder is None:
         raise ValueError("resume=True needs the checkpoint_dir to resume from.")
@@ -354,6 +393,7 @@ def iter_train(
 
     model = task.model
     was_training = model.training
+    batches = None
     try:
         if dist.world > 1:
             init_process_group(device)
@@ -383,16 +423,17 @@ def iter_train(
         )
 
         for epoch in range(first_epoch, cfg.epochs + 1):
-            order = torch.randperm(n, generator=shuffle)
+            if streamed:
+                batches = dataset.local_batches(epoch, cfg.seed, cfg.batch_size, dist.world, dist.rank)
+            else:
+                batches = _shuffled_batches(dataset, torch.randperm(n, generator=shuffle), steps_per_epoch, cfg, dist)
             sums: dict[str, float] = {}
             seen = 0
-            for batch_index in range(steps_per_epoch):
-                global_batch = order[batch_index * cfg.batch_size : (batch_index + 1) * cfg.batch_size]
-                local = torch.tensor_split(global_batch, dist.world)[dist.rank]
-                batch = _to_device(_collate(dataset, local.tolist()), device)
+            for batch_index, (batch, n_local, n_global) in enumerate(batches):
+                batch = _to_device(batch, device)
                 with autocast():
                     loss, terms = task.loss(batch, n)
-                metrics = _step_metrics(loss, terms, len(local), len(global_batch), dist, device)
+                metrics = _step_metrics(loss, terms, n_local, n_global, dist, device)
                 if not math.isfinite(metrics["loss"]):
                     raise FloatingPointError(
                         f"The loss became {metrics['loss']} at epoch {epoch}, step {step + 1}: "
@@ -400,15 +441,15 @@ def iter_train(
                     )
                 step += 1
                 optimizer.zero_grad(set_to_none=True)
-                share = len(local) * dist.world / len(global_batch)  # 1 except in an unevenly split last batch
+                share = n_local * dist.world / n_global  # 1 except in an unevenly split last batch
                 (loss * share if share != 1 else loss).backward()
                 if not (after_backward is not None and after_backward(step, total, optimizer)):
                     optimizer.step()
                 if after_optimizer_step is not None:
                     after_optimizer_step(step, total, optimizer)
-                seen += len(global_batch)
+                seen += n_global
                 for name, value in metrics.items():
-                    sums[name] = sums.get(name, 0.0) + value * len(global_batch)
+                    sums[name] = sums.get(name, 0.0) + value * n_global
                 yield Progress(
                     step,
                     total,
@@ -429,6 +470,8 @@ def iter_train(
                 )
             yield Progress(step, total, f"epoch {epoch}/{cfg.epochs} done", dict(entry), kind="epoch_end")
     finally:
+        if batches is not None:
+            batches.close()  # a stream's reader thread stops now, not when the generator is collected
         task.model = model
         model.train(was_training)
 

@@ -196,6 +196,7 @@ def iter_train_vae(
     start_from: os.PathLike | str | None = None,
     checkpoint_dir: os.PathLike | str | None = None,
     resume: bool = False,
+    rows=None,
 ) -> Generator[Progress, None, tuple[object, dict]]:
     """Train a β-TCVAE on standardised crops (or fine-tune one from ``start_from``).
 
@@ -207,6 +208,10 @@ def iter_train_vae(
         A saved model to fine-tune (``"packaged"``: the packaged one). Its architecture is kept; each loss weight
         (α, β, γ, estimator) set explicitly in ``vae`` replaces the file's, so a fine-tune can change the
         information penalty.
+    rows : array of int, optional
+        Train on these rows of ``crops`` only (e.g. the "train" split); default all. A project's lazy crop store
+        larger than :data:`~napari_cellstate.core.training.streaming.STREAM_ABOVE_BYTES` is streamed chunk by
+        chunk (:class:`~napari_cellstate.core.training.ChunkStream`) instead of read into memory.
 
     Returns
     -------
@@ -217,6 +222,7 @@ def iter_train_vae(
     import torch
 
     from ..training import iter_train
+    from ..training.streaming import training_rows
     from . import BetaTCVAE, check_crop_size, load_vae
 
     training = training or TrainConfig()
@@ -233,11 +239,10 @@ def iter_train_vae(
         model = BetaTCVAE(vae or VAEConfig(crop_size_px=int(crops.shape[-1])))
     check_crop_size(model.cfg, int(crops.shape[-1]))
     start = time.perf_counter()
-    result = yield from iter_train(
-        VAETask(model), _Crops(crops), training, checkpoint_dir=checkpoint_dir, resume=resume
-    )
+    data = training_rows(crops, rows, in_memory=_Crops)
+    result = yield from iter_train(VAETask(model), data, training, checkpoint_dir=checkpoint_dir, resume=resume)
     card = {
-        "data": {"n_crops": len(crops), "crop_size_px": int(crops.shape[-1])},
+        "data": {"n_crops": len(data), "crop_size_px": int(crops.shape[-1])},
         "hyperparameters": {"vae": model.cfg.model_dump(mode="json"), "training": training.model_dump(mode="json")},
         "metrics": {"final_epoch": result.history[-1] if result.history else {}},
         "history": result.history,
