@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .losses import class_weights
 from .operators import DEFAULT_OPERATORS, OPERATORS
 
 __all__ = [
@@ -34,7 +35,6 @@ __all__ = [
     "OPERATORS",
     "Candidate",
     "EngineUnavailableError",
-    "balanced_logistic_loss",
     "pysr_equations_to_candidates",
     "run_operon",
     "run_pysr",
@@ -64,40 +64,6 @@ def check_operators(operators: Sequence[str]) -> list[str]:
     return list(dict.fromkeys(operators))
 
 
-def balanced_logistic_loss(score: np.ndarray, labels: np.ndarray, iterations: int = 6) -> tuple[float, float, float]:
-    """Class-balanced logistic loss of the best sigmoid(a·u + b) on the standardised ``score`` u.
-
-    Returns ``(loss, a, b)`` with a and b for the standardised score; non-finite scores count as huge.
-
-    >>> y = np.array([0, 0, 1, 1])
-    >>> loss, a, b = balanced_logistic_loss(np.array([-2.0, -1.0, 1.0, 2.0]), y)
-    >>> bool(loss < 0.1 and a > 0)
-    True
-    """
-    s = np.nan_to_num(np.asarray(score, dtype=np.float64), nan=0.0, posinf=1e12, neginf=-1e12)
-    y = np.asarray(labels, dtype=np.float64)
-    positive = y.mean()
-    if positive in (0.0, 1.0):
-        raise ValueError("The labels hold one class only.")
-    w = np.where(y == 1, 0.5 / positive, 0.5 / (1 - positive))
-    with np.errstate(over="ignore", invalid="ignore"):
-        mu, sd = s.mean(), s.std()
-    if not np.isfinite(sd) or sd == 0:
-        return float(np.log(2)), 0.0, 0.0
-    u = np.clip((s - mu) / sd, -50, 50)
-    a = b = 0.0
-    for _ in range(iterations):  # Newton's method on (a, b)
-        z = np.clip(a * u + b, -30, 30)
-        p = 1 / (1 + np.exp(-z))
-        g, h = w * (p - y), w * p * (1 - p) + 1e-9
-        huu, hub, hbb = (h * u * u).sum() + 1e-6, (h * u).sum(), h.sum() + 1e-6
-        gu, gb = (g * u).sum(), g.sum()
-        det = huu * hbb - hub * hub
-        a, b = a - (hbb * gu - hub * gb) / det, b - (huu * gb - hub * gu) / det
-    z = np.clip(a * u + b, -30, 30)
-    return float((w * (np.logaddexp(0, z) - y * z)).mean()), float(a), float(b)
-
-
 def _operon_names(pyoperon_variables: dict, names: Sequence[str]) -> dict:
     return {h: names[k] for k, h in enumerate(pyoperon_variables)}
 
@@ -119,25 +85,30 @@ def _problem(x: np.ndarray, target: np.ndarray, operators: Sequence[str]):
     return op, data, variables, problem
 
 
-def _classification_run(x, labels, names, operators, max_length, time_s, seed, on_generation, generations):
-    """Operon GP on the ranking fitness; candidates: the best of each length in the final population."""
+def _classification_run(x, labels, names, operators, max_length, time_s, seed, on_generation, generations, balanced):
+    """Operon GP on the best-cut error; candidates: the best of each length in the final population."""
     op, data, variables, problem = _problem(x, 2.0 * labels - 1.0, operators)
     pset = problem.PrimitiveSet
     inputs = list(variables)
     dtable = op.DispatchTable()
     rows = op.Range(0, data.Rows)
 
-    positive = labels == 1
-    n_positive, n_negative = int(positive.sum()), int((~positive).sum())
+    weights = class_weights(labels, balanced)
+    positive, total = np.where(labels == 1, weights, 0.0), weights.sum()
+    negative_total = total - positive.sum()
 
     def fitness(_rng, individual):
-        """1 - |2·AUC - 1|: how badly the candidate's score ranks the classes, whichever way round."""
+        """Weighted error rate of the candidate's score at its best cut, whichever way round (see best_cut)."""
         score = op.Evaluate(dtable, individual.Genotype, data, rows)
-        score = np.nan_to_num(score, nan=0.0, posinf=np.finfo(np.float32).max, neginf=np.finfo(np.float32).min)
-        ranks = np.empty(len(score))
-        ranks[np.argsort(score, kind="stable")] = np.arange(len(score))
-        auc = (ranks[positive].sum() - n_positive * (n_positive - 1) / 2) / (n_positive * n_negative)
-        return [1.0 - abs(2 * auc - 1)]
+        score = np.nan_to_num(score, nan=0.0, posinf=np.inf, neginf=-np.inf)
+        order = np.argsort(score)
+        s, p = score[order], positive[order]
+        missed = np.cumsum(p)
+        errors = missed + negative_total - np.cumsum(weights[order] - p)  # FN + FP, class 1 above the cut
+        errors = errors[:-1][s[1:] != s[:-1]]  # cuts between distinct scores only
+        if not len(errors):
+            return [0.5]
+        return [float(min(errors.min(), total - errors.max()) / total)]
 
     evaluator = op.UserDefinedEvaluator(problem, fitness)
     evaluator.Budget = 10**12
@@ -234,6 +205,7 @@ def run_operon(
     seed: int = 0,
     generations: int | None = None,
     on_generation: Callable[[int], object] | None = None,
+    balanced: bool = False,
 ) -> list[Candidate]:
     """One pyoperon run; returns the candidates of its final population (best per length) or Pareto front.
 
@@ -252,13 +224,24 @@ def run_operon(
         run until the time budget is spent.
     on_generation : callable, optional
         Called with the generation number after each generation (classification runs).
+    balanced : bool, default=False
+        Weigh each class half in the classification fitness (see :func:`~.losses.class_weights`).
     """
     operators = check_operators(operators)
     x = np.asarray(x, dtype=np.float64)
     target = np.asarray(target, dtype=np.float64)
     if classify:
         return _classification_run(
-            x, target, names, operators, max_length, time_s, seed, on_generation or (lambda _g: None), generations
+            x,
+            target,
+            names,
+            operators,
+            max_length,
+            time_s,
+            seed,
+            on_generation or (lambda _g: None),
+            generations,
+            balanced,
         )
     return _distillation_run(x, target, names, operators, max_length, time_s, seed, generations)
 

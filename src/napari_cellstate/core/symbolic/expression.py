@@ -240,35 +240,47 @@ class SymbolicExpression:
 
 
 def refine_constants(
-    expr: sympy.Expr, x: np.ndarray, labels: np.ndarray, names: Sequence[str], steps: int = 40
-) -> tuple[sympy.Expr, float]:
-    """``expr`` with its constants refitted to the labels: class-balanced logistic loss of s·f(x), by L-BFGS.
+    expr: sympy.Expr,
+    x: np.ndarray,
+    labels: np.ndarray,
+    names: Sequence[str],
+    *,
+    weights: np.ndarray | None = None,
+    scale: float = 1.0,
+    noise: float = 0.02,
+    steps: int = 40,
+) -> tuple[sympy.Expr, float, float]:
+    """``expr`` with its constants refitted to the labels, with the scale s and label-noise level ε of the logit.
 
-    The search proposes structures whose constants were tuned for ranking, not for the boundary; this moves
-    the boundary f = 0 to where the labelled rows put it. The scale s is fitted with the constants and returned
-    apart (it does not change the sign; s·f is the logit). Returns ``(expr, 1.0)`` when the fit fails or does
-    not improve the loss.
+    Maximises the (``weights``-weighted) likelihood of the labels under ``ε + (1 − 2ε)·sigmoid(s·f(x))`` by
+    L-BFGS from ``scale`` and ``noise``: the search proposes structures whose constants were tuned for ranking,
+    not for the boundary; this moves the boundary f = 0 to where the labelled rows put it, and mislabelled rows
+    far from it cost at most −log ε (see :mod:`.losses`). s and ε do not change the sign and are returned apart.
+    Returns ``(expr, s, ε)``, the start unchanged when the fit fails.
 
     >>> a = symbol("a")
     >>> x = np.linspace(-3, 3, 200)[:, None]
-    >>> refined, scale = refine_constants(a - 0.5, x, (x[:, 0] > 1.0).astype(int), ["a"])
+    >>> refined, scale, noise = refine_constants(a - 0.5, x, (x[:, 0] > 1.0).astype(int), ["a"])
     >>> round(float(-refined.subs(a, 0)), 1)  # the threshold moved from 0.5 to 1
     1.0
     """
     module = ExpressionModule(expr, names).double()
-    if not module._floats:
-        return expr, 1.0
     module.constants.requires_grad_(True)
-    scale = torch.nn.Parameter(torch.tensor(1.0, dtype=torch.float64))
+    log_scale = torch.nn.Parameter(torch.tensor(float(np.log(scale)), dtype=torch.float64))
+    noise_logit = torch.nn.Parameter(torch.tensor(float(np.log(noise / (0.25 - noise))), dtype=torch.float64))
     inputs = torch.as_tensor(np.asarray(x, dtype=np.float64))
     y = torch.as_tensor(np.asarray(labels, dtype=np.float64))
-    weights = torch.where(y == 1, 0.5 / y.mean(), 0.5 / (1 - y.mean()))
-    optimizer = torch.optim.LBFGS([module.constants, scale], max_iter=steps, line_search_fn="strong_wolfe")
+    w = torch.ones_like(y) if weights is None else torch.as_tensor(np.asarray(weights, dtype=np.float64))
+    optimizer = torch.optim.LBFGS(
+        [module.constants, log_scale, noise_logit], max_iter=steps, line_search_fn="strong_wolfe"
+    )
 
     def loss_fn():
         optimizer.zero_grad()
-        logit = (scale * module(inputs)).clamp(-30, 30)
-        loss = (weights * torch.nn.functional.binary_cross_entropy_with_logits(logit, y, reduction="none")).mean()
+        logit = (log_scale.exp() * module(inputs)).nan_to_num().clamp(-30, 30)
+        eps = 0.25 * torch.sigmoid(noise_logit)
+        p = eps + (1 - 2 * eps) * torch.sigmoid(logit)
+        loss = -(w * (y * torch.log(p) + (1 - y) * torch.log1p(-p))).mean()
         loss.backward()
         return loss
 
@@ -277,9 +289,9 @@ def refine_constants(
         optimizer.step(loss_fn)
         after = float(loss_fn().detach())
     except RuntimeError:
-        return expr, 1.0
+        return expr, scale, noise
     values = module.constants.detach().numpy()
-    if not (np.isfinite(after) and np.all(np.isfinite(values)) and after < before and scale.item() > 0):
-        return expr, 1.0
+    if not (np.isfinite(after) and np.all(np.isfinite(values)) and after <= before):
+        return expr, scale, noise
     refined = expr.xreplace({f: sympy.Float(float(v)) for f, v in zip(module._floats, values, strict=True)})
-    return refined, scale.item()
+    return refined, float(log_scale.detach().exp()), float(0.25 * torch.sigmoid(noise_logit.detach()))

@@ -26,8 +26,9 @@ import pandas as pd
 import sympy
 
 from ..progress import Progress, run_to_completion
-from .engines import DEFAULT_OPERATORS, Candidate, balanced_logistic_loss, check_operators, run_operon, run_pysr
+from .engines import DEFAULT_OPERATORS, Candidate, check_operators, run_operon, run_pysr
 from .expression import SymbolicExpression, refine_constants
+from .losses import NOISE_START, best_cut, class_weights, noisy_logistic_loss
 from .parse import ExpressionSyntaxError, parse_expression
 
 __all__ = [
@@ -66,6 +67,9 @@ class SearchSettings:
         Searches run at once, each in its own single-threaded process (pyoperon only).
     max_rows : int, default=2000
         Most rows an engine searches on (a class-stratified sample): the loss is evaluated in Python.
+    balance_classes : bool, default=False
+        Weigh each class half in the fitness, the threshold and the loss (a rare class with clean labels); by
+        default every row counts once, which leaves the boundary where symmetric label noise leaves it.
     max_generations : int, optional
         Generations per search; set it for results that repeat exactly with the same seed (a time budget
         alone stops after however many generations the machine managed).
@@ -79,6 +83,7 @@ class SearchSettings:
     restarts: int = 2
     n_processes: int = 2
     max_rows: int = 2000
+    balance_classes: bool = False
     max_generations: int | None = None
     seed: int = 0
 
@@ -299,8 +304,13 @@ def _balanced(predicted: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
     return float(np.mean(predicted == truth)), float(np.mean(recalls))
 
 
-def _calibrated(candidate: Candidate, names, x_fit, y_fit, x_held, y_held) -> FrontPoint | None:
-    """The candidate as ``g - t`` (or ``t - g``) thresholded on the fitting rows, scored on held-out rows."""
+def _calibrated(candidate: Candidate, names, x_fit, y_fit, x_held, y_held, balanced: bool) -> FrontPoint | None:
+    """The candidate as ``g - t`` (or ``t - g``) thresholded on the fitting rows, scored on held-out rows.
+
+    The threshold t is the cut with the fewest errors (:func:`~.losses.best_cut`); then all constants, the
+    logit's scale and the label-noise level are refitted (:func:`refine_constants`), and the held-out loss is
+    the likelihood under that fit (:func:`~.losses.noisy_logistic_loss`).
+    """
     try:
         g = parse_expression(candidate.text, names)
     except ExpressionSyntaxError:
@@ -310,22 +320,21 @@ def _calibrated(candidate: Candidate, names, x_fit, y_fit, x_held, y_held) -> Fr
     fit = SymbolicExpression(g).numpy(x_fit, names)
     if np.isnan(fit).any():  # undefined somewhere on the data (log of a negative, 0/0): not a classifier
         return None
-    _, a, b = balanced_logistic_loss(fit, y_fit)
-    finite = np.nan_to_num(fit, posinf=1e12, neginf=-1e12)
-    with np.errstate(over="ignore", invalid="ignore"):
-        mu, sd = float(finite.mean()), float(finite.std())
-    if a == 0 or sd == 0 or not np.isfinite(mu + sd):
+    weights = class_weights(y_fit, balanced)
+    _, threshold, direction = best_cut(fit, y_fit, weights)
+    low, high = np.percentile(np.nan_to_num(fit, posinf=1e300, neginf=-1e300), [25, 75])
+    spread = float(high - low)
+    if not (np.isfinite(threshold) and np.isfinite(spread) and spread > 0):
         return None
-    threshold = mu - b * sd / a
-    formula = _simplified(g - sympy.Float(threshold) if a > 0 else sympy.Float(threshold) - g)
-    refined, scale = refine_constants(formula, x_fit, y_fit, names)
+    formula = _simplified(g - sympy.Float(threshold) if direction > 0 else sympy.Float(threshold) - g)
+    refined, scale, noise = refine_constants(
+        formula, x_fit, y_fit, names, weights=weights, scale=4.0 / spread, noise=NOISE_START
+    )
     expression = SymbolicExpression(refined)
     held = np.nan_to_num(expression.numpy(x_held, names), nan=0.0, posinf=1e12, neginf=-1e12)
-    logit = np.clip((abs(a) / sd if refined is formula else scale) * held, -30, 30)
-    positive = y_held.mean()
-    weights = np.where(y_held == 1, 0.5 / positive, 0.5 / (1 - positive))
-    loss = float((weights * (np.logaddexp(0, logit) - y_held * logit)).mean())
-    return FrontPoint(expression, expression.size, loss, _balanced(held >= 0, y_held)[1])
+    loss = noisy_logistic_loss(scale * held, y_held, noise, class_weights(y_held, balanced))
+    accuracy, balanced_accuracy = _balanced(held >= 0, y_held)
+    return FrontPoint(expression, expression.size, loss, balanced_accuracy if balanced else accuracy)
 
 
 def _engine_job(settings: SearchSettings, x, target, names, classify: bool, seed: int, time_s: float):
@@ -345,6 +354,7 @@ def _engine_job(settings: SearchSettings, x, target, names, classify: bool, seed
         target,
         names,
         generations=settings.max_generations,
+        balanced=settings.balance_classes,
         on_generation=lambda g: generations.__setitem__(0, g),
         **kwargs,
     )
@@ -470,7 +480,7 @@ def iter_discover_expression(
         candidates, generations = outcome
         fit, held, _ = jobs[k]
         for candidate in _engine_front(candidates):
-            point = _calibrated(candidate, names, x[fit], labels[fit], x[held], labels[held])
+            point = _calibrated(candidate, names, x[fit], labels[fit], x[held], labels[held], settings.balance_classes)
             if point is not None:
                 points.append(point)
                 best = min(best, point.loss)
