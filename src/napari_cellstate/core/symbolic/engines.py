@@ -20,15 +20,19 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 
 from .losses import class_weights
 from .operators import DEFAULT_OPERATORS, OPERATORS
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 __all__ = [
     "DEFAULT_OPERATORS",
@@ -85,8 +89,17 @@ def _problem(x: np.ndarray, target: np.ndarray, operators: Sequence[str]):
     return op, data, variables, problem
 
 
+_CHUNK = 10  # generations per Operon run; the next run continues the population (warm start)
+_LATE = 1.0  # the fitness of a candidate evaluated after the deadline: worse than any (at most 0.5), not kept
+
+
 def _classification_run(x, labels, names, operators, max_length, time_s, seed, on_generation, generations, balanced):
-    """Operon GP on the best-cut error; candidates: the best of each length in the final population."""
+    """Operon GP on the best-cut error; candidates: the best of each length evaluated in the whole run.
+
+    The final population alone would do poorly: without pressure on length it holds only long formulas by
+    the end, so the short ones the choice must weigh against them are kept as they are found.
+    """
+    end = time.monotonic() + time_s
     op, data, variables, problem = _problem(x, 2.0 * labels - 1.0, operators)
     pset = problem.PrimitiveSet
     inputs = list(variables)
@@ -96,9 +109,15 @@ def _classification_run(x, labels, names, operators, max_length, time_s, seed, o
     weights = class_weights(labels, balanced)
     positive, total = np.where(labels == 1, weights, 0.0), weights.sum()
     negative_total = total - positive.sum()
+    mapping = _operon_names(variables, names)
+    best: dict[int, Candidate] = {}  # the best formula of each length so far
+    evaluations = [0]
 
     def fitness(_rng, individual):
         """Weighted error rate of the candidate's score at its best cut, whichever way round (see best_cut)."""
+        if time.monotonic() > end:
+            return [_LATE]  # past the deadline: the rest of the generation is skipped, nothing of it kept
+        evaluations[0] += 1
         score = op.Evaluate(dtable, individual.Genotype, data, rows)
         score = np.nan_to_num(score, nan=0.0, posinf=np.inf, neginf=-np.inf)
         order = np.argsort(score)
@@ -106,9 +125,11 @@ def _classification_run(x, labels, names, operators, max_length, time_s, seed, o
         missed = np.cumsum(p)
         errors = missed + negative_total - np.cumsum(weights[order] - p)  # FN + FP, class 1 above the cut
         errors = errors[:-1][s[1:] != s[:-1]]  # cuts between distinct scores only
-        if not len(errors):
-            return [0.5]
-        return [float(min(errors.min(), total - errors.max()) / total)]
+        loss = float(min(errors.min(), total - errors.max()) / total) if len(errors) else 0.5
+        length = int(individual.Genotype.Length)
+        if length not in best or loss < best[length].loss:
+            best[length] = Candidate(op.InfixFormatter.Format(individual.Genotype, mapping, 12), length, loss)
+        return [loss]
 
     evaluator = op.UserDefinedEvaluator(problem, fitness)
     evaluator.Budget = 10**12
@@ -140,8 +161,8 @@ def _classification_run(x, labels, names, operators, max_length, time_s, seed, o
     initializer.ParameterizeDistribution(3, min(10, max_length))
     initializer.MinDepth, initializer.MaxDepth = 1, 1000
     config = op.GeneticAlgorithmConfig(
-        generations=generations or 10**6,
-        max_evaluations=10**12,
+        generations=min(generations or _CHUNK, _CHUNK),  # a few per Run: the loop below stops on the wall clock
+        max_evaluations=10**12,  # (Operon's own time limit runs late when the processor is shared)
         local_iterations=0,
         population_size=500,
         pool_size=500,
@@ -151,19 +172,19 @@ def _classification_run(x, labels, names, operators, max_length, time_s, seed, o
         p_lamarck=1.0,
         epsilon=1e-5,
         seed=seed,
-        max_time=max(1, round(time_s)),
+        max_time=10**6,
     )
     reinserter = op.KeepBestReinserter(comparison)
     gp = op.GeneticProgrammingAlgorithm(config, problem, initializer, coefficients, generator, reinserter)
-    gp.Run(op.RandomGenerator(np.uint64(seed)), None, 1, False)  # one thread: the fitness holds the GIL
-    on_generation(gp.Generation)
-    best: dict[int, Candidate] = {}
-    mapping = _operon_names(variables, names)
-    for individual in gp.Individuals:
-        loss = float(individual.GetFitness(0))
-        length = int(individual.Genotype.Length)
-        if np.isfinite(loss) and (length not in best or loss < best[length].loss):
-            best[length] = Candidate(op.InfixFormatter.Format(individual.Genotype, mapping, 12), length, loss)
+    rng = op.RandomGenerator(np.uint64(seed))
+    done = [0]
+
+    def generation_done():
+        done[0] += 1
+        on_generation(done[0], evaluations[0])
+
+    while done[0] < (generations or 10**9) and time.monotonic() < end:
+        gp.Run(rng, generation_done, 1, done[0] > 0)  # one thread: the fitness holds the GIL
     return list(best.values())
 
 
@@ -204,7 +225,7 @@ def run_operon(
     time_s: float = 20.0,
     seed: int = 0,
     generations: int | None = None,
-    on_generation: Callable[[int], object] | None = None,
+    on_generation: Callable[[int, int], object] | None = None,
     balanced: bool = False,
 ) -> list[Candidate]:
     """One pyoperon run; returns the candidates of its final population (best per length) or Pareto front.
@@ -223,7 +244,8 @@ def run_operon(
         Stop after this many generations (reproducible: the time budget then only bounds the run); default:
         run until the time budget is spent.
     on_generation : callable, optional
-        Called with the generation number after each generation (classification runs).
+        Called with the generations and candidates evaluated so far, after each generation (classification
+        runs).
     balanced : bool, default=False
         Weigh each class half in the classification fitness (see :func:`~.losses.class_weights`).
     """
@@ -239,7 +261,7 @@ def run_operon(
             max_length,
             time_s,
             seed,
-            on_generation or (lambda _g: None),
+            on_generation or (lambda _g, _e: None),
             generations,
             balanced,
         )
@@ -255,6 +277,7 @@ def pysr_equations_to_candidates(table: pd.DataFrame, names: Sequence[str]) -> l
     PySR names inputs ``x0, x1, ...`` in column order; each becomes ``names[k]``. The text is not evaluated
     here: :mod:`.search` parses it with the whitelist parser.
 
+    >>> import pandas as pd
     >>> table = pd.DataFrame({"complexity": [3], "loss": [0.4], "score": [0.1], "equation": ["x1 - 0.5"]})
     >>> pysr_equations_to_candidates(table, ["z3", "z17"])
     [Candidate(text='z17 - 0.5', length=3, loss=0.4)]
@@ -352,4 +375,6 @@ def run_pysr(
         equations = Path(folder) / "equations.csv"
         if done.returncode != 0 or not equations.exists():
             raise EngineUnavailableError(f"PySR failed (exit {done.returncode}): {done.stderr.strip()[-2000:]}")
+        import pandas as pd
+
         return pysr_equations_to_candidates(pd.read_csv(equations), names)

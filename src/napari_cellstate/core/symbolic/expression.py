@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import sympy
 import torch
+from scipy.optimize import minimize
 
 from ..heads.analysis import sympy_expression_size
 
@@ -173,11 +174,15 @@ class ExpressionModule(torch.nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Scores of the rows of ``x`` (N, len(columns))."""
+        return self.with_constants(x, self.constants)
+
+    def with_constants(self, x: torch.Tensor, constants: torch.Tensor) -> torch.Tensor:
+        """Scores of the rows of ``x`` with other values of the constants (in the order of ``constants``)."""
         if x.ndim != 2 or x.shape[1] != self.n_inputs:
             raise ValueError(f"Expected inputs of shape (N, {self.n_inputs}), got {tuple(x.shape)}.")
         index = {name: j for j, name in enumerate(self.columns)}
         columns = {name: x[:, index[name]] for name in expression_inputs(self.expr)}
-        by_value = {float(f): self.constants[k] for k, f in enumerate(self._floats)}
+        by_value = {float(f): constants[k] for k, f in enumerate(self._floats)}
 
         def constant(value: float):
             return by_value[value] if value in by_value else torch.tensor(value, dtype=x.dtype, device=x.device)
@@ -265,33 +270,27 @@ def refine_constants(
     1.0
     """
     module = ExpressionModule(expr, names).double()
-    module.constants.requires_grad_(True)
-    log_scale = torch.nn.Parameter(torch.tensor(float(np.log(scale)), dtype=torch.float64))
-    noise_logit = torch.nn.Parameter(torch.tensor(float(np.log(noise / (0.25 - noise))), dtype=torch.float64))
     inputs = torch.as_tensor(np.asarray(x, dtype=np.float64))
     y = torch.as_tensor(np.asarray(labels, dtype=np.float64))
     w = torch.ones_like(y) if weights is None else torch.as_tensor(np.asarray(weights, dtype=np.float64))
-    optimizer = torch.optim.LBFGS(
-        [module.constants, log_scale, noise_logit], max_iter=steps, line_search_fn="strong_wolfe"
-    )
+    n = len(module._floats)
 
-    def loss_fn():
-        optimizer.zero_grad()
-        logit = (log_scale.exp() * module(inputs)).nan_to_num().clamp(-30, 30)
-        eps = 0.25 * torch.sigmoid(noise_logit)
+    def loss_and_gradient(theta: np.ndarray) -> tuple[float, np.ndarray]:
+        """Loss of (constants, log s, logit of 4ε) and its gradient, by autograd."""
+        t = torch.as_tensor(theta, dtype=torch.float64).requires_grad_(True)
+        logit = (t[n].exp() * module.with_constants(inputs, t[:n])).nan_to_num().clamp(-30, 30)
+        eps = 0.25 * torch.sigmoid(t[n + 1])
         p = eps + (1 - 2 * eps) * torch.sigmoid(logit)
         loss = -(w * (y * torch.log(p) + (1 - y) * torch.log1p(-p))).mean()
-        loss.backward()
-        return loss
+        (gradient,) = torch.autograd.grad(loss, t)
+        return float(loss.detach()), gradient.numpy()
 
-    before = float(loss_fn().detach())
-    try:
-        optimizer.step(loss_fn)
-        after = float(loss_fn().detach())
-    except RuntimeError:
+    start = np.array([*(float(f) for f in module._floats), np.log(scale), np.log(noise / (0.25 - noise))])
+    before, _ = loss_and_gradient(start)
+    with np.errstate(all="ignore"):
+        fitted = minimize(loss_and_gradient, start, jac=True, method="L-BFGS-B", options={"maxiter": steps})
+    theta = fitted.x
+    if not (np.isfinite(fitted.fun) and np.all(np.isfinite(theta)) and fitted.fun <= before):
         return expr, scale, noise
-    values = module.constants.detach().numpy()
-    if not (np.isfinite(after) and np.all(np.isfinite(values)) and after <= before):
-        return expr, scale, noise
-    refined = expr.xreplace({f: sympy.Float(float(v)) for f, v in zip(module._floats, values, strict=True)})
-    return refined, float(log_scale.detach().exp()), float(0.25 * torch.sigmoid(noise_logit.detach()))
+    refined = expr.xreplace({f: sympy.Float(float(v)) for f, v in zip(module._floats, theta[:n], strict=True)})
+    return refined, float(np.exp(theta[n])), float(0.25 / (1 + np.exp(-theta[n + 1])))
