@@ -114,7 +114,8 @@ def main() -> None:
             if rows:
                 keys = ("agreement", "test_accuracy", "size", "seconds", "evaluations_per_s")
                 med = {k: statistics.median(r[k] for r in rows) for k in keys if k in rows[0]}
-                rate = f", {med['evaluations_per_s']:.0f} evaluations/s per search" if "evaluations_per_s" in med else ""
+                rate = med.get("evaluations_per_s")
+                rate = "" if rate is None else f", {rate:.0f} evaluations/s per search"
                 print(
                     f"    {name:8s} agreement {med['agreement']:.3f}, test accuracy {med['test_accuracy']:.3f}, "
                     f"size {med['size']:.0f}, {med['seconds']:.0f} s{rate}"
