@@ -109,9 +109,10 @@ def _classification_run(x, labels, names, operators, max_length, time_s, seed, o
     weights = class_weights(labels, balanced)
     positive, total = np.where(labels == 1, weights, 0.0), weights.sum()
     negative_total = total - positive.sum()
+    rows_below = np.cumsum(weights) if not balanced else None  # weight of the rows below each cut (all 1)
     mapping = _operon_names(variables, names)
     best: dict[int, Candidate] = {}  # the best formula of each length so far
-    evaluations = [0]
+    evaluations, done = [0], [0]  # candidates evaluated, generations of the runs before this one
 
     def fitness(_rng, individual):
         """Weighted error rate of the candidate's score at its best cut, whichever way round (see best_cut)."""
@@ -119,11 +120,12 @@ def _classification_run(x, labels, names, operators, max_length, time_s, seed, o
             return [_LATE]  # past the deadline: the rest of the generation is skipped, nothing of it kept
         evaluations[0] += 1
         score = op.Evaluate(dtable, individual.Genotype, data, rows)
-        score = np.nan_to_num(score, nan=0.0, posinf=np.inf, neginf=-np.inf)
+        np.nan_to_num(score, copy=False, nan=0.0, posinf=np.inf, neginf=-np.inf)
         order = np.argsort(score)
-        s, p = score[order], positive[order]
-        missed = np.cumsum(p)
-        errors = missed + negative_total - np.cumsum(weights[order] - p)  # FN + FP, class 1 above the cut
+        missed = np.cumsum(positive[order])  # positives at or below each cut
+        below = rows_below if rows_below is not None else np.cumsum(weights[order])
+        errors = 2 * missed - below + negative_total  # missed positives + negatives above: class 1 above the cut
+        s = score[order]
         errors = errors[:-1][s[1:] != s[:-1]]  # cuts between distinct scores only
         loss = float(min(errors.min(), total - errors.max()) / total) if len(errors) else 0.5
         length = int(individual.Genotype.Length)
@@ -154,7 +156,7 @@ def _classification_run(x, labels, names, operators, max_length, time_s, seed, o
         mutation.Add(m, 1.0)
     crossover = op.SubtreeCrossover(0.9, 10, max_length)
     # Operon keeps raw pointers to these objects: every one must stay referenced until the run ends
-    local_search = op.LMOptimizer(dtable, problem, 10, 0)
+    local_search = op.LMOptimizer(dtable, problem, 0, 0)
     optimizer = op.CoefficientOptimizer(local_search)
     generator = op.BasicOffspringGenerator(evaluator, crossover, mutation, female, male, optimizer)
     initializer = op.UniformLengthTreeInitializer(creator)
@@ -177,14 +179,13 @@ def _classification_run(x, labels, names, operators, max_length, time_s, seed, o
     reinserter = op.KeepBestReinserter(comparison)
     gp = op.GeneticProgrammingAlgorithm(config, problem, initializer, coefficients, generator, reinserter)
     rng = op.RandomGenerator(np.uint64(seed))
-    done = [0]
 
     def generation_done():
-        done[0] += 1
-        on_generation(done[0], evaluations[0])
+        on_generation(done[0] + gp.Generation, evaluations[0])
 
-    while done[0] < (generations or 10**9) and time.monotonic() < end:
+    while done[0] < (generations or 10**9) and (done[0] == 0 or time.monotonic() < end):
         gp.Run(rng, generation_done, 1, done[0] > 0)  # one thread: the fitness holds the GIL
+        done[0] += gp.Generation
     return list(best.values())
 
 
