@@ -254,6 +254,7 @@ def refine_constants(
     scale: float = 1.0,
     noise: float = 0.02,
     steps: int = 40,
+    fit_constants: bool = True,
 ) -> tuple[sympy.Expr, float, float]:
     """``expr`` with its constants refitted to the labels, with the scale s and label-noise level ε of the logit.
 
@@ -261,7 +262,8 @@ def refine_constants(
     L-BFGS from ``scale`` and ``noise``: the search proposes structures whose constants were tuned for ranking,
     not for the boundary; this moves the boundary f = 0 to where the labelled rows put it, and mislabelled rows
     far from it cost at most −log ε (see :mod:`.losses`). s and ε do not change the sign and are returned apart.
-    Returns ``(expr, s, ε)``, the start unchanged when the fit fails.
+    Returns ``(expr, s, ε)``, the start unchanged when the fit fails. With ``fit_constants=False`` only s and ε
+    are fitted (cheap: the formula is evaluated once).
 
     >>> a = symbol("a")
     >>> x = np.linspace(-3, 3, 200)[:, None]
@@ -273,24 +275,27 @@ def refine_constants(
     inputs = torch.as_tensor(np.asarray(x, dtype=np.float64))
     y = torch.as_tensor(np.asarray(labels, dtype=np.float64))
     w = torch.ones_like(y) if weights is None else torch.as_tensor(np.asarray(weights, dtype=np.float64))
-    n = len(module._floats)
+    n = len(module._floats) if fit_constants else 0
+    fixed = None if fit_constants else module(inputs).detach()
 
     def loss_and_gradient(theta: np.ndarray) -> tuple[float, np.ndarray]:
         """Loss of (constants, log s, logit of 4ε) and its gradient, by autograd."""
         t = torch.as_tensor(theta, dtype=torch.float64).requires_grad_(True)
-        logit = (t[n].exp() * module.with_constants(inputs, t[:n])).nan_to_num().clamp(-30, 30)
+        values = module.with_constants(inputs, t[:n]) if fit_constants else fixed
+        logit = (t[n].exp() * values).nan_to_num().clamp(-30, 30)
         eps = 0.25 * torch.sigmoid(t[n + 1])
         p = eps + (1 - 2 * eps) * torch.sigmoid(logit)
         loss = -(w * (y * torch.log(p) + (1 - y) * torch.log1p(-p))).mean()
         (gradient,) = torch.autograd.grad(loss, t)
         return float(loss.detach()), gradient.numpy()
 
-    start = np.array([*(float(f) for f in module._floats), np.log(scale), np.log(noise / (0.25 - noise))])
+    constants = [float(f) for f in module._floats] if fit_constants else []
+    start = np.array([*constants, np.log(scale), np.log(noise / (0.25 - noise))])
     before, _ = loss_and_gradient(start)
     with np.errstate(all="ignore"):
         fitted = minimize(loss_and_gradient, start, jac=True, method="L-BFGS-B", options={"maxiter": steps})
     theta = fitted.x
     if not (np.isfinite(fitted.fun) and np.all(np.isfinite(theta)) and fitted.fun <= before):
         return expr, scale, noise
-    refined = expr.xreplace({f: sympy.Float(float(v)) for f, v in zip(module._floats, theta[:n], strict=True)})
+    refined = expr.xreplace({f: sympy.Float(float(v)) for f, v in zip(module._floats, theta[:n], strict=False)})
     return refined, float(np.exp(theta[n])), float(0.25 / (1 + np.exp(-theta[n + 1])))

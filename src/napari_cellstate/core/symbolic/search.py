@@ -50,6 +50,7 @@ __all__ = [
 ]
 
 _SIMPLIFY_MAX_SIZE = 60  # sympy.simplify is slow on large trees; larger ones are kept as found
+_REFINE_WITHIN = 1.5  # all constants are refitted for candidates within this factor of a search's best loss
 
 
 class SymbolicDataError(ValueError):
@@ -318,12 +319,14 @@ def _balanced(predicted: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
     return float(np.mean(predicted == truth)), float(np.mean(recalls))
 
 
-def _calibrated(candidate: Candidate, names, x_fit, y_fit, x_held, y_held, balanced: bool) -> FrontPoint | None:
+def _calibrated(
+    candidate: Candidate, names, x_fit, y_fit, x_held, y_held, balanced: bool, refine: bool
+) -> FrontPoint | None:
     """The candidate as ``g - t`` (or ``t - g``) thresholded on the fitting rows, scored on held-out rows.
 
-    The threshold t is the cut with the fewest errors (:func:`~.losses.best_cut`); then all constants, the
-    logit's scale and the label-noise level are refitted (:func:`refine_constants`), and the held-out loss is
-    the likelihood under that fit (:func:`~.losses.noisy_logistic_loss`).
+    The threshold t is the cut with the fewest errors (:func:`~.losses.best_cut`); then the logit's scale, the
+    label-noise level and (``refine``) all constants are refitted (:func:`refine_constants`), and the held-out
+    loss is the likelihood under that fit (:func:`~.losses.noisy_logistic_loss`).
     """
     try:
         g = parse_expression(candidate.text, names)
@@ -342,7 +345,7 @@ def _calibrated(candidate: Candidate, names, x_fit, y_fit, x_held, y_held, balan
         return None
     formula = g - sympy.Float(threshold) if direction > 0 else sympy.Float(threshold) - g
     refined, scale, noise = refine_constants(
-        formula, x_fit, y_fit, names, weights=weights, scale=4.0 / spread, noise=NOISE_START
+        formula, x_fit, y_fit, names, weights=weights, scale=4.0 / spread, noise=NOISE_START, fit_constants=refine
     )
     expression = SymbolicExpression(refined)
     held = np.nan_to_num(expression.numpy(x_held, names), nan=0.0, posinf=1e12, neginf=-1e12)
@@ -526,11 +529,20 @@ def iter_discover_expression(
         candidates, counts = outcome
         searches.append(counts)
         job = jobs[k]
+        engine_front = _engine_front(list({c.text: c for c in candidates}.values()))
+        near = min((c.loss for c in engine_front), default=0.0) * _REFINE_WITHIN
         with threadpool_limits(limits=1, user_api="blas"):  # tiny fits: threads only wait (on a shared machine)
-            for candidate in _engine_front(list({c.text: c for c in candidates}.values())):
+            for candidate in engine_front:
                 fit, held = job.fit, job.held
                 point = _calibrated(
-                    candidate, names, x[fit], labels[fit], x[held], labels[held], settings.balance_classes
+                    candidate,
+                    names,
+                    x[fit],
+                    labels[fit],
+                    x[held],
+                    labels[held],
+                    settings.balance_classes,
+                    refine=candidate.loss <= near,
                 )
                 if point is not None:
                     points.append(point)
