@@ -15,6 +15,8 @@ input names; :mod:`.search` parses them safely, recalibrates them and chooses am
 
 from __future__ import annotations
 
+import functools
+import operator
 import os
 import shutil
 import subprocess
@@ -72,9 +74,13 @@ def _operon_names(pyoperon_variables: dict, names: Sequence[str]) -> dict:
     return {h: names[k] for k, h in enumerate(pyoperon_variables)}
 
 
+def _node_type(op, symbol: str):
+    """Operon's node type of a pyoperon symbol name (``add``, ``exp``, ``square``, ``constant``, ...)."""
+    return getattr(op.NodeType, symbol.capitalize())
+
+
 def _problem(x: np.ndarray, target: np.ndarray, operators: Sequence[str]):
-    import pyoperon.pyoperon as op
-    from pyoperon.sklearn import SymbolicRegressor
+    import pyoperon.pyoperon as op  # not pyoperon.sklearn: it imports scikit-learn, seconds a worker would lose
 
     data = op.Dataset(np.asfortranarray(np.column_stack([x, target]).astype(np.float64)))
     target_var = max(data.Variables, key=lambda v: v.Index)
@@ -84,8 +90,8 @@ def _problem(x: np.ndarray, target: np.ndarray, operators: Sequence[str]):
     problem.TestRange = op.Range(data.Rows - 1, data.Rows)
     problem.Target = target_var
     problem.InputHashes = list(variables)
-    symbols = ",".join([*(OPERATORS[o][0] for o in operators), "constant", "variable"])
-    problem.ConfigurePrimitiveSet(SymbolicRegressor._init_primitive_config(symbols))
+    symbols = [*(OPERATORS[o][0] for o in operators), "constant", "variable"]
+    problem.ConfigurePrimitiveSet(functools.reduce(operator.or_, (int(_node_type(op, s)) for s in symbols)))
     return op, data, variables, problem
 
 
@@ -112,11 +118,11 @@ def _classification_run(x, labels, names, operators, max_length, time_s, seed, o
     rows_below = np.cumsum(weights) if not balanced else None  # weight of the rows below each cut (all 1)
     mapping = _operon_names(variables, names)
     best: dict[int, Candidate] = {}  # the best formula of each length so far
-    evaluations, done = [0], [0]  # candidates evaluated, generations of the runs before this one
+    evaluations, done, generation = [0], [0], [0]  # evaluated; generations of the runs before this one; in all
 
     def fitness(_rng, individual):
         """Weighted error rate of the candidate's score at its best cut, whichever way round (see best_cut)."""
-        if time.monotonic() > end:
+        if generation[0] > 0 and time.monotonic() > end:  # the first population is always evaluated
             return [_LATE]  # past the deadline: the rest of the generation is skipped, nothing of it kept
         evaluations[0] += 1
         score = op.Evaluate(dtable, individual.Genotype, data, rows)
@@ -181,7 +187,8 @@ def _classification_run(x, labels, names, operators, max_length, time_s, seed, o
     rng = op.RandomGenerator(np.uint64(seed))
 
     def generation_done():
-        on_generation(done[0] + gp.Generation, evaluations[0])
+        generation[0] = done[0] + gp.Generation
+        on_generation(generation[0], evaluations[0])
 
     while done[0] < (generations or 10**9) and (done[0] == 0 or time.monotonic() < end):
         gp.Run(rng, generation_done, 1, done[0] > 0)  # one thread: the fitness holds the GIL

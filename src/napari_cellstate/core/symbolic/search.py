@@ -50,7 +50,7 @@ __all__ = [
 ]
 
 _SIMPLIFY_MAX_SIZE = 60  # sympy.simplify is slow on large trees; larger ones are kept as found
-_REFINE_WITHIN = 1.5  # all constants are refitted for candidates within this factor of a search's best loss
+_REFINE_WITHIN = 2.5  # all constants are refitted for candidates within this factor of a search's best loss
 
 
 class SymbolicDataError(ValueError):
