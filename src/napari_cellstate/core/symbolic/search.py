@@ -5,9 +5,9 @@ Small label sets (about 100 labelled cells) overfit easily, so no row decides tw
 1. the training rows are split into ``restarts`` folds (grouped by cell, stratified by class);
 2. search k runs on the other folds (an engine of :mod:`.engines`) and proposes candidate formulas g;
 3. each candidate is calibrated on the rows it was searched on (the threshold t of ``g - t``, or ``t - g``,
-   from a class-balanced logistic fit, then all its constants refitted by
-   :func:`~napari_cellstate.core.symbolic.expression.refine_constants`) and scored on fold k, which the search
-   never saw;
+   at the cut with the fewest errors, then its constants, the logit's scale and the label-noise level refitted
+   by :func:`~napari_cellstate.core.symbolic.expression.refine_constants`; see :mod:`.losses` for why a
+   noise floor: mislabelled cells must not pull the boundary) and scored on fold k, which the search never saw;
 4. the candidates of all folds form the Pareto front of held-out loss against size (nodes, counted as for
    Table 1), and :func:`choose_best` picks one with PySR's "best" rule;
 5. the test rows are used only for the reported test accuracy (and the logistic-regression baseline's).
