@@ -8,7 +8,7 @@ recovered when the chosen formula reads exactly z3, z17, z21, z29 and agrees in 
 gplearn's SymbolicClassifier (log loss, pure Python; a benchmark-only baseline, not a dependency) gets the
 same rows and operators (exp protected) and a comparable time; its size is its program length in nodes.
 
-    python benchmarks/bench_symbolic.py [--seeds 10] [--budget 60] [--gplearn-seeds 3]
+    python benchmarks/bench_symbolic.py [--seeds 10] [--first-seed 0] [--budget 60] [--gplearn-seeds 3]
 """
 
 from __future__ import annotations
@@ -32,7 +32,9 @@ def run_operon(seed: int, variant: str, budget: float) -> dict:
     )
     seconds = time.perf_counter() - start
     ok, agreement = recovered(result.expression, variant)
+    searches = result.data["searches"]
     return {
+        "evaluations_per_s": sum(r["evaluations"] for r in searches) / max(sum(r["seconds"] for r in searches), 1e-9),
         "ok": ok,
         "agreement": agreement,
         "test_accuracy": result.point.test_accuracy,
@@ -78,6 +80,7 @@ def run_gplearn(seed: int, variant: str, generations: int) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=10)
+    parser.add_argument("--first-seed", type=int, default=0, help="seeds first-seed .. first-seed + seeds - 1")
     parser.add_argument("--budget", type=float, default=60.0, help="seconds per pyoperon search")
     parser.add_argument("--gplearn-seeds", type=int, default=3)
     parser.add_argument("--gplearn-generations", type=int, default=20)
@@ -87,17 +90,17 @@ def main() -> None:
     for variant in args.variants:
         print(f"\n== {variant} exponential: z29*(z17**2 + z21**2) - exp({'exp(z3)' if variant == 'double' else 'z3'})")
         runs = []
-        for seed in range(args.seeds):
+        for seed in range(args.first_seed, args.first_seed + args.seeds):
             run = run_operon(seed, variant, args.budget)
             runs.append(run)
             print(
                 f"  pyoperon seed {seed}: {'RECOVERED' if run['ok'] else 'missed'} agreement {run['agreement']:.3f}, "
                 f"test {run['test_accuracy']:.3f} (logistic regression {run['baseline']:.3f}), size {run['size']}, "
-                f"{run['seconds']:.0f} s: {run['formula']}",
+                f"{run['seconds']:.0f} s, {run['evaluations_per_s']:.0f} evaluations/s per search: {run['formula']}",
                 flush=True,
             )
         gp = []
-        for seed in range(args.gplearn_seeds):
+        for seed in range(args.first_seed, args.first_seed + args.gplearn_seeds):
             run = run_gplearn(seed, variant, args.gplearn_generations)
             gp.append(run)
             print(
@@ -109,12 +112,13 @@ def main() -> None:
         print(f"  pyoperon: recovered {hits}/{len(runs)} (bar 8/10); median over seeds:")
         for name, rows in (("pyoperon", runs), ("gplearn", gp)):
             if rows:
-                med = {
-                    k: statistics.median(r[k] for r in rows) for k in ("agreement", "test_accuracy", "size", "seconds")
-                }
+                keys = ("agreement", "test_accuracy", "size", "seconds", "evaluations_per_s")
+                med = {k: statistics.median(r[k] for r in rows) for k in keys if k in rows[0]}
+                rate = med.get("evaluations_per_s")
+                rate = "" if rate is None else f", {rate:.0f} evaluations/s per search"
                 print(
                     f"    {name:8s} agreement {med['agreement']:.3f}, test accuracy {med['test_accuracy']:.3f}, "
-                    f"size {med['size']:.0f}, {med['seconds']:.0f} s"
+                    f"size {med['size']:.0f}, {med['seconds']:.0f} s{rate}"
                 )
         print(f"    logistic regression baseline test accuracy {statistics.median(r['baseline'] for r in runs):.3f}")
 

@@ -51,7 +51,7 @@ def test_refitting_constants_moves_the_boundary_to_the_labels():
     labels = (x[:, 0] * 2.0 - x[:, 1] > 0.7).astype(int)
     a, b = symbol("a"), symbol("b")
     start = a - sympy.Float(0.2) * b - sympy.Float(0.1)  # the right form, wrong constants
-    refined, scale = refine_constants(start, x, labels, ["a", "b"])
+    refined, scale, _ = refine_constants(start, x, labels, ["a", "b"])
     accuracy = np.mean((SymbolicExpression(refined).numpy(x, ["a", "b"]) >= 0) == labels)
     assert accuracy >= 0.99 > np.mean((SymbolicExpression(start).numpy(x, ["a", "b"]) >= 0) == labels)
     assert scale > 0

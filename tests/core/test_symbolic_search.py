@@ -1,3 +1,5 @@
+import functools
+
 import numpy as np
 import pytest
 import sympy
@@ -71,32 +73,37 @@ def test_a_hundred_labelled_cells_give_a_formula_that_holds_on_unseen_cells():
     assert result.summary()["pareto"]  # the whole front is reported
 
 
+@functools.cache
 def _known_truth_search(variant: str, seed: int = 0):
+    """One 60 s search per variant, shared by the tests below (the issue's bar: within 60 s on 2 cores)."""
     x, labels, split = known_truth_rows(seed, variant)
     result = discover_expression(x, labels, KNOWN_NAMES, split, settings=SearchSettings(time_budget_s=60, seed=seed))
     return result, *recovered(result.expression, variant)
 
 
-@pytest.mark.slow
-def test_the_front_holds_a_formula_close_to_the_known_truth_on_its_inputs():
-    result, _, _ = _known_truth_search("single", seed=1)  # seeds differ: 3 of 10 reach the full bar (benchmark)
-    closest = max(result.front, key=lambda p: recovered(p.expression, "single")[1])
-    agreement = recovered(closest.expression, "single")[1]
-    assert agreement >= 0.9, closest.expression.readable()
-    assert agreement >= result.baseline_test_accuracy + 0.04  # a logistic regression cannot draw this boundary
-    assert {"z3", "z29"} <= set(closest.expression.inputs) <= {"z3", "z17", "z21", "z29"}  # no unrelated latent
-
-
-@pytest.mark.slow
-@pytest.mark.xfail(
+_DOUBLE_SHORT = pytest.mark.xfail(
     strict=False,
-    reason="the full bar (same inputs, >= 97 % sign agreement in 60 s) is met in only some seeds on a shared "
-    "2-core machine: see benchmarks/bench_symbolic.py",
+    reason="exp(exp(z3)) is recovered in 7 of 10 seeds (benchmarks/bench_symbolic.py), below the bar of 8; "
+    "seed 0 misses narrowly (agreement 0.969 against 0.97)",
 )
-@pytest.mark.parametrize("variant", ["single", "double"])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("variant", ["single", pytest.param("double", marks=_DOUBLE_SHORT)])
 def test_the_known_formula_is_recovered_from_noisy_labels(variant):
     result, ok, agreement = _known_truth_search(variant)
+    # the issue's bar: the chosen formula reads exactly z3, z17, z21, z29 and agrees in sign with the truth on
+    # >= 97 % of fresh rows (8 of 10 seeds in benchmarks/bench_symbolic.py; one seed here)
     assert ok, f"{result.expression.readable()}: agreement {agreement:.3f}"
+    assert result.point.test_accuracy >= result.baseline_test_accuracy + 0.1  # beyond a logistic regression
+
+
+@pytest.mark.slow
+def test_the_front_holds_no_unrelated_latent_near_the_truth():
+    result, _, _ = _known_truth_search("single")
+    closest = max(result.front, key=lambda p: recovered(p.expression, "single")[1])
+    assert {"z3", "z29"} <= set(closest.expression.inputs) <= {"z3", "z17", "z21", "z29"}
+    assert recovered(closest.expression, "single")[1] >= 0.97
 
 
 def test_same_seed_same_formula_on_one_process():

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import sympy
 import torch
+from scipy.optimize import minimize
 
 from ..heads.analysis import sympy_expression_size
 
@@ -173,11 +174,15 @@ class ExpressionModule(torch.nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Scores of the rows of ``x`` (N, len(columns))."""
+        return self.with_constants(x, self.constants)
+
+    def with_constants(self, x: torch.Tensor, constants: torch.Tensor) -> torch.Tensor:
+        """Scores of the rows of ``x`` with other values of the constants (in the order of ``constants``)."""
         if x.ndim != 2 or x.shape[1] != self.n_inputs:
             raise ValueError(f"Expected inputs of shape (N, {self.n_inputs}), got {tuple(x.shape)}.")
         index = {name: j for j, name in enumerate(self.columns)}
         columns = {name: x[:, index[name]] for name in expression_inputs(self.expr)}
-        by_value = {float(f): self.constants[k] for k, f in enumerate(self._floats)}
+        by_value = {float(f): constants[k] for k, f in enumerate(self._floats)}
 
         def constant(value: float):
             return by_value[value] if value in by_value else torch.tensor(value, dtype=x.dtype, device=x.device)
@@ -240,46 +245,57 @@ class SymbolicExpression:
 
 
 def refine_constants(
-    expr: sympy.Expr, x: np.ndarray, labels: np.ndarray, names: Sequence[str], steps: int = 40
-) -> tuple[sympy.Expr, float]:
-    """``expr`` with its constants refitted to the labels: class-balanced logistic loss of s·f(x), by L-BFGS.
+    expr: sympy.Expr,
+    x: np.ndarray,
+    labels: np.ndarray,
+    names: Sequence[str],
+    *,
+    weights: np.ndarray | None = None,
+    scale: float = 1.0,
+    noise: float = 0.02,
+    steps: int = 40,
+    fit_constants: bool = True,
+) -> tuple[sympy.Expr, float, float]:
+    """``expr`` with its constants refitted to the labels, with the scale s and label-noise level ε of the logit.
 
-    The search proposes structures whose constants were tuned for ranking, not for the boundary; this moves
-    the boundary f = 0 to where the labelled rows put it. The scale s is fitted with the constants and returned
-    apart (it does not change the sign; s·f is the logit). Returns ``(expr, 1.0)`` when the fit fails or does
-    not improve the loss.
+    Maximises the (``weights``-weighted) likelihood of the labels under ``ε + (1 − 2ε)·sigmoid(s·f(x))`` by
+    L-BFGS from ``scale`` and ``noise``: the search proposes structures whose constants were tuned for ranking,
+    not for the boundary; this moves the boundary f = 0 to where the labelled rows put it, and mislabelled rows
+    far from it cost at most −log ε (see :mod:`.losses`). s and ε do not change the sign and are returned apart.
+    Returns ``(expr, s, ε)``, the start unchanged when the fit fails. With ``fit_constants=False`` only s and ε
+    are fitted (cheap: the formula is evaluated once).
 
     >>> a = symbol("a")
     >>> x = np.linspace(-3, 3, 200)[:, None]
-    >>> refined, scale = refine_constants(a - 0.5, x, (x[:, 0] > 1.0).astype(int), ["a"])
+    >>> refined, scale, noise = refine_constants(a - 0.5, x, (x[:, 0] > 1.0).astype(int), ["a"])
     >>> round(float(-refined.subs(a, 0)), 1)  # the threshold moved from 0.5 to 1
     1.0
     """
     module = ExpressionModule(expr, names).double()
-    if not module._floats:
-        return expr, 1.0
-    module.constants.requires_grad_(True)
-    scale = torch.nn.Parameter(torch.tensor(1.0, dtype=torch.float64))
     inputs = torch.as_tensor(np.asarray(x, dtype=np.float64))
     y = torch.as_tensor(np.asarray(labels, dtype=np.float64))
-    weights = torch.where(y == 1, 0.5 / y.mean(), 0.5 / (1 - y.mean()))
-    optimizer = torch.optim.LBFGS([module.constants, scale], max_iter=steps, line_search_fn="strong_wolfe")
+    w = torch.ones_like(y) if weights is None else torch.as_tensor(np.asarray(weights, dtype=np.float64))
+    n = len(module._floats) if fit_constants else 0
+    fixed = None if fit_constants else module(inputs).detach()
 
-    def loss_fn():
-        optimizer.zero_grad()
-        logit = (scale * module(inputs)).clamp(-30, 30)
-        loss = (weights * torch.nn.functional.binary_cross_entropy_with_logits(logit, y, reduction="none")).mean()
-        loss.backward()
-        return loss
+    def loss_and_gradient(theta: np.ndarray) -> tuple[float, np.ndarray]:
+        """Loss of (constants, log s, logit of 4ε) and its gradient, by autograd."""
+        t = torch.as_tensor(theta, dtype=torch.float64).requires_grad_(True)
+        values = module.with_constants(inputs, t[:n]) if fit_constants else fixed
+        logit = (t[n].exp() * values).nan_to_num().clamp(-30, 30)
+        eps = 0.25 * torch.sigmoid(t[n + 1])
+        p = eps + (1 - 2 * eps) * torch.sigmoid(logit)
+        loss = -(w * (y * torch.log(p) + (1 - y) * torch.log1p(-p))).mean()
+        (gradient,) = torch.autograd.grad(loss, t)
+        return float(loss.detach()), gradient.numpy()
 
-    before = float(loss_fn().detach())
-    try:
-        optimizer.step(loss_fn)
-        after = float(loss_fn().detach())
-    except RuntimeError:
-        return expr, 1.0
-    values = module.constants.detach().numpy()
-    if not (np.isfinite(after) and np.all(np.isfinite(values)) and after < before and scale.item() > 0):
-        return expr, 1.0
-    refined = expr.xreplace({f: sympy.Float(float(v)) for f, v in zip(module._floats, values, strict=True)})
-    return refined, scale.item()
+    constants = [float(f) for f in module._floats] if fit_constants else []
+    start = np.array([*constants, np.log(scale), np.log(noise / (0.25 - noise))])
+    before, _ = loss_and_gradient(start)
+    with np.errstate(all="ignore"):
+        fitted = minimize(loss_and_gradient, start, jac=True, method="L-BFGS-B", options={"maxiter": steps})
+    theta = fitted.x
+    if not (np.isfinite(fitted.fun) and np.all(np.isfinite(theta)) and fitted.fun <= before):
+        return expr, scale, noise
+    refined = expr.xreplace({f: sympy.Float(float(v)) for f, v in zip(module._floats, theta[:n], strict=False)})
+    return refined, float(np.exp(theta[n])), float(0.25 / (1 + np.exp(-theta[n + 1])))

@@ -5,9 +5,9 @@ Small label sets (about 100 labelled cells) overfit easily, so no row decides tw
 1. the training rows are split into ``restarts`` folds (grouped by cell, stratified by class);
 2. search k runs on the other folds (an engine of :mod:`.engines`) and proposes candidate formulas g;
 3. each candidate is calibrated on the rows it was searched on (the threshold t of ``g - t``, or ``t - g``,
-   from a class-balanced logistic fit, then all its constants refitted by
-   :func:`~napari_cellstate.core.symbolic.expression.refine_constants`) and scored on fold k, which the search
-   never saw;
+   at the cut with the fewest errors, then its constants, the logit's scale and the label-noise level refitted
+   by :func:`~napari_cellstate.core.symbolic.expression.refine_constants`; see :mod:`.losses` for why a
+   noise floor: mislabelled cells must not pull the boundary) and scored on fold k, which the search never saw;
 4. the candidates of all folds form the Pareto front of held-out loss against size (nodes, counted as for
    Table 1), and :func:`choose_best` picks one with PySR's "best" rule;
 5. the test rows are used only for the reported test accuracy (and the logistic-regression baseline's).
@@ -16,18 +16,26 @@ Small label sets (about 100 labelled cells) overfit easily, so no row decides tw
 from __future__ import annotations
 
 import itertools
+import json
 import math
+import os
+import subprocess
+import sys
+import tempfile
 import time
 from collections.abc import Generator, Iterator, Sequence
 from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import sympy
+from threadpoolctl import threadpool_limits
 
 from ..progress import Progress, run_to_completion
-from .engines import DEFAULT_OPERATORS, Candidate, balanced_logistic_loss, check_operators, run_operon, run_pysr
+from .engines import DEFAULT_OPERATORS, Candidate, check_operators, run_pysr
 from .expression import SymbolicExpression, refine_constants
+from .losses import NOISE_START, best_cut, class_weights, noisy_logistic_loss
 from .parse import ExpressionSyntaxError, parse_expression
 
 __all__ = [
@@ -42,6 +50,7 @@ __all__ = [
 ]
 
 _SIMPLIFY_MAX_SIZE = 60  # sympy.simplify is slow on large trees; larger ones are kept as found
+_REFINE_WITHIN = 2.5  # all constants are refitted for candidates within this factor of a search's best loss
 
 
 class SymbolicDataError(ValueError):
@@ -64,8 +73,13 @@ class SearchSettings:
         Searches, one per fold of the training rows (at least 2: each needs held-out rows).
     n_processes : int, default=2
         Searches run at once, each in its own single-threaded process (pyoperon only).
-    max_rows : int, default=2000
-        Most rows an engine searches on (a class-stratified sample): the loss is evaluated in Python.
+    max_rows : int, default=1000
+        Most rows an engine searches and a candidate is calibrated on (a class-stratified sample): the fitness
+        runs in Python, and 1,000 rows resolve a 1 % difference in error while doubling the candidates a search
+        can try against 2,000.
+    balance_classes : bool, default=False
+        Weigh each class half in the fitness, the threshold and the loss (a rare class with clean labels); by
+        default every row counts once, which leaves the boundary where symmetric label noise leaves it.
     max_generations : int, optional
         Generations per search; set it for results that repeat exactly with the same seed (a time budget
         alone stops after however many generations the machine managed).
@@ -78,7 +92,8 @@ class SearchSettings:
     time_budget_s: float = 60.0
     restarts: int = 2
     n_processes: int = 2
-    max_rows: int = 2000
+    max_rows: int = 1000
+    balance_classes: bool = False
     max_generations: int | None = None
     seed: int = 0
 
@@ -293,14 +308,26 @@ def _simplified(expr: sympy.Expr) -> sympy.Expr:
     return simple if sympy_expression_size(simple) <= sympy_expression_size(expr) else expr
 
 
+def _simplified_point(point: FrontPoint) -> FrontPoint:
+    expression = SymbolicExpression(_simplified(point.expression.expr))
+    return replace(point, expression=expression, size=expression.size)
+
+
 def _balanced(predicted: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
     truth = labels.astype(bool)
     recalls = [np.mean(predicted[truth == c] == c) for c in (False, True) if np.any(truth == c)]
     return float(np.mean(predicted == truth)), float(np.mean(recalls))
 
 
-def _calibrated(candidate: Candidate, names, x_fit, y_fit, x_held, y_held) -> FrontPoint | None:
-    """The candidate as ``g - t`` (or ``t - g``) thresholded on the fitting rows, scored on held-out rows."""
+def _calibrated(
+    candidate: Candidate, names, x_fit, y_fit, x_held, y_held, balanced: bool, refine: bool
+) -> FrontPoint | None:
+    """The candidate as ``g - t`` (or ``t - g``) thresholded on the fitting rows, scored on held-out rows.
+
+    The threshold t is the cut with the fewest errors (:func:`~.losses.best_cut`); then the logit's scale, the
+    label-noise level and (``refine``) all constants are refitted (:func:`refine_constants`), and the held-out
+    loss is the likelihood under that fit (:func:`~.losses.noisy_logistic_loss`).
+    """
     try:
         g = parse_expression(candidate.text, names)
     except ExpressionSyntaxError:
@@ -310,83 +337,113 @@ def _calibrated(candidate: Candidate, names, x_fit, y_fit, x_held, y_held) -> Fr
     fit = SymbolicExpression(g).numpy(x_fit, names)
     if np.isnan(fit).any():  # undefined somewhere on the data (log of a negative, 0/0): not a classifier
         return None
-    _, a, b = balanced_logistic_loss(fit, y_fit)
-    finite = np.nan_to_num(fit, posinf=1e12, neginf=-1e12)
-    with np.errstate(over="ignore", invalid="ignore"):
-        mu, sd = float(finite.mean()), float(finite.std())
-    if a == 0 or sd == 0 or not np.isfinite(mu + sd):
+    weights = class_weights(y_fit, balanced)
+    _, threshold, direction = best_cut(fit, y_fit, weights)
+    low, high = np.percentile(np.nan_to_num(fit, posinf=1e300, neginf=-1e300), [25, 75])
+    spread = float(high - low)
+    if not (np.isfinite(threshold) and np.isfinite(spread) and spread > 0):
         return None
-    threshold = mu - b * sd / a
-    formula = _simplified(g - sympy.Float(threshold) if a > 0 else sympy.Float(threshold) - g)
-    refined, scale = refine_constants(formula, x_fit, y_fit, names)
+    formula = g - sympy.Float(threshold) if direction > 0 else sympy.Float(threshold) - g
+    refined, scale, noise = refine_constants(
+        formula, x_fit, y_fit, names, weights=weights, scale=4.0 / spread, noise=NOISE_START, fit_constants=refine
+    )
     expression = SymbolicExpression(refined)
     held = np.nan_to_num(expression.numpy(x_held, names), nan=0.0, posinf=1e12, neginf=-1e12)
-    logit = np.clip((abs(a) / sd if refined is formula else scale) * held, -30, 30)
-    positive = y_held.mean()
-    weights = np.where(y_held == 1, 0.5 / positive, 0.5 / (1 - positive))
-    loss = float((weights * (np.logaddexp(0, logit) - y_held * logit)).mean())
-    return FrontPoint(expression, expression.size, loss, _balanced(held >= 0, y_held)[1])
+    loss = noisy_logistic_loss(scale * held, y_held, noise, class_weights(y_held, balanced))
+    accuracy, balanced_accuracy = _balanced(held >= 0, y_held)
+    return FrontPoint(expression, expression.size, loss, balanced_accuracy if balanced else accuracy)
 
 
-def _engine_job(settings: SearchSettings, x, target, names, classify: bool, seed: int, time_s: float):
-    """One search (module level, so a worker process can run it): its candidates and generations."""
-    kwargs = {
+@dataclass(frozen=True)
+class _Job:
+    """One search: its rows (positions in the data), held-out fold, engine inputs, seed and wall-clock end."""
+
+    fit: np.ndarray
+    held: np.ndarray
+    x: np.ndarray
+    target: np.ndarray
+    seed: int
+    end_by: float  # time.time() by which the search must end
+
+
+def _pysr_job(settings: SearchSettings, job: _Job, names, classify: bool) -> tuple[list[Candidate], dict]:
+    time_s = max(1.0, job.end_by - time.time())
+    kwargs = {"operators": settings.operators, "max_length": settings.max_length, "seed": job.seed}
+    started = time.perf_counter()
+    candidates = run_pysr(job.x, job.target, names, classify=classify, time_s=time_s, **kwargs)
+    return candidates, {"generations": 0, "evaluations": 0, "seconds": time.perf_counter() - started}
+
+
+def _start_operon(settings: SearchSettings, job: _Job, names, classify: bool, folder: Path) -> subprocess.Popen:
+    """Start one pyoperon search in its own light process (see :mod:`._worker`)."""
+    folder.mkdir()
+    np.savez(folder / "inputs.npz", x=job.x, target=job.target)
+    spec = {
+        "names": list(names),
         "classify": classify,
-        "operators": settings.operators,
+        "operators": list(settings.operators),
         "max_length": settings.max_length,
-        "time_s": time_s,
-        "seed": seed,
+        "end_by": job.end_by,
+        "seed": job.seed,
+        "generations": settings.max_generations,
+        "balanced": settings.balance_classes,
     }
-    if settings.engine == "pysr":
-        return run_pysr(x, target, names, **kwargs), 0
-    generations = [0]
-    candidates = run_operon(
-        x,
-        target,
-        names,
-        generations=settings.max_generations,
-        on_generation=lambda g: generations.__setitem__(0, g),
-        **kwargs,
-    )
-    return candidates, generations[0]
+    (folder / "job.json").write_text(json.dumps(spec), encoding="utf-8")
+    command = [sys.executable, "-m", "napari_cellstate.core.symbolic._worker", str(folder)]
+    # the worker imports this very package, wherever it was imported from (an install or a source tree)
+    package_root = str(Path(__file__).resolve().parents[3])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")]))}
+    with open(folder / "stderr.txt", "w", encoding="utf-8") as stderr:
+        return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=stderr, env=env)
 
 
-def _run_jobs(jobs: list[tuple], workers: int, deadline_s: float, heartbeat_s: float = 0.5) -> Iterator[tuple]:
-    """``(index, result)`` of each job as it finishes, ``workers`` processes at a time (in-process for one).
+def _operon_result(process: subprocess.Popen, folder: Path) -> tuple[list[Candidate], dict]:
+    result = folder / "result.json"
+    if process.returncode != 0 or not result.exists():
+        message = (folder / "stderr.txt").read_text(encoding="utf-8", errors="replace")[-2000:]
+        raise RuntimeError(f"A pyoperon search failed (exit {process.returncode}): {message}")
 
-    Each worker is a fresh Python process (spawned: safe beside Qt and threads) running one single-threaded
-    search; while they run, ``(None, None)`` comes every ``heartbeat_s`` seconds, and closing this generator
-    terminates the workers at once (Cancel). With one worker the search runs in this process and cannot be
-    interrupted: its time budget bounds it. Workers that have not answered by ``deadline_s`` (e.g. they could
-    not start: a script without an ``if __name__ == "__main__":`` guard) raise a RuntimeError.
+    found = json.loads(result.read_text(encoding="utf-8"))
+    candidates = [Candidate(str(t), int(n), float(loss)) for t, n, loss in found["candidates"]]
+    return candidates, {k: found[k] for k in ("generations", "evaluations", "seconds")}
+
+
+def _run_jobs(
+    settings: SearchSettings, jobs: list[_Job], names, classify: bool, heartbeat_s: float = 0.5
+) -> Iterator[tuple]:
+    """``(index, (candidates, counts))`` of each job as it finishes; ``(None, None)`` while they run.
+
+    ``counts``: the search's generations, candidates evaluated and seconds.
+
+    pyoperon searches run ``n_processes`` at a time, each in a fresh single-threaded process that imports only
+    numpy and pyoperon (:mod:`._worker`), so it starts at once, whatever program started it; closing this
+    generator (Cancel) terminates them. PySR runs one search at a time (it makes its own process).
     """
-    if workers <= 1:
+    if settings.engine == "pysr":
         for k, job in enumerate(jobs):
-            yield k, _engine_job(*job)
+            yield k, _pysr_job(settings, job, names, classify)
         return
-    import multiprocessing
-
-    pool = multiprocessing.get_context("spawn").Pool(workers)
-    try:
-        pending = {k: pool.apply_async(_engine_job, job) for k, job in enumerate(jobs)}
-        last = started = time.perf_counter()
-        while pending:
-            if time.perf_counter() - started > deadline_s:
-                raise RuntimeError(
-                    "The search processes did not finish in time. If you run this from a script, guard it with "
-                    "`if __name__ == '__main__':` (worker processes import the main module), or use n_processes=1."
-                )
-            finished = [k for k, result in pending.items() if result.ready()]
-            for k in finished:
-                yield k, pending.pop(k).get()
-            if not finished:
-                time.sleep(0.05)
-                if time.perf_counter() - last >= heartbeat_s:
-                    last = time.perf_counter()
-                    yield None, None
-    finally:
-        pool.terminate()
-        pool.join()
+    with tempfile.TemporaryDirectory(prefix="cellstate-operon-") as tmp:
+        waiting, running = list(enumerate(jobs)), {}
+        try:
+            last = time.perf_counter()
+            while waiting or running:
+                while waiting and len(running) < settings.n_processes:
+                    k, job = waiting.pop(0)
+                    folder = Path(tmp) / str(k)
+                    running[k] = (_start_operon(settings, job, names, classify, folder), folder)
+                finished = [k for k, (process, _) in running.items() if process.poll() is not None]
+                for k in finished:
+                    yield k, _operon_result(*running.pop(k))
+                if not finished:
+                    time.sleep(0.05)
+                    if time.perf_counter() - last >= heartbeat_s:
+                        last = time.perf_counter()
+                        yield None, None
+        finally:
+            for process, _ in running.values():
+                process.kill()
+                process.wait()
 
 
 def iter_discover_expression(
@@ -422,7 +479,7 @@ def iter_discover_expression(
     Progress
         A heartbeat about twice a second while the searches run (elapsed time), and one event per finished
         search with ``generations`` and ``best_loss`` (held-out). Closing the generator (Cancel) stops the
-        search processes at once; a single in-process search (``n_processes=1``) stops at its time budget.
+        pyoperon search processes at once; a PySR search stops at its time budget.
 
     Returns
     -------
@@ -447,42 +504,58 @@ def iter_discover_expression(
     groups = np.arange(len(labels)) if groups is None else np.asarray(groups)
     folds = [train[f] for f in _folds(labels[train], groups[train], settings.restarts, settings.seed)]
     rng = np.random.default_rng(settings.seed)
-    started = time.perf_counter()
+    started, started_epoch = time.perf_counter(), time.time()
+    workers = 1 if settings.engine == "pysr" else settings.n_processes
+    rounds = math.ceil(len(folds) / workers)
+    reserve = min(15.0, 0.25 * settings.time_budget_s)  # calibrating candidates, scoring the front
+    slot = max(1.0, (settings.time_budget_s - reserve) / rounds)
     jobs = []
     for k, held in enumerate(folds):
         fit = _sample(np.setdiff1d(train, held), labels, settings.max_rows, rng)
         target = labels[fit] if score is None else np.asarray(score)[fit]
-        jobs.append((fit, held, (settings, x[fit], target, names, score is None, settings.seed * 1000 + k)))
-    workers = 1 if settings.engine == "pysr" else min(settings.n_processes, len(jobs))
-    rounds = math.ceil(len(jobs) / workers)
-    reserve = min(5.0, 0.15 * settings.time_budget_s)  # starting processes, calibrating candidates
-    time_s = max(1.0, (settings.time_budget_s - reserve) / rounds)
+        end_by = started_epoch + slot * (k // workers + 1)
+        jobs.append(_Job(fit, held, x[fit], target.astype(np.float64), settings.seed * 1000 + k, end_by))
     points: list[FrontPoint] = []
+    searches: list[dict] = []
     best = math.inf
-    expected_s = time_s * rounds + reserve
+    expected_s = settings.time_budget_s
     units, step, done = 1000, 0, 0
-    for k, outcome in _run_jobs([(*job, time_s) for *_, job in jobs], workers, deadline_s=2 * expected_s + 60):
+    for k, outcome in _run_jobs(settings, jobs, names, score is None):
         elapsed = time.perf_counter() - started
         step = max(step, min(units - 1, int(units * elapsed / expected_s)))
         if k is None:  # a heartbeat while the searches run: progress, and a point where Cancel takes effect
             yield Progress(step, units, f"searching: {elapsed:.0f} s of about {expected_s:.0f} s", {})
             continue
-        candidates, generations = outcome
-        fit, held, _ = jobs[k]
-        for candidate in _engine_front(candidates):
-            point = _calibrated(candidate, names, x[fit], labels[fit], x[held], labels[held])
-            if point is not None:
-                points.append(point)
-                best = min(best, point.loss)
+        candidates, counts = outcome
+        searches.append(counts)
+        job = jobs[k]
+        engine_front = _engine_front(list({c.text: c for c in candidates}.values()))
+        near = min((c.loss for c in engine_front), default=0.0) * _REFINE_WITHIN
+        with threadpool_limits(limits=1, user_api="blas"):  # tiny fits: threads only wait (on a shared machine)
+            for candidate in engine_front:
+                fit, held = job.fit, job.held
+                point = _calibrated(
+                    candidate,
+                    names,
+                    x[fit],
+                    labels[fit],
+                    x[held],
+                    labels[held],
+                    settings.balance_classes,
+                    refine=candidate.loss <= near,
+                )
+                if point is not None:
+                    points.append(point)
+                    best = min(best, point.loss)
         done += 1
         step = max(step, units * done // len(jobs))
         yield Progress(
             step,
             units,
-            f"search {done}/{len(jobs)}: {generations} generations, best held-out loss {best:.4f}",
-            {"generations": float(generations), "best_loss": float(best)},
+            f"search {done}/{len(jobs)}: {counts['generations']} generations, best held-out loss {best:.4f}",
+            {"generations": float(counts["generations"]), "best_loss": float(best)},
         )
-    front = pareto_front(points)
+    front = pareto_front([_simplified_point(p) for p in pareto_front(points)])  # simplify only the few worth it
     if not front:
         raise SymbolicDataError("The search found no usable formula: allow more time or a larger max_length.")
     front = [_scored(p, x, labels, names, train, test) for p in front]
@@ -494,7 +567,7 @@ def iter_discover_expression(
         baseline_test_accuracy=_baseline(x, labels, train, test),
         seconds=time.perf_counter() - started,
         settings=settings,
-        data={"n_train": len(train), "n_test": len(test), "n_metaphase": int(labels.sum())},
+        data={"n_train": len(train), "n_test": len(test), "n_metaphase": int(labels.sum()), "searches": searches},
     )
 
 
