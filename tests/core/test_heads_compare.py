@@ -240,3 +240,16 @@ def test_closing_the_comparison_stops_it_between_steps(data):
 def test_data_that_cannot_train_a_scheme_is_refused_before_training(data):
     with pytest.raises(HeadDataError, match="crops"):
         next(iter_compare_schemes(data, ["cnn"], [0], training=TRAINING))  # built with keep_crops=False
+
+
+def test_a_formula_without_weights_is_not_a_head_that_learnt_nothing():
+    runs = pd.DataFrame(
+        {
+            "scheme": ["dense", "symbolic"],
+            "seed": [0, 0],
+            "accuracy": [0.97, 0.96],
+            "balanced_accuracy": [0.97, 0.96],
+            "active_weights": [600, 0],
+        }
+    )
+    assert table1_bars(runs)["heads_at_chance"] == []

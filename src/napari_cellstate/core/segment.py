@@ -53,7 +53,7 @@ _SEED_SPACING = 0.6
 _CONTRAST_SD = 8.0
 # Touching nuclei are split only where the border between them lies this
 # fraction of the way down from a piece's peak to the component's dimmest pixel.
-_MIN_DIP = 0.1
+_MIN_DIP = 0.2
 _VALLEY_SMOOTHING = 0.4
 
 

@@ -574,7 +574,9 @@ def table1_bars(runs: pd.DataFrame) -> dict:
     nucleus_only = int(sum(_is_true(v) for v in known))
     needed = math.ceil(NUCLEUS_ONLY_SHARE * len(known) - 1e-9)
 
-    chance = pd.to_numeric(runs["active_weights"], errors="coerce") <= 0
+    # a formula (Scheme 4) has no weights: only the networks can be left with none
+    weightless = pd.to_numeric(runs["active_weights"], errors="coerce") <= 0
+    chance = weightless & (runs["scheme"] != _SYMBOLIC)
     if "balanced_accuracy" in runs:
         chance |= pd.to_numeric(runs["balanced_accuracy"], errors="coerce") <= CHANCE_BALANCED_ACCURACY
     failed_schemes = set(runs.loc[chance, "scheme"])
