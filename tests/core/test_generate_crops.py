@@ -33,7 +33,7 @@ def test_factors_separate_the_classes_imperfectly(batch):
 
 @pytest.mark.slow
 def test_crops_look_like_real_crops_in_numbers():
-    """Every median of the real-crop table (METHOD-NOTES.md) lies within the real crops' 10th-90th percentiles."""
+    """Every median of the real-crop table (docs/method.md) lies within the real crops' 10th-90th percentiles."""
     batch = generate_crops(600, seed=3)
     stats = crop_statistics(batch.images)
     for code, (state, real) in enumerate(REAL_CROP_STATISTICS.items()):

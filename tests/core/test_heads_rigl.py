@@ -142,7 +142,7 @@ def test_sparse_training_and_pruning_keep_held_out_predictions(head_data):
     truth = head_data.labels[test].astype(bool)
     assert np.mean((before >= 0) == (after >= 0)) >= 0.95  # held-out classes barely change
     assert np.mean((after >= 0) == truth) >= np.mean((before >= 0) == truth) - 0.02
-    # 1,500 realistic crops (METHOD-NOTES.md) and at most 32 weights: about 0.90 here, 97 % on 8,000 crops (README)
+    # 1,500 realistic crops (docs/method.md) and at most 32 weights: about 0.90 here, 97 % on 8,000 crops (README)
     assert result.metrics["accuracy"] >= 0.87
 
 

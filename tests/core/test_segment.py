@@ -62,7 +62,7 @@ def test_default_sample_finds_every_interphase_nucleus(default_sample, default_l
         frame = default_sample.labels[t]
         interphase_only[t] = np.where(np.isin(frame, rows["track_id"].to_numpy()), frame, 0)
     # matches at IoU >= 0.5 are one-to-one, so leaving out the mitotic truth does not change them.
-    # Since the movie has real crops' noise and nucleus sizes (METHOD-NOTES.md), about 3 % of interphase nucleus-frames
+    # Since the movie has real crops' noise and nucleus sizes (docs/method.md), about 3 % of interphase nucleus-frames
     # are lost at default settings (0.969): large textured nuclei split in two (3 in 5 misses) and dim ones in the
     # dark corner (2 in 5); merges of touching nuclei no longer occur.
     assert detection_scores(interphase_only, default_labels)["recall"] >= 0.96

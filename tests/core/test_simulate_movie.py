@@ -18,7 +18,7 @@ def test_default_sample_has_the_promised_scale(default_sample):
 
 
 def test_interphase_nuclei_have_real_sizes(default_sample):
-    """Real interphase nuclei are 10-16.5 um long (10th-90th percentile; METHOD-NOTES.md's real-crop table)."""
+    """Real interphase nuclei are 10-16.5 um long (10th-90th percentile; docs/method.md real-crop table)."""
     px = default_sample.config.pixel_size_um
     inter = default_sample.objects.query("state == 'interphase'")
     length_um = inter["axis_major_length"] * px
@@ -37,7 +37,7 @@ def test_metaphase_is_smaller_more_eccentric_and_brighter(default_sample):
     assert meta["area"].mean() < 0.4 * inter["area"].mean()
     assert meta["eccentricity"].median() > inter["eccentricity"].median() + 0.15
     ratio = (meta["intensity_mean"].mean() - background) / (inter["intensity_mean"].mean() - background)
-    assert ratio > 1.3  # real plates stand about 1.6x as far above the background (METHOD-NOTES.md)
+    assert ratio > 1.3  # real plates stand about 1.6x as far above the background (docs/method.md)
 
 
 def test_labels_match_the_table(small_sample):

@@ -1,7 +1,7 @@
 """How a nucleus looks in each state: per-cell traits and the state-to-shape map.
 
 Sizes and brightness follow real H2B crops at about 0.33 um/px (the table in
-METHOD-NOTES.md, "What real crops look like, in numbers"): interphase nuclei
+docs/method.md, "Real and synthetic crops in numbers"): interphase nuclei
 8-17 um long with aspect ratio 1.0-1.6, metaphase plates 10.2-12.2 x 3.8-4.7 um
 and 1.4-1.8x brighter per pixel. Some plates are seen end-on (small and round), some face-on
 (a round rosette of chromosome clumps as large as a young interphase nucleus), and

@@ -1,6 +1,6 @@
 """How close the synthetic crops are to real ones: the central nucleus measured as real crops were measured.
 
-METHOD-NOTES.md ("What real crops look like, in numbers") gives medians and 10th-90th percentiles of real H2B crops;
+docs/method.md ("Real and synthetic crops in numbers") gives medians and 10th-90th percentiles of real H2B crops;
 :func:`crop_statistics` measures any crops the same way, so the generator can be checked against them
 (``benchmarks/bench_simulate.py`` prints the comparison; a test keeps the generator's medians in the real ranges).
 """
@@ -15,7 +15,7 @@ from ..crop_morphology import foreground_masks
 __all__ = ["REAL_CROP_STATISTICS", "crop_statistics"]
 
 #: Real 64x64 H2B crops of MDCK cells at the paper's scale, expert-labelled (not in the repo): median, 10th and
-#: 90th percentile of each column, copied from docs/METHOD-NOTES.md ("What real crops look like, in numbers").
+#: 90th percentile of each column, copied from docs/method.md ("Real and synthetic crops in numbers").
 REAL_CROP_STATISTICS = {
     "interphase": {
         "area": (769, 563, 1372),
