@@ -1,5 +1,7 @@
 import json
+from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import tifffile
@@ -109,3 +111,23 @@ def test_train_vae_fine_tunes_with_the_loss_weights_it_is_given(tmp_path):
     assert card["fine_tuned_from"]["hyperparameters"]["vae"]["beta"] == 6.0
     assert card["hyperparameters"]["vae"]["alpha"] == card["fine_tuned_from"]["hyperparameters"]["vae"]["alpha"]
     assert card["data"]["generator_chunk"] == 1000
+
+
+def test_track_command_given_the_nucleus_diameter_finds_the_hand_checked_fly_nuclei(tmp_path):
+    """The real 8-frame fly movie at an assumed 0.5 µm/px, nuclei 27 px = 13.5 µm: F1 >= 0.9 per the references."""
+    from napari_cellstate.core.project import load_crop_dataset
+    from napari_cellstate.core.segment import point_detection_scores
+
+    real = Path(__file__).parent / "data" / "real"
+    source_frames = [0, 7, 14, 20, 42, 49, 56, 62]  # of the full movie (README there)
+    project = tmp_path / "fly"
+    args = ["track", str(real / "drosophila_histone_gfp_8t.tif"), "--project", str(project), "--pixel-size", "0.5"]
+    assert cli.main([*args, "--nucleus-diameter", "13.5", "--threshold", "local"]) == 0
+    objects = load_crop_dataset(project).objects
+    reference = pd.read_csv(real / "drosophila_reference_tracks.csv")
+    apart = np.array([1000, 0])  # frames side by side, so that matches stay within a frame
+    found = np.concatenate([objects.loc[objects["t"] == i, ["y", "x"]].to_numpy() + i * apart for i in range(8)])
+    truth = np.concatenate(
+        [reference.loc[reference["t"] == f, ["y", "x"]].to_numpy() + i * apart for i, f in enumerate(source_frames)]
+    )
+    assert point_detection_scores(truth, found, 13.5)["f1"] >= 0.9

@@ -95,9 +95,15 @@ def cmd_track(args: argparse.Namespace) -> int:
     from .core.crops import check_crop_window
     from .core.io import read_movie
     from .core.movie import check_label_image, check_movie, max_project_z
+    from .core.segment import config_for_nucleus_diameter
 
     crop_cfg = CropConfig(size_px=args.crop_size, mask_neighbours=args.mask_neighbours)
-    seg_cfg = SegmentationConfig(pixel_size_um=args.pixel_size, threshold=args.threshold)
+    if args.nucleus_diameter:
+        seg_cfg = config_for_nucleus_diameter(
+            args.nucleus_diameter / args.pixel_size, pixel_size_um=args.pixel_size, threshold=args.threshold
+        )
+    else:
+        seg_cfg = SegmentationConfig(pixel_size_um=args.pixel_size, threshold=args.threshold)
     movie = read_movie(args.movie)
     if args.max_project:
         movie = max_project_z(movie)
@@ -292,6 +298,11 @@ def build_parser() -> argparse.ArgumentParser:
     trk.add_argument("--pixel-size", type=float, required=True, help="pixel size in micrometres")
     trk.add_argument("--labels", help="existing (T, Y, X) segmentation to use instead of segmenting")
     trk.add_argument("--threshold", choices=["otsu", "local"], default="otsu")
+    trk.add_argument(
+        "--nucleus-diameter",
+        type=float,
+        help="typical nucleus diameter, µm: segmentation's sizes scale with it (default: made for 9 µm)",
+    )
     trk.add_argument("--crop-size", type=int, default=64)
     trk.add_argument("--mask-neighbours", action="store_true", help="blank every nucleus but the central one")
     trk.add_argument("--max-project", action="store_true", help="maximum projection of a (T, Z, Y, X) movie")

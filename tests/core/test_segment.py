@@ -435,6 +435,14 @@ def test_default_segmentation_finds_the_hand_checked_ht29_nuclei_given_only_thei
     assert scores["recall"] >= 0.93, scores  # touching nuclei are split
 
 
+def test_the_nucleus_diameter_in_micrometres_keeps_the_pixel_size_and_the_same_nuclei():
+    """`track --nucleus-diameter`: 11 px nuclei at a real 0.65 µm/px segment as with the px-only settings."""
+    frame = tifffile.imread(HT29_HOECHST)[:200, :200]
+    real = config_for_nucleus_diameter(11.0, pixel_size_um=0.65)
+    assert real.pixel_size_um == 0.65
+    np.testing.assert_array_equal(segment_frame(frame, real), segment_frame(frame, config_for_nucleus_diameter(11.0)))
+
+
 def test_point_detection_scores_match_one_to_one_within_the_radius():
     reference = np.array([[10, 10], [10, 30], [50, 50]])
     found = np.array([[11, 10], [12, 11], [10, 36], [2, 2]])

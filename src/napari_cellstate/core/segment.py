@@ -61,18 +61,35 @@ _VALLEY_SMOOTHING = 0.4
 DEFAULT_NUCLEUS_DIAMETER_UM = 9.0
 
 
-def config_for_nucleus_diameter(diameter_px: float, **settings) -> SegmentationConfig:
-    """Default settings for nuclei ``diameter_px`` across, whatever the real pixel size.
+def config_for_nucleus_diameter(
+    diameter_px: float, pixel_size_um: float | None = None, **settings
+) -> SegmentationConfig:
+    """Default settings for nuclei ``diameter_px`` across.
 
-    Every size setting is in µm, made for nuclei of
-    ``DEFAULT_NUCLEUS_DIAMETER_UM``; a pixel size that makes the given
-    diameter that many µm scales them all (smoothing, seed spacing, area
-    limits, the local threshold's neighbourhood) to the user's nuclei.
-    ``settings`` override any other field (never ``pixel_size_um``).
+    Every size setting is in µm, made for nuclei of ``DEFAULT_NUCLEUS_DIAMETER_UM``. Without
+    ``pixel_size_um``, a pixel size that makes the given diameter that many µm scales them all
+    (smoothing, seed spacing, area limits, the local threshold's neighbourhood) to the user's
+    nuclei; with it, the movie keeps its real pixel size and the size settings are scaled
+    instead, which gives the same settings in pixels. ``settings`` override any other field.
+
+    >>> cfg = config_for_nucleus_diameter(30, pixel_size_um=0.3)  # nuclei 9 µm across: the defaults
+    >>> cfg.pixel_size_um, cfg.min_separation_um
+    (0.3, 5.0)
     """
     if not diameter_px > 0:
         raise ValueError(f"The nucleus diameter must be a positive number of pixels, got {diameter_px}.")
-    return SegmentationConfig(pixel_size_um=DEFAULT_NUCLEUS_DIAMETER_UM / diameter_px, **settings)
+    if pixel_size_um is None:
+        return SegmentationConfig(pixel_size_um=DEFAULT_NUCLEUS_DIAMETER_UM / diameter_px, **settings)
+    scale = diameter_px * pixel_size_um / DEFAULT_NUCLEUS_DIAMETER_UM
+    defaults = SegmentationConfig(pixel_size_um=pixel_size_um)
+    scaled = {name: getattr(defaults, name) * scale for name in _LENGTH_SETTINGS}
+    scaled |= {name: getattr(defaults, name) * scale**2 for name in _AREA_SETTINGS}
+    return SegmentationConfig(pixel_size_um=pixel_size_um, **{**scaled, **settings})
+
+
+# The size settings of SegmentationConfig, scaled with the nucleus: lengths (µm) and areas (µm²).
+_LENGTH_SETTINGS = ("smoothing_um", "local_block_um", "min_separation_um")
+_AREA_SETTINGS = ("min_area_um2", "max_area_um2")
 
 
 class NoCellsFoundError(ValueError):
