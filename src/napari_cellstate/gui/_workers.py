@@ -51,8 +51,8 @@ PIECE_PAUSE_MS = 30  # between two pieces of GUI work (see run_in_pieces)
 #: interval, so a redraw making a few hundred such calls took seconds.
 JOB_SWITCH_INTERVAL_S = 0.0005
 
-_torch_threads = {"jobs": 0, "before": 1, "switch": 0.005}  # jobs running; torch threads and switch interval before
-_torch_lock = threading.Lock()
+_job_settings = {"jobs": 0, "threads": 1, "switch": 0.005}  # jobs running; torch threads and switch interval before
+_job_settings_lock = threading.Lock()
 
 
 @contextlib.contextmanager
@@ -64,21 +64,21 @@ def _leave_a_core_to_the_gui():
     """
     import torch
 
-    with _torch_lock:
-        _torch_threads["jobs"] += 1
-        if _torch_threads["jobs"] == 1:
-            _torch_threads["before"] = torch.get_num_threads()
-            _torch_threads["switch"] = sys.getswitchinterval()
-            torch.set_num_threads(max(1, min(_torch_threads["before"], (os.cpu_count() or 2) - 1)))
-            sys.setswitchinterval(min(JOB_SWITCH_INTERVAL_S, _torch_threads["switch"]))
+    with _job_settings_lock:
+        _job_settings["jobs"] += 1
+        if _job_settings["jobs"] == 1:
+            _job_settings["threads"] = torch.get_num_threads()
+            _job_settings["switch"] = sys.getswitchinterval()
+            torch.set_num_threads(max(1, min(_job_settings["threads"], (os.cpu_count() or 2) - 1)))
+            sys.setswitchinterval(min(JOB_SWITCH_INTERVAL_S, _job_settings["switch"]))
     try:
         yield
     finally:
-        with _torch_lock:
-            _torch_threads["jobs"] -= 1
-            if _torch_threads["jobs"] == 0:
-                torch.set_num_threads(_torch_threads["before"])
-                sys.setswitchinterval(_torch_threads["switch"])
+        with _job_settings_lock:
+            _job_settings["jobs"] -= 1
+            if _job_settings["jobs"] == 0:
+                torch.set_num_threads(_job_settings["threads"])
+                sys.setswitchinterval(_job_settings["switch"])
 
 
 class RunPanel(QWidget):
