@@ -174,3 +174,44 @@ def test_lineage_agreement_counts_a_broken_link_and_a_missed_division():
     # kept: 0-1, 1-2, mother-to-daughter 2; broken: 3-4 of daughter 2, mother-to-daughter 3; kept: 3-4 of daughter 3
     assert scores["links_kept"] == 4.0
     assert scores["links"] == 6.0
+
+
+def test_lineage_agreement_forgives_a_figure_split_early_but_not_a_wrong_lineage():
+    import pandas as pd
+
+    from napari_cellstate.core.track import lineage_agreement
+
+    # reference: the figure (track 1) is one object in frames 0-5; its daughters 2 and 3 start in frame 6
+    reference = pd.DataFrame(
+        [(t, 50.0, 50.0, 1, 0) for t in range(6)]
+        + [(t, 50.0 + side * 10, 50.0, track, 1) for t in range(6, 8) for side, track in ((-1, 2), (1, 3))],
+        columns=["t", "y", "x", "track_id", "parent_track_id"],
+    )
+    # the segmentation split the figure in frame 2, four frames earlier: two sisters 8 px either side of its centre
+    early = pd.DataFrame(
+        [(t, 50.0, 50.0, 1, 0) for t in range(2)]
+        + [
+            (t, 50.0 + side * (8 if t < 6 else 10), 50.0, track, 1)
+            for t in range(2, 8)
+            for side, track in ((-1, 2), (1, 3))
+        ],
+        columns=["t", "y", "x", "track_id", "parent_track_id"],
+    )
+    strict = lineage_agreement(reference, early, 5.0, split_figures=False)
+    assert strict["identity"] < 0.8
+    assert strict["division_recall"] == 0.0
+    scores = lineage_agreement(reference, early, 5.0)
+    assert scores["identity"] == 1.0
+    assert scores["division_recall"] == 1.0
+    assert scores["division_precision"] == 1.0
+    late = lineage_agreement(early, reference, 5.0)  # the other way round: the tracked figure splits later
+    assert late["identity"] == 1.0
+    assert late["division_recall"] == 1.0
+    # the same early split given to a wrong mother (a track elsewhere): its links and division are not forgiven
+    elsewhere = pd.DataFrame([(t, 200.0, 200.0, 9, 0) for t in range(2)], columns=early.columns)
+    wrong = pd.concat([early, elsewhere]).assign(
+        parent_track_id=lambda d: d["parent_track_id"].where(d["parent_track_id"] == 0, 9)
+    )
+    scores = lineage_agreement(reference, wrong, 5.0)
+    assert scores["identity"] == 8 / 9  # the link from the mother to the early sisters is lost
+    assert scores["division_recall"] == 0.0
