@@ -131,3 +131,30 @@ def test_track_command_given_the_nucleus_diameter_finds_the_hand_checked_fly_nuc
         [reference.loc[reference["t"] == f, ["y", "x"]].to_numpy() + i * apart for i, f in enumerate(source_frames)]
     )
     assert point_detection_scores(truth, found, 13.5)["f1"] >= 0.9
+
+
+def test_track_command_keeps_the_users_labels_relabelled_and_takes_the_tracking_settings(tmp_path, small_sample):
+    """--labels: the saved segmentation holds every object's id; --max-move, --division-radius, --btrack-config act."""
+    import shutil
+
+    import zarr
+
+    from napari_cellstate.core.io import save_simulation
+    from napari_cellstate.core.project import Project, load_crop_dataset
+    from napari_cellstate.core.track import DEFAULT_TRACKER_CONFIG
+
+    written = save_simulation(small_sample, tmp_path / "sim")  # its labels repeat ids across frames (track ids)
+    config = shutil.copy(DEFAULT_TRACKER_CONFIG, tmp_path / "my_config.json")
+    base = ["track", str(written["movie"]), "--pixel-size", "0.33", "--labels", str(written["labels"])]
+    settings = ["--division-radius", "12", "--btrack-config", str(config)]
+    assert cli.main([*base, "--project", str(tmp_path / "p"), *settings, "--max-move", "15"]) == 0
+    project = Project.open(tmp_path / "p")
+    objects = load_crop_dataset(project).objects
+    stored = np.asarray(zarr.open_array(str(project.segmentation_path), mode="r"))
+    assert objects["object_id"].is_unique
+    assert all((stored[t] == object_id).any() for t, object_id in objects[["t", "object_id"]].itertuples(index=False))
+    assert set(np.unique(stored)) - {0} == set(objects["object_id"])
+    # a cell may move well under a pixel between frames: the tracks break up
+    assert cli.main([*base, "--project", str(tmp_path / "q"), *settings, "--max-move", "0.1"]) == 0
+    still = load_crop_dataset(tmp_path / "q").objects
+    assert still["track_id"].nunique() > 2 * objects["track_id"].nunique()
