@@ -204,6 +204,12 @@ def test_lineage_agreement_forgives_a_figure_split_early_but_not_a_wrong_lineage
     assert scores["identity"] == 1.0
     assert scores["division_recall"] == 1.0
     assert scores["division_precision"] == 1.0
+    # halves close enough that one of them alone would match the figure: the pair still stands for it
+    close = early.assign(y=lambda d: d["y"].where((d["t"] < 2) | (d["t"] >= 6), 50.0 + (d["y"] - 50.0) / 2))
+    assert lineage_agreement(reference, close, 5.0, split_figures=False)["identity"] < 1.0
+    scores = lineage_agreement(reference, close, 5.0)
+    assert scores["identity"] == 1.0
+    assert scores["division_recall"] == 1.0
     late = lineage_agreement(early, reference, 5.0)  # the other way round: the tracked figure splits later
     assert late["identity"] == 1.0
     assert late["division_recall"] == 1.0

@@ -306,46 +306,53 @@ def _division_events(table: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["mother", "t", "y", "x"])
 
 
-def _one_to_one(reference: pd.DataFrame, tracked: pd.DataFrame, radius_px: float) -> list[tuple[int, ...]]:
-    """For each reference row, the tracked row matched to it frame by frame (Hungarian within ``radius_px``)."""
+def _one_to_one(
+    reference: pd.DataFrame, tracked: pd.DataFrame, radius_px: float, match: list[tuple[int, ...]], own_free: np.ndarray
+) -> None:
+    """Match the reference rows still unmatched in ``match`` frame by frame (Hungarian within ``radius_px``)."""
     from scipy.optimize import linear_sum_assignment
     from scipy.spatial.distance import cdist
 
-    match: list[tuple[int, ...]] = [()] * len(reference)
-    for t, ref_rows in reference.groupby("t").groups.items():
-        own = tracked.index[tracked["t"] == t]
+    free = reference[[not m for m in match]]
+    for t, ref_rows in free.groupby("t").groups.items():
+        own = tracked.index[(tracked["t"] == t).to_numpy() & own_free]
         if len(own) == 0:
             continue
-        cost = cdist(reference.loc[ref_rows, ["y", "x"]], tracked.loc[own, ["y", "x"]])
+        cost = cdist(free.loc[ref_rows, ["y", "x"]], tracked.loc[own, ["y", "x"]])
         rows, cols = linear_sum_assignment(np.where(cost <= radius_px, cost, 1e9))
         for r, c in zip(rows, cols, strict=True):
             if cost[r, c] <= radius_px:
                 match[ref_rows[r]] = (int(own[c]),)
-    return match
 
 
 def _split_figures(single: pd.DataFrame, pairs: pd.DataFrame, single_free, pair_free, radius_px: float):
     """Where one table still has a dividing figure as one object and the other already has its two daughters.
 
-    ``single`` rows on a mother's track (before her division) are paired with two sister rows of ``pairs`` in the
-    same frame (daughters of one mother, on two tracks) whose midpoint lies within ``radius_px``; only rows left
-    unmatched one to one (``single_free``, ``pair_free``: boolean arrays) take part. Yields (single row, (sister
-    rows)), nearest midpoint first, each row used once.
+    A ``single`` row on a mother's track (before her division) is paired with two sister rows of ``pairs`` in the
+    same frame (daughters of one mother, on two tracks) whose midpoint lies within ``radius_px`` and nearer to it
+    than any one row of ``pairs``: the figure's two halves, not a nucleus beside it. Only rows still free
+    (``single_free``, ``pair_free``: boolean arrays) take part. Yields (single row, (sister rows)), nearest
+    midpoint first, each row used once.
     """
+    from scipy.spatial.distance import cdist
+
     mothers = set(pairs["parent_track_id"].unique()) - {0}
     firsts = single.sort_values("t").drop_duplicates("track_id")
     splits = firsts[firsts["parent_track_id"] > 0].groupby("parent_track_id")["t"].min()  # her daughters' frame
     dividing = (single["t"] < single["track_id"].map(splits)).to_numpy() & single_free
     candidates = []
     for t, group in single[dividing].groupby("t"):
+        where = group[["y", "x"]].to_numpy(float)
+        nearest = cdist(where, pairs.loc[pairs["t"] == t, ["y", "x"]].to_numpy(float)).min(axis=1, initial=np.inf)
         sisters = pairs[(pairs["t"] == t) & pair_free & pairs["parent_track_id"].isin(mothers)]
         for _, family in sisters.groupby("parent_track_id"):
             for a, b in itertools.combinations(family.index, 2):
                 if family.at[a, "track_id"] == family.at[b, "track_id"]:
                     continue
                 middle = (family.loc[a, ["y", "x"]].to_numpy(float) + family.loc[b, ["y", "x"]].to_numpy(float)) / 2
-                distance = np.hypot(*(group[["y", "x"]].to_numpy(float) - middle).T)
-                candidates += [(d, s, (a, b)) for d, s in zip(distance, group.index, strict=True) if d <= radius_px]
+                distance = np.hypot(*(where - middle).T)
+                ok = (distance <= radius_px) & (distance < nearest)
+                candidates += [(d, s, (a, b)) for d, s in zip(distance[ok], group.index[ok], strict=True)]
     used_single: set[int] = set()
     used_pairs: set[int] = set()
     for _, s, sisters in sorted(candidates, key=lambda c: c[0]):
@@ -368,11 +375,11 @@ def lineage_agreement(
     Objects are matched frame by frame (Hungarian, within ``radius_px``).
     When a chromatin figure divides, where its two halves become two objects
     is a judgement on which annotators and segmentations differ by a few
-    frames. So a reference object on a dividing mother's track that found no
-    match is matched to two sister objects (daughters of one tracked mother)
-    whose midpoint lies within ``radius_px`` (the tracked figure split
-    earlier), and two reference sisters without a match are matched together
-    to one object of a tracked mother (it split later). A reference
+    frames. So a reference object on a dividing mother's track is first
+    matched to two sister objects (daughters of one tracked mother) whose
+    midpoint lies within ``radius_px`` and nearer to it than any single
+    object (the tracked figure split earlier), and two reference sisters
+    likewise to one object of a tracked mother (it split later). A reference
     frame-to-frame link (along a track, or from a mother's last object to a
     daughter's first) is kept when both ends are matched and every tracked
     object of the later end shares a track with, or is the daughter of, a
@@ -396,10 +403,8 @@ def lineage_agreement(
 
     reference = reference.reset_index(drop=True)
     tracked = tracked.reset_index(drop=True)
-    match = _one_to_one(reference, tracked, radius_px)
-    ref_free = np.array([not m for m in match])
-    own_free = np.ones(len(tracked), bool)
-    own_free[[i for m in match for i in m]] = False
+    match: list[tuple[int, ...]] = [()] * len(reference)
+    ref_free, own_free = np.ones(len(reference), bool), np.ones(len(tracked), bool)
     early, late = [], []
     if split_figures:
         early = list(_split_figures(reference, tracked, ref_free, own_free, radius_px))  # tracked figure split first
@@ -407,9 +412,11 @@ def lineage_agreement(
             match[row] = sisters
             ref_free[row], own_free[list(sisters)] = False, False
         late = list(_split_figures(tracked, reference, own_free, ref_free, radius_px))  # reference's split first
-    for row, sisters in late:
-        for sister in sisters:
-            match[sister] = (row,)
+        for row, sisters in late:
+            for sister in sisters:
+                match[sister] = (row,)
+            own_free[row], ref_free[list(sisters)] = False, False
+    _one_to_one(reference, tracked, radius_px, match, own_free)
     track = tracked["track_id"].to_numpy()
     parent = tracked["parent_track_id"].to_numpy()
     ordered = reference.sort_values(["track_id", "t"])
