@@ -254,3 +254,27 @@ def test_figures_split_before_the_reference_divides_keep_the_fly_lineage():
     scores = lineage_agreement(reference, tracked.objects, 13.5)
     assert scores["identity"] >= 0.985, scores
     assert scores["division_recall"] == 1.0, scores
+
+
+def test_a_daughter_given_to_the_wrong_mother_goes_to_the_neighbour_she_divided_from():
+    import pandas as pd
+
+    from napari_cellstate.core.track import recover_divisions, return_misplaced_daughters
+
+    # the linker's division: mother 1 at (50, 50) "divides" into 2 (where she was) and 3 (30 px away); but 3 appears
+    # exactly opposite where neighbour 4 goes on, about where 4 was: she is 4's daughter
+    rows = [(t, 50.0, 50.0, 1, 0) for t in range(4)] + [(t, 50.0, 51.0, 2, 1) for t in range(4, 8)]
+    rows += [(t, 80.0, 50.0, 3, 1) for t in range(4, 8)]
+    rows += [(t, 90.0, 50.0, 4, 0) for t in range(4)] + [(t, 100.0, 50.0, 4, 0) for t in range(4, 8)]
+    table = return_misplaced_daughters(pd.DataFrame(rows, columns=["t", "y", "x", "track_id", "parent_track_id"]))
+    first = table.sort_values("t").drop_duplicates("track_id").set_index("track_id")
+    assert set(first.index) == {1, 3, 4}  # 2 goes on as her mother's own track
+    assert (first["parent_track_id"] == 0).all()
+    placed = recover_divisions(table, radius_px=20.0).sort_values("t").drop_duplicates("track_id")
+    mother_of = placed.set_index("track_id")["parent_track_id"]
+    assert mother_of[3] == 4  # and recovery gives 3 to the neighbour
+    # a true division (daughters either side of where their mother was) is left alone
+    rows[4:8] = [(t, 40.0, 50.0, 2, 1) for t in range(4, 8)]
+    rows[8:12] = [(t, 60.0, 50.0, 3, 1) for t in range(4, 8)]
+    true = pd.DataFrame(rows, columns=["t", "y", "x", "track_id", "parent_track_id"])
+    pd.testing.assert_frame_equal(return_misplaced_daughters(true), true)

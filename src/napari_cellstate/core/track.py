@@ -31,6 +31,7 @@ __all__ = [
     "check_btrack_library",
     "check_tracker_config",
     "lineage_agreement",
+    "return_misplaced_daughters",
     "track_objects",
 ]
 
@@ -160,7 +161,8 @@ def track_objects(
     max_search_radius_px : float, default=50.0
         How far an object may move between frames.
     division_radius_px : float or None, default=18.0
-        Recover divisions btrack missed (see :func:`recover_divisions`); None keeps btrack's alone.
+        Recover divisions btrack missed (see :func:`recover_divisions`), after taking back daughters it gave to
+        the wrong mother (:func:`return_misplaced_daughters`); None keeps btrack's alone.
     verbose : bool, default=False
         Show the optimiser's console output.
 
@@ -206,7 +208,7 @@ def track_objects(
     result["parent_track_id"] = result["track_id"].map(parent_of).fillna(0).astype(np.int64)
     result = _own_tracks(result, track_id == 0)  # objects btrack left out: never share the id 0
     if division_radius_px:
-        result = recover_divisions(result, division_radius_px)
+        result = recover_divisions(return_misplaced_daughters(result), division_radius_px)
     parents = result.drop_duplicates("track_id").set_index("track_id")["parent_track_id"]
     return TrackingResult(objects=result, graph={int(d): [int(p)] for d, p in parents.items() if p > 0})
 
@@ -290,6 +292,51 @@ def recover_divisions(objects: pd.DataFrame, radius_px: float, min_frames: int =
         table.loc[continuation, "track_id"] = next_id
         table.loc[continuation | rows, "parent_track_id"] = mother
         next_id += 1
+    return table
+
+
+def return_misplaced_daughters(objects: pd.DataFrame) -> pd.DataFrame:
+    """Undo a division whose daughter is better explained as the sister of a neighbour's daughter.
+
+    Daughters appear either side of where their mother was: the midpoint of the two lies near her last position.
+    Where one daughter of a two-daughter division, taken with where a neighbouring track goes on in the same frame,
+    has a midpoint nearer that neighbour's previous position than the two daughters' midpoint is to their mother,
+    the linker gave a neighbour's daughter to the wrong mother. That daughter loses her parent (for
+    :func:`recover_divisions` to place), and her sister goes on as the mother's own track.
+
+    Parameters
+    ----------
+    objects : DataFrame
+        Columns ``t, y, x, track_id, parent_track_id``.
+    """
+    table = objects.copy()
+    starts = table.sort_values("t").drop_duplicates("track_id").set_index("track_id")
+    for mother, daughters in starts[starts["parent_track_id"] > 0].groupby("parent_track_id"):
+        before = table[(table["track_id"] == mother) & (table["t"] < daughters["t"].min())].sort_values("t")
+        if len(daughters) != 2 or daughters["t"].nunique() != 1 or before.empty:
+            continue
+        t, last = int(daughters["t"].iloc[0]), before.iloc[-1]
+        here = daughters[["y", "x"]].to_numpy(float)
+        own = np.hypot(*(here.mean(axis=0) - last[["y", "x"]].to_numpy(float)))
+        then = table[(table["t"] == last["t"]) & ~table["track_id"].isin([mother, 0])].set_index("track_id")
+        now = table[(table["t"] == t) & ~table["track_id"].isin([0, *daughters.index])].set_index("track_id")
+        neighbours = then.index.intersection(now.index)
+        if neighbours.empty:
+            continue
+        went = now.loc[neighbours, ["y", "x"]].to_numpy(float)
+        was = then.loc[neighbours, ["y", "x"]].to_numpy(float)
+        # each daughter taken as a neighbour's: how far the best such pair's midpoint lies from that neighbour
+        theirs = [np.hypot(*((went + point) / 2 - was).T).min() for point in here]
+        k = int(np.argmin(theirs))
+        if theirs[k] >= own:
+            continue
+        daughter, sister = daughters.index[k], daughters.index[1 - k]
+        table.loc[table["track_id"] == daughter, "parent_track_id"] = 0
+        table.loc[table["parent_track_id"] == sister, "parent_track_id"] = mother
+        table.loc[table["track_id"] == sister, ["track_id", "parent_track_id"]] = (
+            mother,
+            int(before["parent_track_id"].iloc[0]),
+        )
     return table
 
 
