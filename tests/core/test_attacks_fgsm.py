@@ -92,6 +92,18 @@ def test_minimal_epsilon_matches_the_linear_models_exact_flip_point():
         assert np.all((model(perturbed)[reachable] >= 0).numpy() != (model(z)[reachable] >= 0).numpy())
 
 
+def test_confident_cells_are_attacked_too():
+    # f = 29 + w·z: the cross-entropy's gradient σ(f) − 1 rounds to 0 in float32, the margin's does not
+    weights = torch.tensor([1.0, -2.0, 0.5, 1.5])
+    model = LinearHead(weights, bias=29.0)
+    z = torch.zeros(3, 4)
+    assert float(model(z)[0]) == 29.0
+    attacked = fgsm(model, z, 6.0)
+    torch.testing.assert_close(attacked, -6.0 * torch.sign(weights).expand(3, 4))
+    found, _ = minimal_epsilon(model, z, max_epsilon=8.0, step=0.5)
+    assert found.tolist() == [6.0] * 3  # 29 / ‖w‖₁ = 5.8, on a grid of 0.5
+
+
 @pytest.mark.parametrize("epsilon", [0.0, -0.5, math.nan])
 def test_non_positive_epsilon_is_refused(vae, crops, epsilon):
     with pytest.raises(AttackError, match="positive"):
