@@ -47,6 +47,9 @@ def test_audit_separates_a_central_reader_from_a_corner_reader(cells):
     assert central["outside_replaced_flip_rate"] < corner["outside_replaced_flip_rate"]
     assert central["frozen_central_flip_rate"] is None  # Scheme 1 has no latents
     assert len(central["noise_flip_rate"]) == 3
+    # a model linear in the pixels has one minimal ε, whichever attack searches it
+    assert central["minimal_flipped_share"] == central["minimal_flipped_share_fgsm"] > 0.5
+    assert central["median_minimal_epsilon"] == pytest.approx(central["median_minimal_epsilon_fgsm"])
 
 
 def test_shortcut_test_flips_only_heads_reading_surroundings(cells):

@@ -13,7 +13,7 @@ from napari_cellstate.core.config import CNNConfig, HeadConfig
 from napari_cellstate.core.heads import CNNClassifier
 from napari_cellstate.core.vae.fit import load_default_vae
 
-from ._attack_models import FormulaHead, LinearHead
+from ._attack_models import BentHead, FormulaHead, LinearHead
 
 
 @pytest.fixture(scope="module")
@@ -90,6 +90,23 @@ def test_minimal_epsilon_matches_the_linear_models_exact_flip_point():
     assert np.all(np.isnan(found[~reachable]))
     with torch.no_grad():
         assert np.all((model(perturbed)[reachable] >= 0).numpy() != (model(z)[reachable] >= 0).numpy())
+
+
+def test_minimal_pgd_finds_flips_one_fgsm_step_cannot():
+    model, z = BentHead(), torch.zeros(2, 2)
+    by_fgsm, _ = minimal_epsilon(model, z, attack="fgsm", max_epsilon=2.0, step=0.05)
+    assert np.all(np.isnan(by_fgsm))  # along the FGSM ray f = 0.3 − ε + 3ε² stays above 0
+    by_pgd, perturbed = minimal_epsilon(model, z, attack="pgd", max_epsilon=2.0, step=0.05)
+    assert np.all(by_pgd <= 0.5)
+    with torch.no_grad():
+        assert np.all(model(perturbed).numpy() < 0)
+    assert np.all(perturbed.abs().amax(dim=1).numpy() <= by_pgd + 1e-6)  # inside the L∞ ball of radius ε
+    # a linear model has one answer: both searches find its exact flip point
+    weights = torch.tensor([1.0, -2.0, 0.5])
+    linear, points = LinearHead(weights, bias=0.3), torch.randn(6, 3, generator=torch.Generator().manual_seed(1))
+    exact = (linear(points).abs() / weights.abs().sum()).numpy()
+    found, _ = minimal_epsilon(linear, points, attack="pgd", max_epsilon=2.0, step=0.01)
+    assert np.all(np.abs(found - exact) <= 0.01 + 1e-6)
 
 
 def test_confident_cells_are_attacked_too():
