@@ -6,8 +6,8 @@ fooled than one that reads pixels anywhere. The search runs per cell over ε = s
 
 * ``"pgd"``: Captum's PGD inside the L∞ ball of radius ε (:data:`MINIMAL_PGD_STEPS` steps of ε/4). The stronger
   search, and the one the audit's ``median_minimal_epsilon`` reports: it finds the change a model needs, not the
-  change one gradient step happens to need. On the synthetic test cells it flips every cell of Schemes 1-4
-  by ε ≤ 2, where the FGSM ray leaves a third of Scheme 1's cells unflipped.
+  change one gradient step happens to need. On synthetic test cells (``benchmarks/bench_attacks.py``) it flips
+  every cell of Schemes 1-4 by ε ≤ 2, where the FGSM ray leaves a third of Scheme 1's cells unflipped.
 * ``"fgsm"``: one FGSM step of size ε, the paper's attack (the audit's ``median_minimal_epsilon_fgsm``).
 
 The search is linear, not binary: along the FGSM ray the class need not change monotonically (large steps
@@ -31,7 +31,7 @@ __all__ = ["MAX_EPSILON", "MINIMAL_ATTACKS", "MINIMAL_PGD_STEPS", "minimal_epsil
 MAX_EPSILON = 2.0
 #: Attacks the search can run at each ε.
 MINIMAL_ATTACKS = ("pgd", "fgsm")
-#: PGD steps at each ε of the search (10 steps find ε about 0.025 smaller on the synthetic cells, at twice the cost).
+#: PGD steps at each ε of the search (10 steps find ε 0.025-0.05 smaller on synthetic cells, at twice the cost).
 MINIMAL_PGD_STEPS = 5
 
 
