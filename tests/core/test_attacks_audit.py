@@ -58,8 +58,8 @@ def test_shortcut_test_flips_only_heads_reading_surroundings(cells):
     nucleus_only[[0, 1, 2]] = 1.0
     surroundings = torch.zeros(32)
     surroundings[[0, 9]] = torch.tensor([1.0, 4.0])
-    reads_nucleus = run_audit(SchemeModel(LinearHead(nucleus_only), 3, "nucleus", vae), cells, n_minimal=5)
-    reads_more = run_audit(SchemeModel(LinearHead(surroundings), 2, "shortcut", vae), cells, n_minimal=5)
+    reads_nucleus = run_audit(SchemeModel(LinearHead(nucleus_only), 3, "nucleus", vae), cells, n_minimal=3)
+    reads_more = run_audit(SchemeModel(LinearHead(surroundings), 2, "shortcut", vae), cells, n_minimal=3)
     assert reads_nucleus["frozen_central_flip_rate"] == 0.0
     assert reads_more["frozen_central_flip_rate"] > 0.3
     assert reads_nucleus["frozen_latents"] == ["z0", "z1", "z2"]

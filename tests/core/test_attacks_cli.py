@@ -98,7 +98,7 @@ def test_latent_attack_on_scheme_1_and_missing_heads_are_explained(labelled_proj
 
 def test_audit_json_has_one_row_per_head(labelled_project, heads, tmp_path, capsys):
     code = main(["audit", str(labelled_project), "--heads", str(heads), "--out", str(tmp_path / "audit"),
-                 "--max-cells", "60", "--n-minimal", "10", "--json"])  # fmt: skip
+                 "--max-cells", "60", "--n-minimal", "4", "--json"])  # fmt: skip
     assert code == 0
     rows = json.loads(capsys.readouterr().out)
     assert [row["scheme"] for row in rows] == [2]

@@ -175,7 +175,8 @@ def iter_audit(
     minimal = {}
     for k, attack in enumerate(MINIMAL_ATTACKS):
         yield Progress(4 + k, steps, f"Scheme {scheme.number}: minimal {attack.upper()} ε of {len(chosen)} cells")
-        minimal[attack] = _median_minimal(minimal_epsilon(image, chosen, attack=attack, bounds=CROP_BOUNDS)[0])
+        searched = minimal_epsilon(image, chosen, attack=attack, bounds=CROP_BOUNDS)[0] if len(chosen) else []
+        minimal[attack] = _median_minimal(np.asarray(searched, dtype=float))
     yield Progress(steps, steps, f"Scheme {scheme.number}: audited")
     return {
         "scheme": scheme.number,
@@ -195,12 +196,16 @@ def iter_audit(
     }
 
 
-def _median_minimal(epsilon: np.ndarray) -> tuple[float | None, float]:
+def _median_minimal(epsilon: np.ndarray) -> tuple[float | None, float | None]:
     """Median minimal ε (unflipped cells rank above every flipped one; None if they are the median) and flipped share.
 
     >>> _median_minimal(np.array([0.1, 0.3, np.nan]))
     (0.3, 0.6666666666666666)
+    >>> _median_minimal(np.array([]))  # no cell searched
+    (None, None)
     """
+    if epsilon.size == 0:
+        return None, None
     ranked = np.where(np.isnan(epsilon), np.inf, epsilon)
     median = float(np.median(ranked))
     return (median if np.isfinite(median) else None), float(np.mean(np.isfinite(ranked)))
