@@ -5,7 +5,9 @@ space, each next to the hand-written one-line FGSM x + ε·sign(∇ₓ L) on the
 Captum's overhead), then the audit time and the audit table of Schemes 1-3 and a formula stand-in for Scheme 4
 (a logistic regression on the sparse head's kept latents and their squares, as a torch module), and where each
 model's image-space gradient energy lies: the central nucleus (the audit's mask), its 2-px rim, the neighbours
-(other objects, 2 px grown) and the background, next to each region's share of the crop's area.
+(other objects, 2 px grown) and the background, next to each region's share of the crop's area; which latents
+carry Schemes 2-4's image-space energy and where each of those latents' encoder gradients lie; and PGD's flip rate
+(ε = 0.5) when only the nucleus, or only the background, may change.
 
     PYTHONPATH=src python benchmarks/bench_attacks.py [--cells 2000] [--repeats 5]
 """
@@ -27,7 +29,7 @@ from _timing import median_seconds
 from napari_cellstate.core.attacks import SchemeModel, prepare_audit_cells, run_audit
 from napari_cellstate.core.attacks.audit import audit_table_markdown
 from napari_cellstate.core.attacks.central import central_latents
-from napari_cellstate.core.attacks.fgsm import fgsm, loss_gradient, untargeted_loss
+from napari_cellstate.core.attacks.fgsm import CROP_BOUNDS, fgsm, loss_gradient, pgd, untargeted_loss
 from napari_cellstate.core.attacks.masks import foreground_masks
 from napari_cellstate.core.heads.data import synthetic_head_data
 from napari_cellstate.core.heads.fit import train_head
@@ -95,6 +97,59 @@ def energy_by_region(model: nn.Module, crops: np.ndarray, regions: dict[str, np.
     }
 
 
+def latent_energy(scheme: SchemeModel, crops: np.ndarray, regions: dict[str, np.ndarray], top: int = 6) -> list[str]:
+    """The latents carrying most of a head's image-space gradient energy, and where their encoder gradients lie.
+
+    The image gradient is Σⱼ (∂f/∂zⱼ)·∇ₓzⱼ; latent j's part of its energy is taken as its diagonal term
+    (∂f/∂zⱼ)²·‖∇ₓzⱼ‖², and ∇ₓzⱼ (the encoder's posterior-mean gradient) is split over the regions.
+    """
+    x = torch.from_numpy(crops).unsqueeze(1).requires_grad_(True)
+    mu, _ = scheme.vae.encode(x)
+    z = mu.detach().requires_grad_(True)
+    (head_grad,) = torch.autograd.grad(scheme.model(z).sum(), z)
+    lines = []
+    contribution = np.zeros(mu.shape[1])
+    where = {}
+    for j in range(mu.shape[1]):
+        (jac,) = torch.autograd.grad(mu[:, j].sum(), x, retain_graph=True)
+        energy = jac[:, 0].numpy() ** 2
+        total = energy.sum(axis=(1, 2))
+        contribution[j] = float(np.mean(head_grad[:, j].numpy() ** 2 * total))
+        where[j] = {name: float(np.mean((energy * mask).sum(axis=(1, 2)) / total)) for name, mask in regions.items()}
+    contribution /= contribution.sum()
+    for j in np.argsort(-contribution)[:top]:
+        split = " / ".join(f"{where[j][name]:.2f}" for name in regions)
+        lines.append(f"z{j} {contribution[j]:.2f} ({split})")
+    return lines
+
+
+def region_pgd_flips(scheme: SchemeModel, crops: np.ndarray, masks: dict[str, np.ndarray]) -> dict[str, float]:
+    """Flip rate of PGD (ε = 0.5, 10 steps) allowed to change only each region's pixels."""
+    model, x = scheme.image_model(), torch.from_numpy(crops)
+    with torch.no_grad():
+        before = (model(x) >= 0).numpy()
+    rates = {}
+    for name, mask in masks.items():
+        m = torch.from_numpy(mask.astype(np.float32))
+        after = torch.cat(
+            [pgd(model, x[s : s + 64], 0.5, bounds=CROP_BOUNDS, mask=m[s : s + 64]) for s in range(0, len(x), 64)]
+        )
+        with torch.no_grad():
+            rates[name] = float(np.mean((model(after) >= 0).numpy() != before))
+    return rates
+
+
+def frozen_flip_rate(scheme: SchemeModel, latents: np.ndarray, frozen: list[int]) -> float:
+    """The audit's shortcut test: latent FGSM (ε = 1) with ``frozen`` held fixed."""
+    from napari_cellstate.core.attacks.attack import freeze_mask
+
+    model, z = scheme.latent_model(), torch.from_numpy(np.asarray(latents, dtype=np.float32))
+    with torch.no_grad():
+        before = (model(z) >= 0).numpy()
+        after = (model(fgsm(model, z, 1.0, mask=freeze_mask(z.shape[1], frozen))) >= 0).numpy()
+    return float(np.mean(after != before))
+
+
 def main() -> None:
     """Time the attacks, audit every scheme, print the table."""
     parser = argparse.ArgumentParser()
@@ -155,6 +210,29 @@ def main() -> None:
     for scheme in schemes:
         shares = energy_by_region(scheme.image_model(), cells.crops, regions)
         print(f"| Scheme {scheme.number} | " + " | ".join(f"{v:.2f}" for v in shares.values()) + " |")
+
+    print(
+        "\nlatents carrying the image energy: latent, its share of the energy "
+        f"({' / '.join(regions)} of its encoder gradient)"
+    )
+    for scheme in schemes[1:]:
+        print(f"  Scheme {scheme.number}: " + "; ".join(latent_energy(scheme, cells.crops, regions)))
+
+    print("\nshortcut test with one of the sparse head's frozen latents left free (Schemes 2 / 3 / 4 flip rates)")
+    z_test = schemes[1].encode(cells.crops)
+    for j in [j for j in results["sparse"].model.used_inputs() if j in central]:
+        rates = [frozen_flip_rate(scheme, z_test, [k for k in central if k != j]) for scheme in schemes[1:]]
+        print(f"  z{j} free: " + " / ".join(f"{r:.3f}" for r in rates))
+
+    masks = {"nucleus": cells.nuclei, "background": regions["background"], "everywhere": np.ones_like(cells.nuclei)}
+    print(
+        "\nPGD flip rate (ε = 0.5) when only this region may change (area: "
+        + ", ".join(f"{k} {v.mean():.2f}" for k, v in masks.items())
+        + ")"
+    )
+    for scheme in schemes:
+        rates = region_pgd_flips(scheme, cells.crops, masks)
+        print(f"  Scheme {scheme.number}: " + ", ".join(f"{k} {v:.3f}" for k, v in rates.items()))
 
 
 if __name__ == "__main__":

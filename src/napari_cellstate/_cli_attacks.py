@@ -60,7 +60,7 @@ def cmd_attack(args: argparse.Namespace) -> int:
         predicted_class=getattr(args, "class"),
         space=args.space,
         epsilon=args.epsilon,
-        method="minimal" if args.minimal else args.method,
+        method={"fgsm": "minimal", "pgd": "minimal_pgd"}[args.method] if args.minimal else args.method,
         frozen=_latent_indices(args.freeze),
     )
     print(f"attacking cells of {args.project} with {args.head} ...", file=log)
@@ -152,8 +152,10 @@ def add_attack_commands(sub) -> None:
     at.add_argument("--space", choices=["image", "latent"], default="image")
     strength = at.add_mutually_exclusive_group()
     strength.add_argument("--epsilon", type=float, help="step size (default: 0.5 image, 1.0 latent)")
-    strength.add_argument("--minimal", action="store_true", help="search the smallest ε that flips each cell")
-    at.add_argument("--method", choices=["fgsm", "pgd"], default="fgsm")
+    strength.add_argument(
+        "--minimal", action="store_true", help="search the smallest ε at which --method's attack flips each cell"
+    )
+    at.add_argument("--method", choices=["fgsm", "pgd"], default="fgsm", help="attack (default: %(default)s)")
     at.add_argument("--freeze", nargs="+", metavar="LATENT", help="latents held fixed (latent space), e.g. z3 z17")
     at.add_argument("--out", required=True, help="folder for the result (new, empty, or an earlier attack's)")
     at.add_argument("--json", action="store_true", help="print one JSON summary on stdout")

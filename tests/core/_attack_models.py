@@ -49,3 +49,10 @@ class CornerBrightness(nn.Module):
 
     def forward(self, crops: torch.Tensor) -> torch.Tensor:
         return crops[:, : self.corner, : self.corner].mean(dim=(-2, -1))
+
+
+class BentHead(nn.Module):
+    """f(z) = 0.3 − z0 + 3·z0² − 10·z0·z1: one FGSM step never flips it (z1's gradient is 0 at z = 0), PGD does."""
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return 0.3 - z[:, 0] + 3 * z[:, 0] ** 2 - 10 * z[:, 0] * z[:, 1]

@@ -47,6 +47,9 @@ def test_audit_separates_a_central_reader_from_a_corner_reader(cells):
     assert central["outside_replaced_flip_rate"] < corner["outside_replaced_flip_rate"]
     assert central["frozen_central_flip_rate"] is None  # Scheme 1 has no latents
     assert len(central["noise_flip_rate"]) == 3
+    # a model linear in the pixels has one minimal ε, whichever attack searches it
+    assert central["minimal_flipped_share"] == central["minimal_flipped_share_fgsm"] > 0.5
+    assert central["median_minimal_epsilon"] == pytest.approx(central["median_minimal_epsilon_fgsm"])
 
 
 def test_shortcut_test_flips_only_heads_reading_surroundings(cells):
@@ -55,8 +58,8 @@ def test_shortcut_test_flips_only_heads_reading_surroundings(cells):
     nucleus_only[[0, 1, 2]] = 1.0
     surroundings = torch.zeros(32)
     surroundings[[0, 9]] = torch.tensor([1.0, 4.0])
-    reads_nucleus = run_audit(SchemeModel(LinearHead(nucleus_only), 3, "nucleus", vae), cells, n_minimal=5)
-    reads_more = run_audit(SchemeModel(LinearHead(surroundings), 2, "shortcut", vae), cells, n_minimal=5)
+    reads_nucleus = run_audit(SchemeModel(LinearHead(nucleus_only), 3, "nucleus", vae), cells, n_minimal=3)
+    reads_more = run_audit(SchemeModel(LinearHead(surroundings), 2, "shortcut", vae), cells, n_minimal=3)
     assert reads_nucleus["frozen_central_flip_rate"] == 0.0
     assert reads_more["frozen_central_flip_rate"] > 0.3
     assert reads_nucleus["frozen_latents"] == ["z0", "z1", "z2"]

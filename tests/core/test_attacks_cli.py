@@ -49,6 +49,18 @@ def test_attack_saves_a_result_that_reloads(labelled_project, heads, cell_ids, t
     assert saved["geometry"]["size_px"] == 64
 
 
+def test_minimal_pgd_search_from_the_command_line(labelled_project, heads, cell_ids, tmp_path, capsys):
+    ids = [str(i) for i in cell_ids[:3]]
+    code = main(["attack", str(labelled_project), "--head", str(heads / "dense_head"), "--cells", *ids,
+                 "--space", "latent", "--minimal", "--method", "pgd",
+                 "--out", str(tmp_path / "a"), "--json"])  # fmt: skip
+    assert code == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["method"] == "minimal_pgd"
+    for cell in summary["cells"]:  # a cell flips exactly when the search found its ε
+        assert cell["flipped"] == (cell["epsilon"] is not None)
+
+
 @pytest.mark.parametrize(
     ("extra", "message"),
     [
@@ -86,12 +98,13 @@ def test_latent_attack_on_scheme_1_and_missing_heads_are_explained(labelled_proj
 
 def test_audit_json_has_one_row_per_head(labelled_project, heads, tmp_path, capsys):
     code = main(["audit", str(labelled_project), "--heads", str(heads), "--out", str(tmp_path / "audit"),
-                 "--max-cells", "60", "--n-minimal", "10", "--json"])  # fmt: skip
+                 "--max-cells", "60", "--n-minimal", "4", "--json"])  # fmt: skip
     assert code == 0
     rows = json.loads(capsys.readouterr().out)
     assert [row["scheme"] for row in rows] == [2]
     keys = {"scheme", "head", "central_energy_share", "outside_replaced_flip_rate", "rotation_disagreement",
-            "noise_flip_rate", "frozen_central_flip_rate", "median_minimal_epsilon"}  # fmt: skip
+            "noise_flip_rate", "frozen_central_flip_rate", "median_minimal_epsilon",
+            "median_minimal_epsilon_fgsm"}  # fmt: skip
     assert keys <= set(rows[0])
     assert len(rows[0]["noise_flip_rate"]) == 3
     assert 0 <= rows[0]["central_energy_share"] <= 1

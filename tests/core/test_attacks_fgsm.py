@@ -13,7 +13,7 @@ from napari_cellstate.core.config import CNNConfig, HeadConfig
 from napari_cellstate.core.heads import CNNClassifier
 from napari_cellstate.core.vae.fit import load_default_vae
 
-from ._attack_models import FormulaHead, LinearHead
+from ._attack_models import BentHead, FormulaHead, LinearHead
 
 
 @pytest.fixture(scope="module")
@@ -90,6 +90,35 @@ def test_minimal_epsilon_matches_the_linear_models_exact_flip_point():
     assert np.all(np.isnan(found[~reachable]))
     with torch.no_grad():
         assert np.all((model(perturbed)[reachable] >= 0).numpy() != (model(z)[reachable] >= 0).numpy())
+
+
+def test_minimal_pgd_finds_flips_one_fgsm_step_cannot():
+    model, z = BentHead(), torch.zeros(2, 2)
+    by_fgsm, _ = minimal_epsilon(model, z, attack="fgsm", max_epsilon=2.0, step=0.05)
+    assert np.all(np.isnan(by_fgsm))  # along the FGSM ray f = 0.3 − ε + 3ε² stays above 0
+    by_pgd, perturbed = minimal_epsilon(model, z, attack="pgd", max_epsilon=2.0, step=0.05)
+    assert np.all(by_pgd <= 0.5)
+    with torch.no_grad():
+        assert np.all(model(perturbed).numpy() < 0)
+    assert np.all(perturbed.abs().amax(dim=1).numpy() <= by_pgd + 1e-6)  # inside the L∞ ball of radius ε
+    # a linear model has one answer: both searches find its exact flip point
+    weights = torch.tensor([1.0, -2.0, 0.5])
+    linear, points = LinearHead(weights, bias=0.3), torch.randn(6, 3, generator=torch.Generator().manual_seed(1))
+    exact = (linear(points).abs() / weights.abs().sum()).numpy()
+    found, _ = minimal_epsilon(linear, points, attack="pgd", max_epsilon=2.0, step=0.01)
+    assert np.all(np.abs(found - exact) <= 0.01 + 1e-6)
+
+
+def test_confident_cells_are_attacked_too():
+    # f = 29 + w·z: the cross-entropy's gradient σ(f) − 1 rounds to 0 in float32, the margin's does not
+    weights = torch.tensor([1.0, -2.0, 0.5, 1.5])
+    model = LinearHead(weights, bias=29.0)
+    z = torch.zeros(3, 4)
+    assert float(model(z)[0]) == 29.0
+    attacked = fgsm(model, z, 6.0)
+    torch.testing.assert_close(attacked, -6.0 * torch.sign(weights).expand(3, 4))
+    found, _ = minimal_epsilon(model, z, max_epsilon=8.0, step=0.5)
+    assert found.tolist() == [6.0] * 3  # 29 / ‖w‖₁ = 5.8, on a grid of 0.5
 
 
 @pytest.mark.parametrize("epsilon", [0.0, -0.5, math.nan])

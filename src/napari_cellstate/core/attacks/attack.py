@@ -24,7 +24,8 @@ __all__ = ["DEFAULT_EPSILON", "SPACES", "AttackResult", "attack_cells", "freeze_
 SPACES = ("image", "latent")
 #: The paper's figures: ε = 0.5 on standardised crops, 1.0 on latents.
 DEFAULT_EPSILON = {"image": 0.5, "latent": 1.0}
-METHODS = ("fgsm", "pgd", "minimal")
+#: "minimal" searches the smallest FGSM step that flips each cell, "minimal_pgd" the smallest PGD radius.
+METHODS = ("fgsm", "pgd", "minimal", "minimal_pgd")
 
 
 @dataclass
@@ -39,7 +40,7 @@ class AttackResult:
     space : str
         "image" or "latent".
     method : str
-        "fgsm", "pgd" or "minimal" (the smallest FGSM ε that flips each cell).
+        "fgsm", "pgd", "minimal" (the smallest FGSM ε that flips each cell) or "minimal_pgd" (the smallest PGD ε).
     frozen : list of int
         Latents held fixed (latent attacks).
     cells : DataFrame
@@ -142,8 +143,8 @@ def iter_attack_cells(
     space : {"image", "latent"}, default="image"
         Latent attacks perturb the posterior means (Schemes 2-4 only).
     epsilon : float, optional
-        FGSM/PGD step (L∞ radius); default :data:`DEFAULT_EPSILON` of the space. Ignored by ``"minimal"``.
-    method : {"fgsm", "pgd", "minimal"}, default="fgsm"
+        FGSM/PGD step (L∞ radius); default :data:`DEFAULT_EPSILON` of the space. Ignored by the minimal searches.
+    method : {"fgsm", "pgd", "minimal", "minimal_pgd"}, default="fgsm"
     frozen : sequence of int
         Latents to hold fixed (latent space).
     cells : DataFrame, optional
@@ -181,8 +182,9 @@ def iter_attack_cells(
     for start in range(0, n, batch_size):
         batch = torch.as_tensor(np.asarray(crops[start : start + batch_size], dtype=np.float32))
         x = scheme.encode(batch) if space == "latent" else batch
-        if method == "minimal":
-            eps, xt = minimal_epsilon(model, x, bounds=bounds, mask=mask, max_epsilon=max_epsilon)
+        if method.startswith("minimal"):
+            search = "pgd" if method == "minimal_pgd" else "fgsm"
+            eps, xt = minimal_epsilon(model, x, attack=search, bounds=bounds, mask=mask, max_epsilon=max_epsilon)
         else:
             attack = fgsm if method == "fgsm" else pgd
             xt, eps = attack(model, x, epsilon, bounds=bounds, mask=mask), np.full(len(x), epsilon)

@@ -10,8 +10,10 @@ For each model, on the same test cells:
 3. noise — ``noise_flip_rate``: class changes under added noise at each of ``noise_levels``;
 4. the shortcut test — ``frozen_central_flip_rate``: latent FGSM (ε = 1) with the central-cell latents frozen
    (None for Scheme 1, which has no latents);
-5. ``median_minimal_epsilon``: median over cells of the smallest image-space FGSM ε that flips the cell (cells
-   not flipped up to the search's maximum count as larger than every flipped one; None when that is most).
+5. ``median_minimal_epsilon``: median over cells of the smallest image-space ε at which PGD flips the cell (cells
+   not flipped up to the search's maximum count as larger than every flipped one; None when that is most), and
+   ``minimal_flipped_share``, the share flipped within the maximum; ``median_minimal_epsilon_fgsm`` and
+   ``minimal_flipped_share_fgsm`` the same along one FGSM step (:mod:`~napari_cellstate.core.attacks.minimal`).
 
 The FGSM perturbation itself has the same magnitude ε on every pixel with a non-zero gradient, so its energy
 share would only measure the mask's area: the gradient's energy shows where the model is sensitive.
@@ -31,7 +33,7 @@ from ..progress import Progress, run_to_completion
 from .attack import DEFAULT_EPSILON, freeze_mask
 from .fgsm import CROP_BOUNDS, fgsm, loss_gradient
 from .masks import SYMMETRIES, add_noise, central_nucleus_masks, replace_outside
-from .minimal import minimal_epsilon
+from .minimal import MINIMAL_ATTACKS, minimal_epsilon
 from .models import AttackError, SchemeModel
 
 __all__ = [
@@ -60,6 +62,8 @@ AUDIT_COLUMNS = (
     "frozen_latents",
     "median_minimal_epsilon",
     "minimal_flipped_share",
+    "median_minimal_epsilon_fgsm",
+    "minimal_flipped_share_fgsm",
 )
 
 
@@ -132,12 +136,12 @@ def iter_audit(
     cells : AuditCells
         From :func:`prepare_audit_cells`.
     n_minimal : int, default=100
-        Cells (the first ones) searched for their minimal ε, a per-cell search.
+        Cells (the first ones) searched for their minimal ε, a per-cell search (PGD, then FGSM).
     """
     image = scheme.image_model()
     crops = cells.crops
     n = len(crops)
-    steps = 6
+    steps = 4 + len(MINIMAL_ATTACKS)
     yield Progress(0, steps, f"Scheme {scheme.number} ({scheme.name}): classes of the edited crops")
     base = _classes(image, crops, batch_size)
 
@@ -167,11 +171,12 @@ def iter_audit(
         with torch.no_grad():
             frozen_rate = float(np.mean(((model(attacked) >= 0).numpy()) != base))
 
-    yield Progress(4, steps, f"Scheme {scheme.number}: minimal ε of {min(n_minimal, n)} cells")
     chosen = torch.from_numpy(crops[:n_minimal])
-    epsilon, _ = minimal_epsilon(image, chosen, bounds=CROP_BOUNDS)
-    ranked = np.where(np.isnan(epsilon), np.inf, epsilon)
-    median = float(np.median(ranked))
+    minimal = {}
+    for k, attack in enumerate(MINIMAL_ATTACKS):
+        yield Progress(4 + k, steps, f"Scheme {scheme.number}: minimal {attack.upper()} ε of {len(chosen)} cells")
+        searched = minimal_epsilon(image, chosen, attack=attack, bounds=CROP_BOUNDS)[0] if len(chosen) else []
+        minimal[attack] = _median_minimal(np.asarray(searched, dtype=float))
     yield Progress(steps, steps, f"Scheme {scheme.number}: audited")
     return {
         "scheme": scheme.number,
@@ -184,9 +189,26 @@ def iter_audit(
         "noise_flip_rate": noise,
         "frozen_central_flip_rate": frozen_rate,
         "frozen_latents": [latent_name(j) for j in cells.central_latents] if scheme.reads_latents else [],
-        "median_minimal_epsilon": median if np.isfinite(median) else None,
-        "minimal_flipped_share": float(np.mean(np.isfinite(ranked))),
+        "median_minimal_epsilon": minimal["pgd"][0],
+        "minimal_flipped_share": minimal["pgd"][1],
+        "median_minimal_epsilon_fgsm": minimal["fgsm"][0],
+        "minimal_flipped_share_fgsm": minimal["fgsm"][1],
     }
+
+
+def _median_minimal(epsilon: np.ndarray) -> tuple[float | None, float | None]:
+    """Median minimal ε (unflipped cells rank above every flipped one; None if they are the median) and flipped share.
+
+    >>> _median_minimal(np.array([0.1, 0.3, np.nan]))
+    (0.3, 0.6666666666666666)
+    >>> _median_minimal(np.array([]))  # no cell searched
+    (None, None)
+    """
+    if epsilon.size == 0:
+        return None, None
+    ranked = np.where(np.isnan(epsilon), np.inf, epsilon)
+    median = float(np.median(ranked))
+    return (median if np.isfinite(median) else None), float(np.mean(np.isfinite(ranked)))
 
 
 def run_audit(scheme: SchemeModel, cells: AuditCells, **kwargs) -> dict:
