@@ -10,11 +10,11 @@ from __future__ import annotations
 
 from collections.abc import Generator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import napari
 import pandas as pd
 from magicgui.widgets import ComboBox, Container, FloatSpinBox, LineEdit, SpinBox
-from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
 from qtpy.QtWidgets import QLabel, QPushButton, QVBoxLayout, QWidget
 
 from ...core.objects import latent_name
@@ -22,7 +22,10 @@ from ...core.progress import Progress
 from ...core.symbolic.operators import DEFAULT_OPERATORS
 from .._layers import CELLS_LAYER, cells_layer, colour_cells_by_class
 from .._project import ProjectField, project_state
-from .._workers import RunPanel
+from .._workers import RunPanel, core_step
+
+if TYPE_CHECKING:  # matplotlib is loaded by the search's worker, with the Pareto front's figure
+    from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
 
 SAVED_NAME = "symbolic"
 
@@ -30,15 +33,21 @@ SAVED_NAME = "symbolic"
 def iter_discover_for_project(
     project: str, head: str | None, inputs: list[str] | None, target: str, settings
 ) -> Generator[Progress, None, tuple]:
-    """Read the project's labelled cells (off the GUI thread), then search; returns ``(result, inputs)``."""
+    """Read the project's labelled cells (off the GUI thread), then search; returns ``(result, inputs, front)``.
+
+    ``front`` is the Pareto front's figure, made here too (with matplotlib's Qt canvas module loaded for it).
+    """
+    import matplotlib.backends.backend_qtagg  # noqa: F401  (loaded here, not on the GUI thread)
+
     from ...core.symbolic.data import inputs_from_project
+    from ...core.symbolic.plots import pareto_figure
     from ...core.symbolic.search import iter_discover_for
 
     yield Progress(0, settings.restarts, "reading the labelled cells ...")
     chosen = inputs_from_project(project, head=head or None, inputs=inputs or None, target=target)
     yield Progress(0, settings.restarts, f"searching over {', '.join(chosen.names)} ...")
     result = yield from iter_discover_for(chosen, settings)
-    return result, chosen
+    return result, chosen, pareto_figure(result)
 
 
 class DiscoverExpressionWidget(QWidget):
@@ -140,13 +149,13 @@ class DiscoverExpressionWidget(QWidget):
         )
 
     def _found(self, found: tuple) -> None:
-        from ...core.symbolic.plots import pareto_figure
+        from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
 
-        self.result, self.chosen_inputs = found
+        self.result, self.chosen_inputs, front = found
         if self.canvas is not None:
             self.plot_area.removeWidget(self.canvas)
             self.canvas.deleteLater()
-        self.canvas = FigureCanvasQTAgg(pareto_figure(self.result))
+        self.canvas = FigureCanvasQTAgg(front)
         self.canvas.setMinimumHeight(300)
         self.canvas.mpl_connect("button_press_event", self._clicked)
         self.plot_area.addWidget(self.canvas)
@@ -183,13 +192,11 @@ class DiscoverExpressionWidget(QWidget):
 
     def apply(self) -> None:
         """Score every cell of the project with the chosen formula, in a worker; then colour the cells."""
-        from ...core.heads.apply import iter_apply_head
-
         if self.result is None:
             self.apply_panel.status.setText("Discover a formula first.")
             return
         module = self.result.expression.torch_module(self.chosen_inputs.columns)
-        self.apply_panel.start(iter_apply_head, self._applied, self.project.value, module)
+        self.apply_panel.start(core_step("heads.apply", "iter_apply_head"), self._applied, self.project.value, module)
 
     def _applied(self, objects: pd.DataFrame) -> None:
         from ...core.heads.apply import CLASS_COLUMN, SCORE_COLUMN

@@ -13,9 +13,6 @@ from qtpy.QtWidgets import QFormLayout, QLabel, QSlider, QVBoxLayout, QWidget
 
 from ...core.objects import latent_name, latent_name_list
 from ...core.progress import Progress
-from ...core.vae.encode import decode_latents, iter_encode_project, traversal_grid
-from ...core.vae.fit import load_default_vae
-from ...core.vae.naming import latent_names, name_latents
 from .._layers import CELLS_LAYER, grid_labels_layer, show_beside
 from .._project import ProjectField, project_state
 from .._workers import LatestCall, RunPanel
@@ -80,13 +77,12 @@ class LatentExplorerWidget(QWidget):
         return self.pictures.busy
 
     def _encoded(self, returned) -> None:
-        self.model, objects, named = returned
+        self.model, objects, named, self.latent_labels = returned
         self.objects = objects
         dims = self.model.cfg.n_latents
         best_named = np.argsort(-np.abs(named["r"].to_numpy()))
         if not self.chosen.value.strip():  # start with the latents most tied to morphology
             self.chosen.value = ", ".join(str(j) for j in best_named[:N_SLIDERS])
-        self.latent_labels = latent_names(named)
         self.names.setText("\n".join(self.latent_labels[j] for j in best_named[:8]))
         if CELLS_LAYER in self.viewer.layers:
             cells = self.viewer.layers[CELLS_LAYER]
@@ -153,7 +149,7 @@ class LatentExplorerWidget(QWidget):
         z = self.base.copy()
         for j, slider in zip(self.chosen_latents(), self.sliders, strict=False):
             z[j] = slider.value() / 10
-        self.pictures.submit(decode_latents, lambda images: self._show(EXPLORER_LAYER, images[0]), self.model, z[None])
+        self.pictures.submit(_decoded, lambda image: self._show(EXPLORER_LAYER, image), self.model, z)
 
     def _show(self, name: str, image: np.ndarray) -> None:
         """The image right of what the viewer holds, at the movie's pixel size; the cells layer stays active."""
@@ -186,16 +182,28 @@ def _short_name(label: str) -> str:
 
 def _pictures(model, base: np.ndarray, latents: list[int]) -> tuple[np.ndarray, np.ndarray]:
     """The traversal grid around ``base`` and ``base`` decoded (in a worker)."""
+    from ...core.vae.encode import traversal_grid
+
     grid = traversal_grid(model, base, latents, np.asarray(TRAVERSAL_VALUES))
-    return grid, decode_latents(model, base[None])[0]
+    return grid, _decoded(model, base)
+
+
+def _decoded(model, z: np.ndarray) -> np.ndarray:
+    """One latent vector (n_latents,) decoded to its crop (S, S) (in a worker)."""
+    from ...core.vae.encode import decode_latents
+
+    return decode_latents(model, z[None])[0]
 
 
 def _iter_load_and_encode(project: str, model_path: str) -> Generator[Progress, None, tuple]:
     """Load the packaged β-TCVAE (or the one at ``model_path``), encode the project, name the latents: off the GUI."""
     from ...core.vae import load_vae
+    from ...core.vae.encode import iter_encode_project
+    from ...core.vae.fit import load_default_vae
+    from ...core.vae.naming import latent_names, name_latents
 
     yield Progress(0, 1, "loading the β-TCVAE ...", stage="loading")
     model = load_default_vae()[0] if model_path in ("", PACKAGED) else load_vae(model_path)[0]
     objects = yield from iter_encode_project(project, model)
     named = name_latents(objects[latent_name_list(model.cfg.n_latents)].to_numpy(), objects)
-    return model, objects, named
+    return model, objects, named, latent_names(named)
