@@ -166,6 +166,7 @@ class LatentExplorerWidget(QWidget):
             if len(layer.data) == len(data):  # the same grid for another cell: new names in place, no new layer
                 layer.features = kwargs["features"]
                 layer.data = data
+                layer.metadata = kwargs["metadata"]
                 return
             self.viewer.layers.remove(TRAVERSAL_LABELS)
         active = self.viewer.layers.selection.active
