@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import pandas as pd
 from napari.types import LayerDataTuple
 from napari.utils.colormaps.standardize_color import transform_color
 
-from ..core.preview import display_range
 from ..core.states import STATE_COLOURS
+
+if TYPE_CHECKING:  # pandas loads with the first table, in a worker, not with the panel
+    import pandas as pd
 
 MOVIE_LAYER = "cellstate movie"
 LABELS_LAYER = "cellstate labels"
@@ -32,6 +35,8 @@ def _placement(pixel_size_um: float) -> dict:
 
 def movie_layer(movie: np.ndarray, pixel_size_um: float, name: str = MOVIE_LAYER) -> LayerDataTuple:
     """Image layer of a (T, Y, X) movie in micrometres."""
+    from ..core.preview import display_range
+
     return (
         movie,
         {
@@ -258,6 +263,8 @@ def grid_labels_layer(image_layer, rows: list[str], columns: list[str], cell_px:
     size (a fraction of a grid cell, zooming with the grid), so where it ends is known: the layer's
     ``metadata["text_right"]``, which :func:`right_of_everything` keeps clear of the next image.
     """
+    import pandas as pd
+
     scale = np.asarray(image_layer.scale[-2:], float)
     origin = np.asarray(image_layer.translate[-2:], float)
     cell = cell_px * scale

@@ -13,11 +13,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import napari
-import pandas as pd
 from magicgui.widgets import ComboBox, Container, FloatSpinBox, LineEdit, SpinBox
 from qtpy.QtWidgets import QLabel, QPushButton, QVBoxLayout, QWidget
 
-from ...core.objects import latent_name
 from ...core.progress import Progress
 from ...core.symbolic.operators import DEFAULT_OPERATORS
 from .._layers import CELLS_LAYER, cells_layer, colour_cells_by_class
@@ -25,6 +23,7 @@ from .._project import ProjectField, project_state
 from .._workers import RunPanel, core_step
 
 if TYPE_CHECKING:  # matplotlib is loaded by the search's worker, with the Pareto front's figure
+    import pandas as pd
     from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
 
 SAVED_NAME = "symbolic"
@@ -122,6 +121,7 @@ class DiscoverExpressionWidget(QWidget):
     def prefill_inputs(self) -> None:
         """Fill the inputs with the latents the project's sparse head kept."""
         from ...core.heads import load_head
+        from ...core.objects import latent_name
         from ...core.symbolic.data import default_head_path
 
         path = self.head.value or default_head_path(self.project.value)

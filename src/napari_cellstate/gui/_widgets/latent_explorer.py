@@ -3,19 +3,21 @@
 from __future__ import annotations
 
 from collections.abc import Generator
+from typing import TYPE_CHECKING
 
 import napari
 import numpy as np
-import pandas as pd
 from magicgui.widgets import Container, LineEdit
 from qtpy.QtCore import Qt
 from qtpy.QtWidgets import QFormLayout, QLabel, QSlider, QVBoxLayout, QWidget
 
-from ...core.objects import latent_name, latent_name_list
 from ...core.progress import Progress
 from .._layers import CELLS_LAYER, grid_labels_layer, show_beside
 from .._project import ProjectField, project_state
 from .._workers import LatestCall, RunPanel
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 PACKAGED = "(packaged model)"
 TRAVERSAL_LAYER = "cellstate latent traversal"
@@ -77,6 +79,8 @@ class LatentExplorerWidget(QWidget):
         return self.pictures.busy
 
     def _encoded(self, returned) -> None:
+        from ...core.objects import latent_name_list
+
         self.model, objects, named, self.latent_labels = returned
         self.objects = objects
         dims = self.model.cfg.n_latents
@@ -106,6 +110,10 @@ class LatentExplorerWidget(QWidget):
         return [j for j in picked if self.model is not None and 0 <= j < self.model.cfg.n_latents][:N_SLIDERS]
 
     def _selected_latents(self) -> np.ndarray:
+        import pandas as pd
+
+        from ...core.objects import latent_name, latent_name_list
+
         dims = self.model.cfg.n_latents
         if CELLS_LAYER in self.viewer.layers and self.viewer.layers[CELLS_LAYER].selected_data:
             cells = self.viewer.layers[CELLS_LAYER]
@@ -127,6 +135,8 @@ class LatentExplorerWidget(QWidget):
         self, base: np.ndarray, latents: list[int], grid: np.ndarray, cell: np.ndarray
     ) -> Generator[None, None, None]:
         """The pictures made in the worker, a layer per turn of the event loop (napari draws between them)."""
+        from ...core.objects import latent_name
+
         self.base = base
         self._show(TRAVERSAL_LAYER, grid)
         yield
@@ -158,6 +168,8 @@ class LatentExplorerWidget(QWidget):
 
     def _label_traversal(self, latents: list[int], size: int) -> None:
         """Row labels (latent names) and column labels (values) over the traversal grid."""
+        from ...core.objects import latent_name
+
         rows = [_short_name(self.latent_labels[j]) if j < len(self.latent_labels) else latent_name(j) for j in latents]
         columns = [f"{v:g}" for v in TRAVERSAL_VALUES]
         data, kwargs, _ = grid_labels_layer(self.viewer.layers[TRAVERSAL_LAYER], rows, columns, size, TRAVERSAL_LABELS)
@@ -198,6 +210,7 @@ def _decoded(model, z: np.ndarray) -> np.ndarray:
 
 def _iter_load_and_encode(project: str, model_path: str) -> Generator[Progress, None, tuple]:
     """Load the packaged β-TCVAE (or the one at ``model_path``), encode the project, name the latents: off the GUI."""
+    from ...core.objects import latent_name_list
     from ...core.vae import load_vae
     from ...core.vae.encode import iter_encode_project
     from ...core.vae.fit import load_default_vae

@@ -20,7 +20,6 @@ from typing import TYPE_CHECKING, Any
 
 import napari
 import numpy as np
-import pandas as pd
 from magicgui.widgets import CheckBox, ComboBox, Container, FloatSpinBox, SpinBox
 from qtpy.QtCore import Qt
 from qtpy.QtGui import QColor
@@ -41,7 +40,6 @@ from qtpy.QtWidgets import (
 )
 
 from ...core.config import Activation, HeadConfig, HeadScheme, RigLConfig
-from ...core.objects import latent_name_list
 from ...core.states import CellState
 from .._figures import (
     FigureWindow,
@@ -58,7 +56,8 @@ from .._layers import cells_layer, cells_layer_names, colour_cells_by_class, set
 from .._project import ProjectField, project_state
 from .._workers import LatestCall, RunPanel, core_step
 
-if TYPE_CHECKING:  # torch and matplotlib are imported by the workers that train heads and draw figures
+if TYPE_CHECKING:  # torch, matplotlib and pandas are imported by the workers that train heads and draw figures
+    import pandas as pd
     from matplotlib.figure import Figure
 
     from ...core.heads.session import TrainHeadsResult
@@ -473,6 +472,8 @@ class TrainHeadsWidget(QWidget):
 
         The training data's latents when the head fits them, else those of the last movie a head was applied to.
         """
+        from ...core.objects import latent_name_list
+
         n_inputs = model.cfg.n_inputs
         if self.result is not None and self.result.data.n_latents == n_inputs:
             return np.asarray(self.result.data.latents), self.result.decode
