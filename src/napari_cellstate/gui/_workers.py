@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import importlib
 import inspect
 import os
 import sys
@@ -43,21 +42,6 @@ def _run(gen: Generator[Progress, None, Any], cancelled: threading.Event) -> Gen
         return None
     finally:
         gen.close()
-
-
-def core_step(module: str, name: str) -> Callable[..., Generator[Progress, None, Any]]:
-    """The core generator function ``napari_cellstate.core.<module>.<name>``, imported by the worker that runs it.
-
-    For :meth:`RunPanel.start`: the widget module, loaded with the panel on napari's GUI thread, then imports
-    nothing heavy (torch, matplotlib) itself.
-    """
-
-    def step(*args: Any, **kwargs: Any) -> Generator[Progress, None, Any]:
-        function = getattr(importlib.import_module(f"napari_cellstate.core.{module}"), name)
-        return (yield from function(*args, **kwargs))
-
-    step.__name__ = step.__qualname__ = name
-    return step
 
 
 PROGRESS_MS = 100  # progress shown at most ten times a second

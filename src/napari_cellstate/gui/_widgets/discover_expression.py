@@ -18,9 +18,10 @@ from qtpy.QtWidgets import QLabel, QPushButton, QVBoxLayout, QWidget
 
 from ...core.progress import Progress
 from ...core.symbolic.operators import DEFAULT_OPERATORS
+from .._apply import iter_apply_and_keep, scheme_columns
 from .._layers import CELLS_LAYER, cells_layer, colour_cells_by_class
 from .._project import ProjectField, project_state
-from .._workers import RunPanel, core_step
+from .._workers import RunPanel
 
 if TYPE_CHECKING:  # matplotlib is loaded by the search's worker, with the Pareto front's figure
     import pandas as pd
@@ -196,7 +197,7 @@ class DiscoverExpressionWidget(QWidget):
             self.apply_panel.status.setText("Discover a formula first.")
             return
         module = self.result.expression.torch_module(self.chosen_inputs.columns)
-        self.apply_panel.start(core_step("heads.apply", "iter_apply_head"), self._applied, self.project.value, module)
+        self.apply_panel.start(iter_apply_and_keep, self._applied, self.project.value, module, scheme=SAVED_NAME)
 
     def _applied(self, objects: pd.DataFrame) -> None:
         from ...core.heads.apply import CLASS_COLUMN, SCORE_COLUMN
@@ -209,7 +210,7 @@ class DiscoverExpressionWidget(QWidget):
             data, kwargs, _ = cells_layer(objects, float(sources[0].get("pixel_size_um") or 1.0))
             layer = self.viewer.add_points(data, **kwargs)
         try:
-            colour_cells_by_class(layer, objects, CLASS_COLUMN, columns=(SCORE_COLUMN,))
+            colour_cells_by_class(layer, objects, CLASS_COLUMN, columns=(SCORE_COLUMN, *scheme_columns(SAVED_NAME)))
         except ValueError as err:
             self.apply_panel.status.setText(str(err))
             return

@@ -41,6 +41,7 @@ from qtpy.QtWidgets import (
 
 from ...core.config import Activation, HeadConfig, HeadScheme, RigLConfig
 from ...core.states import CellState
+from .._apply import iter_apply_and_keep, scheme_columns
 from .._figures import (
     FigureWindow,
     as_list,
@@ -54,7 +55,7 @@ from .._figures import (
 )
 from .._layers import cells_layer, cells_layer_names, colour_cells_by_class, set_legend
 from .._project import ProjectField, project_state
-from .._workers import LatestCall, RunPanel, core_step
+from .._workers import LatestCall, RunPanel
 
 if TYPE_CHECKING:  # torch, matplotlib and pandas are imported by the workers that train heads and draw figures
     import pandas as pd
@@ -560,16 +561,21 @@ class TrainHeadsWidget(QWidget):
             self.apply_panel.fail("Train or load a head first.")
             return
         self.apply_panel.start(
-            core_step("heads.apply", "iter_apply_head"), self._applied, self.project.value, head.model, card=head.card
+            iter_apply_and_keep,
+            lambda objects, scheme=head.scheme: self._applied(objects, scheme),
+            self.project.value,
+            head.model,
+            scheme=head.scheme,
+            card=head.card,
         )
 
-    def _applied(self, objects: pd.DataFrame) -> None:
+    def _applied(self, objects: pd.DataFrame, scheme: str) -> None:
         from ...core.heads.apply import CLASS_COLUMN, SCORE_COLUMN
 
         self.applied = objects
         layer = self._cells_layer(objects)
         try:
-            colour_cells_by_class(layer, objects, CLASS_COLUMN, columns=(SCORE_COLUMN,))
+            colour_cells_by_class(layer, objects, CLASS_COLUMN, columns=(SCORE_COLUMN, *scheme_columns(scheme)))
         except ValueError as err:  # a Points layer that is not the cells of this project
             self.apply_panel.fail(f"{err} Choose the cells layer made by Track & crop.")
             return
