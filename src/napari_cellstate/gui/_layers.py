@@ -284,6 +284,7 @@ def grid_labels_layer(image_layer, rows: list[str], columns: list[str], cell_px:
         "text": {"string": "{text}", "color": "white", "size": size, "scaling": True, "anchor": "center"},
         "size": 0,
         "face_color": "transparent",
+        "border_color": "transparent",  # no dot at the text's centre
         "border_width": 0,
         "metadata": {"text_right": left + char * max((len(label) for label in rows), default=0)},
     }

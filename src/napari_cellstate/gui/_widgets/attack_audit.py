@@ -204,12 +204,12 @@ def attack_name(head: str, request: dict) -> str:
 
 def _saved_heads_and_attacks(project: str) -> tuple[list[str], list[str]]:
     """The names of the project's saved heads (newest first) and of its saved attacks (in a worker)."""
+    folder = Path(project) / ATTACKS_FOLDER
+    attacks = sorted(p.name for p in folder.iterdir() if (p / "attack.json").exists()) if folder.is_dir() else []
+    if not any(Path(project).glob("heads/*.safetensors")):  # none: torch need not load (its load stalls napari)
+        return [], attacks
     from ...core.heads.session import saved_heads
 
-    folder = Path(project) / ATTACKS_FOLDER if project else None
-    attacks = []
-    if folder is not None and folder.is_dir():
-        attacks = sorted(p.name for p in folder.iterdir() if (p / "attack.json").exists())
     return [card.stem for card in saved_heads(project)], attacks
 
 

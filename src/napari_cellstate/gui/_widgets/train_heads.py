@@ -653,6 +653,8 @@ def _read_head(path: str | Path) -> tuple[str, _Head]:
 
 def _read_saved_heads(project: str) -> tuple[list[tuple[str, _Head]], list[str]]:
     """The project's saved heads, listed and read (in a worker); and a message for each that could not be read."""
+    if not any(Path(project).glob("heads/*.safetensors")):  # none: torch need not load (its load stalls napari)
+        return [], []
     from ...core.heads.session import saved_heads
     from ...core.model_files import ModelFileError
 
