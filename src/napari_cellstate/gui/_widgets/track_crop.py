@@ -210,7 +210,9 @@ def show_project_layers(viewer, layers) -> Generator[None, None, None]:
         rings = isinstance(layer, napari.layers.Points) and np.max(layer.size, initial=0) > 0  # not text labels
         if rings and not is_cells_layer(layer) and layer.visible:
             layer.visible = False
+            yield
     cells = next((layer for layer in reversed(viewer.layers) if is_cells_layer(layer)), None)
     if cells is not None:
-        viewer.layers.selection.active = cells
+        viewer.layers.selection.active = cells  # napari rebuilds the layer controls: a turn of its own
+        yield
         set_legend(viewer)
