@@ -68,7 +68,7 @@ def test_perturbation_layer_sits_on_the_cell(make_napari_viewer, size, window):
     assert widget.gallery.content.pixmap_full.width() > 100
 
 
-def test_attack_without_a_head_or_cells_says_what_to_do(make_napari_viewer, tmp_path):
+def test_attack_without_a_head_or_cells_says_what_to_do(make_napari_viewer, qtbot, tmp_path):
     from napari_cellstate.core.config import HeadConfig
     from napari_cellstate.core.heads import MLPHead, save_head
 
@@ -78,6 +78,7 @@ def test_attack_without_a_head_or_cells_says_what_to_do(make_napari_viewer, tmp_
     assert "saved head" in widget.attack_panel.status.text()
     save_head(tmp_path / "heads" / "toy", MLPHead(HeadConfig(n_inputs=4, hidden=(4,))), {"scheme": "dense"})
     widget.refresh()
+    qtbot.waitUntil(lambda: not widget.lister.busy, timeout=30_000)
     assert widget.head.value == "toy"  # the project's saved heads are offered
     assert widget.run_attack() is None
     assert "select cells" in widget.attack_panel.status.text()

@@ -22,6 +22,7 @@ def test_discover_pick_save_and_apply_on_a_project(make_napari_viewer, qtbot, la
     widget.project.value = str(labelled_project)
 
     widget.prefill_inputs()  # no sparse head in this project: says what to do
+    _wait(widget.panel, qtbot)
     assert "No sparse head" in widget.panel.status.text()
     widget.discover()  # neither head nor inputs: the core's message
     _wait(widget.panel, qtbot)
@@ -60,9 +61,11 @@ def test_discover_pick_save_and_apply_on_a_project(make_napari_viewer, qtbot, la
     assert "head_class" in viewer.layers[CELLS_LAYER].features
 
 
-def test_a_bad_operator_is_refused_before_searching(make_napari_viewer):
+def test_a_bad_operator_is_refused_before_searching(make_napari_viewer, qtbot, tmp_path):
     widget = DiscoverExpressionWidget(make_napari_viewer())
+    widget.project.value = tmp_path
     widget.operators.value = "+ erf"
     widget.discover()
+    _wait(widget.panel, qtbot)
     assert "Unknown operators" in widget.panel.status.text()
-    assert widget.panel.worker is None
+    assert widget.result is None

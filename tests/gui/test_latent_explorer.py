@@ -45,3 +45,24 @@ def test_encode_name_traverse_and_move_latents(make_napari_viewer, qtbot, small_
     widget.sliders[0].setValue(widget.sliders[0].value() + 20)
     qtbot.waitUntil(lambda: not widget.busy, timeout=30_000)
     assert not np.allclose(before, viewer.layers[EXPLORER_LAYER].data)
+
+
+def test_a_new_image_goes_right_of_the_grid_labels_text(make_napari_viewer):
+    """The decoded cell lands beside the traversal grid's row names, not over them (the text ends are known)."""
+    from napari_cellstate.gui._layers import grid_labels_layer, show_beside
+
+    viewer = make_napari_viewer()
+    viewer.add_image(np.zeros((100, 100), np.float32), scale=(0.33, 0.33))  # the movie
+    grid = show_beside(viewer, np.zeros((2 * 64, 7 * 64), np.float32), TRAVERSAL_LAYER, 0.33)
+    assert grid.translate[-1] > 100 * 0.33  # right of the movie
+    rows = ["z11 area", "z24 orientation (sin 2θ)"]
+    data, kwargs, _ = grid_labels_layer(grid, rows, [f"{v}" for v in range(-3, 4)], 64, "labels")
+    labels = viewer.add_points(data, **kwargs)
+    grid_right = grid.translate[-1] + 7 * 64 * 0.33
+    assert grid_right < data[0][1] < data[1][1]  # row names start right of the grid, centred on their points
+    text_right = labels.metadata["text_right"]
+    assert text_right > labels.extent.world[1][-1]  # the text reaches past its points
+
+    cell = show_beside(viewer, np.zeros((64, 64), np.float32), EXPLORER_LAYER, 0.33)
+    assert cell.translate[-1] >= text_right
+    assert viewer.layers.selection.active is not cell

@@ -46,7 +46,7 @@ def test_the_whole_mission_through_the_panel_then_the_project_comes_back(make_na
     names = {layer.name for layer in again.layers}
     assert {"synthetic H2B", LABELS_LAYER, TRACKS_LAYER, CELLS_LAYER} <= names
     restored = again.layers[CELLS_LAYER].features
-    assert {"label", "head_class", "head_score", "z0", "z31"} <= set(restored.columns)
+    assert {"label", "head_class", "head_score", "sparse_class", "sparse_score", "z0", "z31"} <= set(restored.columns)
     assert (restored["label"].astype(str).to_numpy() == truth.to_numpy()).all()
     assert (restored["head_class"].astype(str).to_numpy() == classes.to_numpy()).all()
     assert [layer.name for layer in again.layers if layer.name.startswith("attack: ")] == [attack_layers[0].name]

@@ -56,3 +56,29 @@ def test_the_chosen_project_is_remembered(tmp_path):
     state.path = ""
     with pytest.raises(ValueError, match="Project"):
         state.require()
+
+
+def test_each_schemes_predictions_come_back(project):
+    """Two heads applied one after the other: reopening the project shows both schemes' classes, not only the last."""
+    import torch
+
+    from napari_cellstate.core.config import HeadConfig
+    from napari_cellstate.core.heads import MLPHead
+    from napari_cellstate.core.progress import run_to_completion
+    from napari_cellstate.gui._apply import iter_apply_and_keep
+
+    torch.manual_seed(0)
+    applied = {}
+    for scheme, sign in (("dense", 1.0), ("sparse", -1.0)):
+        head = MLPHead(HeadConfig(n_inputs=32, hidden=(4,)))
+        with torch.no_grad():  # opposite signs: the two schemes disagree on every cell
+            head.layers[-1].weight.mul_(0.0)
+            head.layers[-1].bias.fill_(sign)
+        applied[scheme] = run_to_completion(iter_apply_and_keep(project, head, scheme=scheme, card={"scheme": scheme}))
+
+    layers = {kwargs["name"]: kwargs for _, kwargs, _ in project_layers(project)}
+    features = layers[CELLS_LAYER]["features"]
+    assert set(features["dense_class"].astype(str)) == {"metaphase"}
+    assert set(features["sparse_class"].astype(str)) == {"interphase"}
+    assert (features["head_class"].astype(str) == "interphase").all()  # the fill: the last head applied
+    np.testing.assert_allclose(features["dense_score"], 1.0)

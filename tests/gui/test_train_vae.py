@@ -26,7 +26,8 @@ def test_fine_tuning_shows_loss_curves_and_saves_the_model(make_napari_viewer, q
     assert widget.panel.last_error is None, widget.panel.status.text()
     assert all(len(widget.history[name]) >= 4 for name in CURVES)
     assert np.isfinite(widget.history["recon"]).all()
-    assert len(widget.axes.lines) == len(CURVES)
+    qtbot.waitUntil(lambda: not widget.plotter.busy, timeout=30_000)
+    assert len(widget.curves.figure.axes[0].lines) == len(CURVES)
     model, card = load_vae(widget.saved)
     assert model.cfg.n_latents == 32
     assert card["fine_tuned_from"]["path"].endswith("vae_default")

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 from napari.types import LayerDataTuple
 
-from ..core.attacks.attack import AttackResult
-from ..core.attacks.results import crop_placement
+if TYPE_CHECKING:
+    from ..core.attacks.attack import AttackResult
 
 __all__ = ["attack_layer_name", "perturbation_layer"]
 
@@ -21,8 +23,11 @@ def perturbation_layer(result: AttackResult, row: int, geometry: dict) -> LayerD
 
     A (1, S, S) image: the time axis puts it at the cell's frame only, and scale/translate (micrometres, as
     the movie layers) account for a crop window of ``window_px`` movie pixels resampled to ``size_px``. The
-    colormap is diverging and the contrast symmetric about 0, so white means "unchanged".
+    colormap is diverging and the contrast symmetric about 0, so white means "unchanged". Made in a worker (it
+    imports the attacks' torch code).
     """
+    from ..core.attacks.results import crop_placement
+
     cell = result.cells.iloc[row]
     image = np.asarray(result.image_maps()[row], dtype=np.float32)
     size = int(geometry.get("size_px") or image.shape[-1])

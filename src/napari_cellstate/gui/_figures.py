@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import numpy as np
-from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
-from matplotlib.figure import Figure
 from qtpy.QtCore import Qt
 from qtpy.QtGui import QImage, QPixmap
 from qtpy.QtWidgets import QGridLayout, QGroupBox, QLabel, QScrollArea, QSizePolicy, QVBoxLayout, QWidget
+
+if TYPE_CHECKING:  # matplotlib is imported where figures are made and drawn: in workers, not with the panel
+    from matplotlib.figure import Figure
 
 FIGURE_DPI = 110  # figures drawn for docks: sharp at their width, light to render
 #: Matplotlib is not thread-safe (shared font caches): workers make and draw figures one at a time.
@@ -143,7 +145,7 @@ class FigureWindow(QWidget):
 
     def __init__(self, figures: list[Figure], title: str, parent: QWidget) -> None:
         super().__init__(parent, Qt.WindowType.Window)
-        from matplotlib.backends.backend_qtagg import NavigationToolbar2QT
+        from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg, NavigationToolbar2QT
 
         self.setWindowTitle(title)
         holder = QWidget()
@@ -168,4 +170,6 @@ class FigureWindow(QWidget):
 
 
 def as_list(figures) -> list[Figure]:
+    from matplotlib.figure import Figure
+
     return [figures] if isinstance(figures, Figure) else list(figures)

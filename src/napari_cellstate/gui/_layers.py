@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import pandas as pd
 from napari.types import LayerDataTuple
 from napari.utils.colormaps.standardize_color import transform_color
 
-from ..core.preview import display_range
 from ..core.states import STATE_COLOURS
+
+if TYPE_CHECKING:  # pandas loads with the first table, in a worker, not with the panel
+    import pandas as pd
 
 MOVIE_LAYER = "cellstate movie"
 LABELS_LAYER = "cellstate labels"
@@ -32,6 +35,8 @@ def _placement(pixel_size_um: float) -> dict:
 
 def movie_layer(movie: np.ndarray, pixel_size_um: float, name: str = MOVIE_LAYER) -> LayerDataTuple:
     """Image layer of a (T, Y, X) movie in micrometres."""
+    from ..core.preview import display_range
+
     return (
         movie,
         {
@@ -198,6 +203,10 @@ def colour_cells_by_class(
 LEGEND = "ring: your label · fill: the head's prediction — magenta metaphase, blue interphase, grey unlabelled"
 CANVAS_LEGEND = "ring: label · fill: prediction (magenta metaphase, blue interphase)"
 GAP_PX = 16  # screen-free margin between images laid side by side, in the movie's pixels
+#: Grid labels are text of a fixed world size (it zooms with the images it labels): a character's height, in grid
+#: cells, and a character's width per unit of napari's scaled text size (measured on napari 0.9's vispy text).
+LABEL_SIZE_CELLS = 0.22
+CHAR_WIDTH_PER_SIZE = 0.9
 
 
 def is_cells_layer(layer) -> bool:
@@ -214,12 +223,16 @@ def cells_layer_names(viewer) -> list[str]:
 
 
 def right_of_everything(viewer, exclude: tuple[str, ...] = ()) -> float:
-    """The world column just right of every visible layer but ``exclude``, plus a gap: where a new image goes."""
+    """The world column just right of every visible layer but ``exclude``, plus a gap: where a new image goes.
+
+    Text labels count to where their text ends (``metadata["text_right"]``, see :func:`grid_labels_layer`), not to
+    their anchor points.
+    """
     right, pixel = 0.0, 1.0
     for layer in viewer.layers:
         if layer.name in exclude or not layer.visible:
             continue
-        right = max(right, float(layer.extent.world[1][-1]))
+        right = max(right, float(layer.extent.world[1][-1]), float(layer.metadata.get("text_right", 0.0)))
         pixel = min(pixel, float(layer.scale[-1])) if right else float(layer.scale[-1])
     return right + GAP_PX * pixel if right else 0.0
 
@@ -246,25 +259,34 @@ def show_beside(viewer, image: np.ndarray, name: str, pixel_size_um: float, row:
 def grid_labels_layer(image_layer, rows: list[str], columns: list[str], cell_px: int, name: str) -> LayerDataTuple:
     """Text labels for a grid image: row names right of each row, column values above each column.
 
-    Points of size 0 carry the text, placed in the image layer's world coordinates.
+    Points of size 0 carry the text, placed in the image layer's world coordinates. The text has a fixed world
+    size (a fraction of a grid cell, zooming with the grid), so where it ends is known: the layer's
+    ``metadata["text_right"]``, which :func:`right_of_everything` keeps clear of the next image.
     """
+    import pandas as pd
+
     scale = np.asarray(image_layer.scale[-2:], float)
     origin = np.asarray(image_layer.translate[-2:], float)
+    cell = cell_px * scale
+    size = LABEL_SIZE_CELLS * float(cell[-1])
+    char = CHAR_WIDTH_PER_SIZE * size
+    left = origin[1] + len(columns) * cell[1] + 0.25 * cell[1]  # where the row names start
     points, text = [], []
-    right = len(columns) * cell_px
-    for r, label in enumerate(rows):
-        points.append(origin + scale * ((r + 0.5) * cell_px, right + 0.9 * cell_px))
+    for r, label in enumerate(rows):  # centred on the point: the point sits half the name's width right of ``left``
+        points.append((origin[0] + (r + 0.5) * cell[0], left + 0.5 * char * len(label)))
         text.append(label)
     for c, label in enumerate(columns):
-        points.append(origin + scale * (-0.15 * cell_px, (c + 0.5) * cell_px))
+        points.append((origin[0] - 0.25 * cell[0], origin[1] + (c + 0.5) * cell[1]))
         text.append(label)
     kwargs = {
         "name": name,
         "features": pd.DataFrame({"text": text}),
-        "text": {"string": "{text}", "color": "white", "size": 7, "anchor": "center"},
+        "text": {"string": "{text}", "color": "white", "size": size, "scaling": True, "anchor": "center"},
         "size": 0,
         "face_color": "transparent",
+        "border_color": "transparent",  # no dot at the text's centre
         "border_width": 0,
+        "metadata": {"text_right": left + char * max((len(label) for label in rows), default=0)},
     }
     return (np.asarray(points), kwargs, "points")
 

@@ -11,13 +11,16 @@ from __future__ import annotations
 import os
 from collections.abc import Generator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 from napari.types import LayerDataTuple
 
 from ..core.progress import Progress
 from ._layers import cells_layer, labels_layer, movie_layer, tracks_layer
+
+if TYPE_CHECKING:  # tables load in the worker that reads the project
+    import pandas as pd
 
 __all__ = ["get_project_reader", "iter_project_layers", "project_layers", "write_cells"]
 
@@ -164,6 +167,8 @@ def write_cells(path: str, data: np.ndarray, attributes: dict) -> list[str]:
     ``head_class``) to the live run's "predictions" column group. The layer must be the project's cells (its
     features carry ``object_id``).
     """
+    import pandas as pd
+
     from ..core.labelling import LabelStore
     from ..core.project import Project, load_crop_dataset, set_object_columns
 

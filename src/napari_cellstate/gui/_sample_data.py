@@ -8,7 +8,6 @@ from napari.types import LayerDataTuple
 
 from ..core.config import SimulationConfig
 from ..core.progress import Progress
-from ..core.simulate import iter_simulate_movie
 from ._layers import cells_layer, labels_layer, movie_layer
 
 SAMPLE_MOVIE = "synthetic H2B"
@@ -21,6 +20,8 @@ def iter_sample_layers(cfg: SimulationConfig | None = None) -> Generator[Progres
     The movie layer records the simulator's settings (``metadata["cellstate_simulation"]``), so a project
     tracked from it can bring the movie back.
     """
+    from ..core.simulate import iter_simulate_movie
+
     cfg = cfg or SimulationConfig()
     result = yield from iter_simulate_movie(cfg)
     px = result.config.pixel_size_um

@@ -116,6 +116,7 @@ def run_mission(
     viewer.dims.set_point(0, float(cells.data[target, 0]))
     cells.selected_data = {target}
     attacks.refresh()
+    wait_for(lambda: not attacks.lister.busy)
     attacks.run_attack()
     _finish(attacks.attack_panel)
     wait_for(lambda: not latents.busy)

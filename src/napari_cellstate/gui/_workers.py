@@ -37,6 +37,7 @@ def _run(gen: Generator[Progress, None, Any], cancelled: threading.Event) -> Gen
                 event = next(gen)
             except StopIteration as stop:
                 return stop.value
+            _limit_torch()  # once the step has imported torch
             yield event
         return None
     finally:
@@ -51,7 +52,7 @@ PIECE_PAUSE_MS = 30  # between two pieces of GUI work (see run_in_pieces)
 #: interval, so a redraw making a few hundred such calls took seconds.
 JOB_SWITCH_INTERVAL_S = 0.0005
 
-_job_settings = {"jobs": 0, "threads": 1, "switch": 0.005}  # jobs running; torch threads and switch interval before
+_job_settings = {"jobs": 0, "threads": 0, "switch": 0.005}  # jobs running; torch threads (0: untouched), switch
 _job_settings_lock = threading.Lock()
 
 
@@ -59,26 +60,37 @@ _job_settings_lock = threading.Lock()
 def _leave_a_core_to_the_gui():
     """While jobs run, napari keeps a core to draw and gets the GIL quickly.
 
-    torch uses one thread fewer than the machine has, and the GIL changes hands more often
-    (:data:`JOB_SWITCH_INTERVAL_S`).
+    The GIL changes hands more often (:data:`JOB_SWITCH_INTERVAL_S`), and torch, once a job has imported it (see
+    :func:`_limit_torch`), uses one thread fewer than the machine has. A job that needs no torch never imports it:
+    loading torch's libraries holds the GIL for a few hundred milliseconds, a pause napari would show.
     """
-    import torch
-
     with _job_settings_lock:
         _job_settings["jobs"] += 1
         if _job_settings["jobs"] == 1:
-            _job_settings["threads"] = torch.get_num_threads()
             _job_settings["switch"] = sys.getswitchinterval()
-            torch.set_num_threads(max(1, min(_job_settings["threads"], (os.cpu_count() or 2) - 1)))
             sys.setswitchinterval(min(JOB_SWITCH_INTERVAL_S, _job_settings["switch"]))
+    _limit_torch()
     try:
         yield
     finally:
         with _job_settings_lock:
             _job_settings["jobs"] -= 1
             if _job_settings["jobs"] == 0:
-                torch.set_num_threads(_job_settings["threads"])
                 sys.setswitchinterval(_job_settings["switch"])
+                if _job_settings["threads"]:
+                    sys.modules["torch"].set_num_threads(_job_settings["threads"])
+                    _job_settings["threads"] = 0
+
+
+def _limit_torch() -> None:
+    """While jobs run, torch (if imported) uses one thread fewer than the machine has; restored after the last."""
+    torch = sys.modules.get("torch")
+    if torch is None or _job_settings["threads"] or not hasattr(torch, "set_num_threads"):
+        return
+    with _job_settings_lock:
+        if _job_settings["jobs"] and not _job_settings["threads"]:
+            _job_settings["threads"] = torch.get_num_threads()
+            torch.set_num_threads(max(1, min(_job_settings["threads"], (os.cpu_count() or 2) - 1)))
 
 
 class RunPanel(QWidget):

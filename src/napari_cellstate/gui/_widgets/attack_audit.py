@@ -16,15 +16,11 @@ import napari
 from magicgui.widgets import CheckBox, ComboBox, Container, FloatSpinBox, LineEdit
 from qtpy.QtWidgets import QLabel, QListWidget, QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget
 
-from ...core.attacks.audit import AUDIT_COLUMNS
-from ...core.attacks.figures import flip_rate_figure, gallery_figure
-from ...core.heads.session import HEADS_FOLDER, saved_heads
 from ...core.progress import Progress
-from .._attack_layers import perturbation_layer
 from .._figures import FigureSlot, rendered
 from .._layers import CELLS_LAYER, update_layer
 from .._project import ProjectField, project_state
-from .._workers import RunPanel
+from .._workers import LatestCall, RunPanel
 
 ATTACKS_FOLDER = "attacks"
 
@@ -39,7 +35,7 @@ class AttackAuditWidget(QWidget):
         super().__init__()
         self.viewer = napari_viewer
         self.project = ProjectField(project_state(napari_viewer))
-        self.head = ComboBox(label="head", choices=self._head_choices)
+        self.head = ComboBox(label="head", choices=[])
         self.head.tooltip = "A head saved in the project's heads/ folder (the Heads step saves them as it trains)"
         self.cells = ComboBox(label="attack", choices=SELECTIONS)
         self.space = ComboBox(label="space", choices=["image", "latent"], value="image")
@@ -55,8 +51,7 @@ class AttackAuditWidget(QWidget):
         self.saved.setToolTip("Attacks saved in the project's attacks/ folder; double-click one to show its maps.")
         self.saved.itemDoubleClicked.connect(lambda item: self.show_saved(item.text()))
         self.audit_panel = RunPanel("Audit heads")
-        self.table = QTableWidget(0, len(AUDIT_COLUMNS))
-        self.table.setHorizontalHeaderLabels(list(AUDIT_COLUMNS))
+        self.table = QTableWidget(0, 0)  # its columns come with the audit (core.attacks.audit.AUDIT_COLUMNS)
         self.canvas = FigureSlot()  # figures drawn in the worker, shown at the dock's width
         self.gallery = FigureSlot()
         layout = QVBoxLayout(self)
@@ -74,18 +69,24 @@ class AttackAuditWidget(QWidget):
         self.audit_panel.run_button.clicked.connect(self.run_audit)
         self.project.state.changed.connect(lambda _p: self.refresh())
         self.last_result = None
+        self.lister = LatestCall()  # the project's heads and attacks, listed off the GUI thread
         self.refresh()
 
-    def _head_choices(self, _widget=None) -> list[str]:
-        return [card.stem for card in saved_heads(self.project.value)]
-
     def refresh(self) -> None:
-        """Offer the project's saved heads and list its saved attacks."""
-        self.head.reset_choices()
+        """Offer the project's saved heads and list its saved attacks (read in a worker; see ``lister.busy``)."""
+        if self.project.value:
+            self.lister.submit(_saved_heads_and_attacks, self._listed, self.project.value)
+        else:
+            self._listed(([], []))
+
+    def _listed(self, listed: tuple[list[str], list[str]]) -> None:
+        heads, attacks = listed
+        kept = self.head.value if self.head.value in heads else None
+        self.head.choices = heads
+        if kept is not None:
+            self.head.value = kept
         self.saved.clear()
-        folder = Path(self.project.value) / ATTACKS_FOLDER if self.project.value else None
-        if folder is not None and folder.is_dir():
-            self.saved.addItems(sorted(p.name for p in folder.iterdir() if (p / "attack.json").exists()))
+        self.saved.addItems(attacks)
 
     def show_saved(self, name: str) -> None:
         """Show a saved attack's maps over its cells (read in a worker)."""
@@ -114,7 +115,7 @@ class AttackAuditWidget(QWidget):
             raise ValueError("Choose a project with a saved head first: train one in the Heads step.")
         return {
             "project": Path(self.project.value),
-            "head": Path(self.project.value) / HEADS_FOLDER / f"{self.head.value}.safetensors",
+            "head": self.head.value,
             **self._selection(),
             "space": self.space.value,
             "epsilon": None if self.minimal.value else float(self.epsilon.value),
@@ -130,7 +131,7 @@ class AttackAuditWidget(QWidget):
             self.attack_panel._show_error(err)
             return None
         project, head = request.pop("project"), request.pop("head")
-        name = attack_name(head.stem, request)
+        name = attack_name(head, request)
         return self.attack_panel.start(
             _iter_attack_and_save, self._attacked, project, head, project / ATTACKS_FOLDER / name, request
         )
@@ -142,12 +143,11 @@ class AttackAuditWidget(QWidget):
     def show_attack(self, returned) -> None:
         """Perturbation layers over the attacked cells, the gallery, the cells layer kept on top.
 
-        ``returned`` is :func:`drawn_attack`'s (result, geometry, gallery), made in the worker.
+        ``returned`` is :func:`drawn_attack`'s (result, layers, gallery), made in the worker.
         """
-        result, geometry, gallery = returned
+        result, layers, gallery = returned
         self.last_result = result
-        for row in range(min(len(result.cells), MAX_LAYERS)):
-            data, kwargs, _ = perturbation_layer(result, row, geometry)
+        for data, kwargs, _ in layers:
             if kwargs["name"] in self.viewer.layers:
                 update_layer(self.viewer.layers[kwargs["name"]], data, kwargs)
             else:
@@ -164,21 +164,19 @@ class AttackAuditWidget(QWidget):
 
     def run_audit(self):
         """Audit every head of the heads folder in a worker."""
-        from ..._cli_attacks import find_heads
-
-        try:
-            heads = find_heads(Path(self.project.value) / HEADS_FOLDER)
-        except ValueError as err:
-            self.audit_panel._show_error(err)
+        if not self.project.value:
+            self.audit_panel.fail("Choose a project with saved heads first: train them in the Heads step.")
             return None
-        return self.audit_panel.start(_iter_audit_and_draw, self.show_audit, Path(self.project.value), heads)
+        return self.audit_panel.start(_iter_audit_and_draw, self.show_audit, Path(self.project.value))
 
     def show_audit(self, returned) -> None:
         """Fill the audit table (one row per head) and show the flip rate against ε (drawn in the worker)."""
-        rows, _curves, _, picture = returned
+        rows, _curves, _, picture, columns = returned
+        self.table.setColumnCount(len(columns))
+        self.table.setHorizontalHeaderLabels(list(columns))
         self.table.setRowCount(len(rows))
         for r, row in enumerate(rows):
-            for c, key in enumerate(AUDIT_COLUMNS):
+            for c, key in enumerate(columns):
                 value = row.get(key)
                 text = (
                     "—"
@@ -204,19 +202,39 @@ def attack_name(head: str, request: dict) -> str:
     return f"{head}-{request['space']}-{epsilon}{frozen}"
 
 
-def _iter_attack_and_save(project: Path, head: Path, folder: Path, request: dict) -> Generator[Progress, None, tuple]:
-    """Attack, then save the result in the project (so it comes back when the project is opened again)."""
+def _saved_heads_and_attacks(project: str) -> tuple[list[str], list[str]]:
+    """The names of the project's saved heads (newest first) and of its saved attacks (in a worker)."""
+    folder = Path(project) / ATTACKS_FOLDER
+    attacks = sorted(p.name for p in folder.iterdir() if (p / "attack.json").exists()) if folder.is_dir() else []
+    if not any(Path(project).glob("heads/*.safetensors")):  # none: torch need not load (its load stalls napari)
+        return [], attacks
+    from ...core.heads.session import saved_heads
+
+    return [card.stem for card in saved_heads(project)], attacks
+
+
+def _iter_attack_and_save(project: Path, head: str, folder: Path, request: dict) -> Generator[Progress, None, tuple]:
+    """Attack with the saved head named ``head``, then save the result in the project (it comes back on reopening)."""
     from ...core.attacks.project import iter_attack_project
     from ...core.attacks.results import save_attack_result
+    from ...core.heads.session import HEADS_FOLDER
 
-    result, geometry = yield from iter_attack_project(project, head, **request)
+    head_path = project / HEADS_FOLDER / f"{head}.safetensors"
+    result, geometry = yield from iter_attack_project(project, head_path, **request)
     save_attack_result(folder, result, geometry)
     return drawn_attack(result, geometry)
 
 
 def drawn_attack(result, geometry: dict) -> tuple:
-    """(result, geometry, its gallery drawn): what :meth:`AttackAuditWidget.show_attack` shows (made in a worker)."""
-    return result, geometry, rendered(gallery_figure(result))
+    """(result, its perturbation layers, its gallery drawn): what :meth:`AttackAuditWidget.show_attack` shows.
+
+    Made in a worker: the maps, their placement and the gallery need the attacks' torch and matplotlib code.
+    """
+    from ...core.attacks.figures import gallery_figure
+    from .._attack_layers import perturbation_layer
+
+    layers = [perturbation_layer(result, row, geometry) for row in range(min(len(result.cells), MAX_LAYERS))]
+    return result, layers, rendered(gallery_figure(result))
 
 
 def _load_and_draw(folder: Path) -> tuple:
@@ -226,12 +244,16 @@ def _load_and_draw(folder: Path) -> tuple:
     return drawn_attack(result, summary.get("geometry") or {})
 
 
-def _iter_audit_and_draw(project: Path, heads) -> Generator[Progress, None, tuple]:
-    """Audit the heads, then draw the flip rate against ε (in the worker)."""
+def _iter_audit_and_draw(project: Path) -> Generator[Progress, None, tuple]:
+    """Audit the project's saved heads, then draw the flip rate against ε (in the worker)."""
+    from ..._cli_attacks import find_heads
+    from ...core.attacks.audit import AUDIT_COLUMNS
+    from ...core.attacks.figures import flip_rate_figure
     from ...core.attacks.project import iter_audit_heads
+    from ...core.heads.session import HEADS_FOLDER
 
-    returned = yield from iter_audit_heads(project, heads)
-    return (*returned, rendered(flip_rate_figure(returned[1])))
+    returned = yield from iter_audit_heads(project, find_heads(project / HEADS_FOLDER))
+    return (*returned, rendered(flip_rate_figure(returned[1])), AUDIT_COLUMNS)
 
 
 def _iter_call(function, *args) -> Generator[Progress, None, object]:

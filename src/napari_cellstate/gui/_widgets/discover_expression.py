@@ -10,35 +10,60 @@ from __future__ import annotations
 
 from collections.abc import Generator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import napari
-import pandas as pd
 from magicgui.widgets import ComboBox, Container, FloatSpinBox, LineEdit, SpinBox
-from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
 from qtpy.QtWidgets import QLabel, QPushButton, QVBoxLayout, QWidget
 
-from ...core.objects import latent_name
 from ...core.progress import Progress
 from ...core.symbolic.operators import DEFAULT_OPERATORS
+from .._apply import iter_apply_and_keep, scheme_columns
 from .._layers import CELLS_LAYER, cells_layer, colour_cells_by_class
 from .._project import ProjectField, project_state
 from .._workers import RunPanel
 
+if TYPE_CHECKING:  # matplotlib is loaded by the search's worker, with the Pareto front's figure
+    import pandas as pd
+    from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
+
 SAVED_NAME = "symbolic"
 
 
-def iter_discover_for_project(
-    project: str, head: str | None, inputs: list[str] | None, target: str, settings
-) -> Generator[Progress, None, tuple]:
-    """Read the project's labelled cells (off the GUI thread), then search; returns ``(result, inputs)``."""
-    from ...core.symbolic.data import inputs_from_project
-    from ...core.symbolic.search import iter_discover_for
+def _iter_sparse_head_inputs(project: str, head: str) -> Generator[Progress, None, str | None]:
+    """The latents the project's sparse head (or the head at ``head``) kept, as "z3 z17 ..."; None without one."""
+    from ...core.heads import load_head
+    from ...core.objects import latent_name
+    from ...core.symbolic.data import default_head_path
 
+    yield Progress(0, 1, "reading the sparse head ...")
+    path = head or default_head_path(project)
+    if not path:
+        return None
+    return " ".join(latent_name(j) for j in load_head(path)[0].used_inputs())
+
+
+def iter_discover_for_project(
+    project: str, head: str | None, inputs: list[str] | None, target: str, fields: dict
+) -> Generator[Progress, None, tuple]:
+    """Check the settings, read the project's labelled cells, then search; returns ``(result, inputs, front)``.
+
+    All off the GUI thread (the search's modules load torch and sympy). ``fields`` are
+    :class:`~napari_cellstate.core.symbolic.search.SearchSettings`' arguments; a bad one raises its ValueError.
+    ``front`` is the Pareto front's figure, made here too (with matplotlib's Qt canvas module loaded for it).
+    """
+    import matplotlib.backends.backend_qtagg  # noqa: F401  (loaded here, not on the GUI thread)
+
+    from ...core.symbolic.data import inputs_from_project
+    from ...core.symbolic.plots import pareto_figure
+    from ...core.symbolic.search import SearchSettings, iter_discover_for
+
+    settings = SearchSettings(**fields).checked()
     yield Progress(0, settings.restarts, "reading the labelled cells ...")
     chosen = inputs_from_project(project, head=head or None, inputs=inputs or None, target=target)
     yield Progress(0, settings.restarts, f"searching over {', '.join(chosen.names)} ...")
     result = yield from iter_discover_for(chosen, settings)
-    return result, chosen
+    return result, chosen, pareto_figure(result)
 
 
 class DiscoverExpressionWidget(QWidget):
@@ -99,36 +124,28 @@ class DiscoverExpressionWidget(QWidget):
         self.save_button.setEnabled(self.result is not None)
         self.apply_panel.run_button.setEnabled(self.result is not None)
 
-    def settings(self):
-        """The search settings from the fields (raises ValueError naming a bad one)."""
-        from ...core.symbolic.search import SearchSettings
-
-        return SearchSettings(
-            operators=tuple(self.operators.value.split()),
-            max_length=self.max_size.value,
-            time_budget_s=self.budget.value,
-            seed=self.seed.value,
-        ).checked()
+    def settings(self) -> dict:
+        """The search settings from the fields: the arguments of ``core.symbolic.search.SearchSettings``."""
+        return {
+            "operators": tuple(self.operators.value.split()),
+            "max_length": self.max_size.value,
+            "time_budget_s": self.budget.value,
+            "seed": self.seed.value,
+        }
 
     def prefill_inputs(self) -> None:
-        """Fill the inputs with the latents the project's sparse head kept."""
-        from ...core.heads import load_head
-        from ...core.symbolic.data import default_head_path
+        """Fill the inputs with the latents the project's sparse head kept (the head is read in a worker)."""
+        self.panel.start(_iter_sparse_head_inputs, self._prefilled, self.project.value, self.head.value)
 
-        path = self.head.value or default_head_path(self.project.value)
-        if not path:
-            self.panel.status.setText("No sparse head in this project: train one (Train heads) or type inputs.")
-            return
-        model = load_head(path)[0]
-        self.inputs.value = " ".join(latent_name(j) for j in model.used_inputs())
+    def _prefilled(self, inputs: str | None) -> None:
+        if inputs is None:
+            self.panel.fail("No sparse head in this project: train one (Train heads) or type inputs.")
+        else:
+            self.inputs.value = inputs
+            self.panel.done(f"inputs from the sparse head: {inputs}")
 
     def discover(self) -> None:
-        """Search in a worker; the front and the chosen formula appear when it returns."""
-        try:
-            settings = self.settings()
-        except ValueError as err:
-            self.panel.status.setText(str(err))
-            return
+        """Search in a worker (settings checked there first); the front and the chosen formula appear at the end."""
         self.panel.start(
             iter_discover_for_project,
             self._found,
@@ -136,17 +153,17 @@ class DiscoverExpressionWidget(QWidget):
             self.head.value,
             self.inputs.value.split(),
             self.target.value,
-            settings,
+            self.settings(),
         )
 
     def _found(self, found: tuple) -> None:
-        from ...core.symbolic.plots import pareto_figure
+        from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
 
-        self.result, self.chosen_inputs = found
+        self.result, self.chosen_inputs, front = found
         if self.canvas is not None:
             self.plot_area.removeWidget(self.canvas)
             self.canvas.deleteLater()
-        self.canvas = FigureCanvasQTAgg(pareto_figure(self.result))
+        self.canvas = FigureCanvasQTAgg(front)
         self.canvas.setMinimumHeight(300)
         self.canvas.mpl_connect("button_press_event", self._clicked)
         self.plot_area.addWidget(self.canvas)
@@ -183,13 +200,11 @@ class DiscoverExpressionWidget(QWidget):
 
     def apply(self) -> None:
         """Score every cell of the project with the chosen formula, in a worker; then colour the cells."""
-        from ...core.heads.apply import iter_apply_head
-
         if self.result is None:
             self.apply_panel.status.setText("Discover a formula first.")
             return
         module = self.result.expression.torch_module(self.chosen_inputs.columns)
-        self.apply_panel.start(iter_apply_head, self._applied, self.project.value, module)
+        self.apply_panel.start(iter_apply_and_keep, self._applied, self.project.value, module, scheme=SAVED_NAME)
 
     def _applied(self, objects: pd.DataFrame) -> None:
         from ...core.heads.apply import CLASS_COLUMN, SCORE_COLUMN
@@ -202,7 +217,7 @@ class DiscoverExpressionWidget(QWidget):
             data, kwargs, _ = cells_layer(objects, float(sources[0].get("pixel_size_um") or 1.0))
             layer = self.viewer.add_points(data, **kwargs)
         try:
-            colour_cells_by_class(layer, objects, CLASS_COLUMN, columns=(SCORE_COLUMN,))
+            colour_cells_by_class(layer, objects, CLASS_COLUMN, columns=(SCORE_COLUMN, *scheme_columns(SAVED_NAME)))
         except ValueError as err:
             self.apply_panel.status.setText(str(err))
             return

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import napari
 import numpy as np
-import pandas as pd
 from magicgui.widgets import ComboBox, Container, LineEdit, SpinBox
 from qtpy.QtWidgets import (
     QCheckBox,
@@ -22,11 +22,14 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from ...core.labelling import LabelStore, nearest_object
-from ...core.objects import validate_objects
 from ...core.states import CellState
 from .._layers import cells_layer_names, label_colours, set_legend
 from .._project import ProjectField, project_state
+
+if TYPE_CHECKING:  # the labels' tables (pandas) load when a project's labels are opened, not with the panel
+    import pandas as pd
+
+    from ...core.labelling import LabelStore
 
 DEFAULT_CLASSES = (CellState.INTERPHASE.value, CellState.METAPHASE.value)
 CLICK_RADIUS_PX = 20.0
@@ -115,6 +118,8 @@ class LabelCellsWidget(QWidget):
 
     def objects(self) -> pd.DataFrame:
         """The cells of the chosen layer as an objects table."""
+        from ...core.objects import validate_objects
+
         return validate_objects(self.layer.features)
 
     def open_store(self) -> None:
@@ -124,6 +129,8 @@ class LabelCellsWidget(QWidget):
             self.store = None
             self.labels_file.setText("Choose a project and a cells layer: labels are saved in the project.")
             return
+        from ...core.labelling import LabelStore
+
         self.store = LabelStore(Path(self.project.value) / "labels.csv")
         self.labels_file.setText(f"labels saved to {self.store.path}")
         self._bind(layer)
@@ -186,6 +193,8 @@ class LabelCellsWidget(QWidget):
             self.open_store()
         if self.store is None:
             return 0
+        from ...core.labelling import nearest_object
+
         t, y, x = (float(v) for v in position[-3:])
         hit = nearest_object(self.objects(), round(t), y, x, CLICK_RADIUS_PX)
         if hit.empty:
@@ -238,6 +247,8 @@ class LabelCellsWidget(QWidget):
             layer = self.viewer.layers[source]
             truth = layer.features.assign(t=layer.data[:, -3], y=layer.data[:, -2], x=layer.data[:, -1])
         else:
+            import pandas as pd
+
             truth = pd.read_csv(source)
         if TRUTH_COLUMN not in truth.columns:
             raise ValueError(f"{source} has no '{TRUTH_COLUMN}' column: choose the simulator's ground truth.")

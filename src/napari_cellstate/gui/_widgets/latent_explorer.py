@@ -3,22 +3,21 @@
 from __future__ import annotations
 
 from collections.abc import Generator
+from typing import TYPE_CHECKING
 
 import napari
 import numpy as np
-import pandas as pd
 from magicgui.widgets import Container, LineEdit
 from qtpy.QtCore import Qt
 from qtpy.QtWidgets import QFormLayout, QLabel, QSlider, QVBoxLayout, QWidget
 
-from ...core.objects import latent_name, latent_name_list
 from ...core.progress import Progress
-from ...core.vae.encode import decode_latents, iter_encode_project, traversal_grid
-from ...core.vae.fit import load_default_vae
-from ...core.vae.naming import latent_names, name_latents
 from .._layers import CELLS_LAYER, grid_labels_layer, show_beside
 from .._project import ProjectField, project_state
 from .._workers import LatestCall, RunPanel
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 PACKAGED = "(packaged model)"
 TRAVERSAL_LAYER = "cellstate latent traversal"
@@ -80,13 +79,14 @@ class LatentExplorerWidget(QWidget):
         return self.pictures.busy
 
     def _encoded(self, returned) -> None:
-        self.model, objects, named = returned
+        from ...core.objects import latent_name_list
+
+        self.model, objects, named, self.latent_labels = returned
         self.objects = objects
         dims = self.model.cfg.n_latents
         best_named = np.argsort(-np.abs(named["r"].to_numpy()))
         if not self.chosen.value.strip():  # start with the latents most tied to morphology
             self.chosen.value = ", ".join(str(j) for j in best_named[:N_SLIDERS])
-        self.latent_labels = latent_names(named)
         self.names.setText("\n".join(self.latent_labels[j] for j in best_named[:8]))
         if CELLS_LAYER in self.viewer.layers:
             cells = self.viewer.layers[CELLS_LAYER]
@@ -110,6 +110,10 @@ class LatentExplorerWidget(QWidget):
         return [j for j in picked if self.model is not None and 0 <= j < self.model.cfg.n_latents][:N_SLIDERS]
 
     def _selected_latents(self) -> np.ndarray:
+        import pandas as pd
+
+        from ...core.objects import latent_name, latent_name_list
+
         dims = self.model.cfg.n_latents
         if CELLS_LAYER in self.viewer.layers and self.viewer.layers[CELLS_LAYER].selected_data:
             cells = self.viewer.layers[CELLS_LAYER]
@@ -131,6 +135,8 @@ class LatentExplorerWidget(QWidget):
         self, base: np.ndarray, latents: list[int], grid: np.ndarray, cell: np.ndarray
     ) -> Generator[None, None, None]:
         """The pictures made in the worker, a layer per turn of the event loop (napari draws between them)."""
+        from ...core.objects import latent_name
+
         self.base = base
         self._show(TRAVERSAL_LAYER, grid)
         yield
@@ -153,7 +159,7 @@ class LatentExplorerWidget(QWidget):
         z = self.base.copy()
         for j, slider in zip(self.chosen_latents(), self.sliders, strict=False):
             z[j] = slider.value() / 10
-        self.pictures.submit(decode_latents, lambda images: self._show(EXPLORER_LAYER, images[0]), self.model, z[None])
+        self.pictures.submit(_decoded, lambda image: self._show(EXPLORER_LAYER, image), self.model, z)
 
     def _show(self, name: str, image: np.ndarray) -> None:
         """The image right of what the viewer holds, at the movie's pixel size; the cells layer stays active."""
@@ -162,6 +168,8 @@ class LatentExplorerWidget(QWidget):
 
     def _label_traversal(self, latents: list[int], size: int) -> None:
         """Row labels (latent names) and column labels (values) over the traversal grid."""
+        from ...core.objects import latent_name
+
         rows = [_short_name(self.latent_labels[j]) if j < len(self.latent_labels) else latent_name(j) for j in latents]
         columns = [f"{v:g}" for v in TRAVERSAL_VALUES]
         data, kwargs, _ = grid_labels_layer(self.viewer.layers[TRAVERSAL_LAYER], rows, columns, size, TRAVERSAL_LABELS)
@@ -170,6 +178,7 @@ class LatentExplorerWidget(QWidget):
             if len(layer.data) == len(data):  # the same grid for another cell: new names in place, no new layer
                 layer.features = kwargs["features"]
                 layer.data = data
+                layer.metadata = kwargs["metadata"]
                 return
             self.viewer.layers.remove(TRAVERSAL_LABELS)
         active = self.viewer.layers.selection.active
@@ -186,16 +195,29 @@ def _short_name(label: str) -> str:
 
 def _pictures(model, base: np.ndarray, latents: list[int]) -> tuple[np.ndarray, np.ndarray]:
     """The traversal grid around ``base`` and ``base`` decoded (in a worker)."""
+    from ...core.vae.encode import traversal_grid
+
     grid = traversal_grid(model, base, latents, np.asarray(TRAVERSAL_VALUES))
-    return grid, decode_latents(model, base[None])[0]
+    return grid, _decoded(model, base)
+
+
+def _decoded(model, z: np.ndarray) -> np.ndarray:
+    """One latent vector (n_latents,) decoded to its crop (S, S) (in a worker)."""
+    from ...core.vae.encode import decode_latents
+
+    return decode_latents(model, z[None])[0]
 
 
 def _iter_load_and_encode(project: str, model_path: str) -> Generator[Progress, None, tuple]:
     """Load the packaged β-TCVAE (or the one at ``model_path``), encode the project, name the latents: off the GUI."""
+    from ...core.objects import latent_name_list
     from ...core.vae import load_vae
+    from ...core.vae.encode import iter_encode_project
+    from ...core.vae.fit import load_default_vae
+    from ...core.vae.naming import latent_names, name_latents
 
     yield Progress(0, 1, "loading the β-TCVAE ...", stage="loading")
     model = load_default_vae()[0] if model_path in ("", PACKAGED) else load_vae(model_path)[0]
     objects = yield from iter_encode_project(project, model)
     named = name_latents(objects[latent_name_list(model.cfg.n_latents)].to_numpy(), objects)
-    return model, objects, named
+    return model, objects, named, latent_names(named)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Generator
+from typing import TYPE_CHECKING
 
 import napari
 import numpy as np
@@ -10,7 +11,6 @@ from magicgui.widgets import ComboBox, Container, FloatSpinBox, SpinBox
 from qtpy.QtWidgets import QVBoxLayout, QWidget
 
 from ...core.config import CropConfig, SegmentationConfig, ThresholdMethod, TrackingConfig
-from ...core.pipeline import TrackAndCropResult, iter_track_and_crop
 from .._layers import (
     CELLS_LAYER,
     CROP_LAYER,
@@ -25,6 +25,9 @@ from .._layers import (
 )
 from .._project import ProjectField, project_state
 from .._workers import LatestCall, RunPanel
+
+if TYPE_CHECKING:
+    from ...core.pipeline import TrackAndCropResult
 
 SEGMENT_CHOICE = "(segment the movie)"
 
@@ -168,6 +171,8 @@ class TrackCropWidget(QWidget):
 
 def _iter_track_and_layers(movie, **kwargs) -> Generator:
     """Track and crop, then make the layer data tuples (in the worker): the GUI thread only adds them."""
+    from ...core.pipeline import iter_track_and_crop
+
     result = yield from iter_track_and_crop(movie, **kwargs)
     px = kwargs["pixel_size_um"]
     return result, [
@@ -205,7 +210,9 @@ def show_project_layers(viewer, layers) -> Generator[None, None, None]:
         rings = isinstance(layer, napari.layers.Points) and np.max(layer.size, initial=0) > 0  # not text labels
         if rings and not is_cells_layer(layer) and layer.visible:
             layer.visible = False
+            yield
     cells = next((layer for layer in reversed(viewer.layers) if is_cells_layer(layer)), None)
     if cells is not None:
-        viewer.layers.selection.active = cells
+        viewer.layers.selection.active = cells  # napari rebuilds the layer controls: a turn of its own
+        yield
         set_legend(viewer)

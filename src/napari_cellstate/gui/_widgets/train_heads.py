@@ -16,13 +16,11 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import napari
 import numpy as np
-import pandas as pd
 from magicgui.widgets import CheckBox, ComboBox, Container, FloatSpinBox, SpinBox
-from matplotlib.figure import Figure
 from qtpy.QtCore import Qt
 from qtpy.QtGui import QColor
 from qtpy.QtWidgets import (
@@ -42,18 +40,8 @@ from qtpy.QtWidgets import (
 )
 
 from ...core.config import Activation, HeadConfig, HeadScheme, RigLConfig
-from ...core.heads.session import (
-    HEADS_FOLDER,
-    TrainHeadsResult,
-    head_file_stem,
-    iter_search_heads,
-    iter_train_heads,
-    project_data_source,
-    saved_heads,
-    synthetic_data_source,
-)
-from ...core.objects import latent_name_list
 from ...core.states import CellState
+from .._apply import iter_apply_and_keep, scheme_columns
 from .._figures import (
     FigureWindow,
     as_list,
@@ -67,7 +55,13 @@ from .._figures import (
 )
 from .._layers import cells_layer, cells_layer_names, colour_cells_by_class, set_legend
 from .._project import ProjectField, project_state
-from .._workers import RunPanel
+from .._workers import LatestCall, RunPanel
+
+if TYPE_CHECKING:  # torch, matplotlib and pandas are imported by the workers that train heads and draw figures
+    import pandas as pd
+    from matplotlib.figure import Figure
+
+    from ...core.heads.session import TrainHeadsResult
 
 SCHEME_TITLES = {
     HeadScheme.CNN: "Scheme 1: CNN on crops",
@@ -118,6 +112,7 @@ class TrainHeadsWidget(QWidget):
         self.applied: pd.DataFrame | None = None
         self.figures: dict[str, list[Figure]] = {}
         self.figure_worker = None
+        self.head_reader = LatestCall()  # the project's saved heads, read off the GUI thread
         self.project = ProjectField(project_state(napari_viewer))
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
@@ -269,11 +264,11 @@ class TrainHeadsWidget(QWidget):
         """The ticked schemes, in Table 1 order."""
         return [scheme.value for scheme, box in self.schemes.items() if box.value]
 
-    def _prepare(self) -> Callable[[], tuple[Any, Callable | None]]:
-        """The data source, as a call the worker makes: it returns the data and their latents' decoder."""
+    def _source(self) -> tuple[str, Any]:
+        """The data source, made in the worker (see :func:`_iter_session`): ("synthetic", n) or ("project", path)."""
         if self.synthetic.value:
-            return synthetic_data_source(int(self.n_synthetic.value))
-        return project_data_source(self.project.value)
+            return "synthetic", int(self.n_synthetic.value)
+        return "project", self.project.value
 
     def _project_or_fail(self, panel: RunPanel) -> str | None:
         if not self.project.value:
@@ -291,9 +286,10 @@ class TrainHeadsWidget(QWidget):
         if self._project_or_fail(self.panel) is None:
             return
         self.panel.start(
-            iter_train_heads,
+            _iter_session,
             self._trained,
-            self._prepare(),
+            "iter_train_heads",
+            self._source(),
             schemes,
             range(int(self.seeds.value)),
             head=HeadConfig(activation=self.activation.value),
@@ -312,22 +308,23 @@ class TrainHeadsWidget(QWidget):
         if self._project_or_fail(self.search_panel) is None:
             return
         self.search_panel.start(
-            iter_search_heads,
+            _iter_search_and_draw,
             self._searched,
-            self._prepare(),
+            self._source(),
             self.search_storage(),
             int(self.trials.value),
             save_to=self.project.value,
         )
 
-    def _searched(self, result) -> None:
-        from ...core.heads.search import tradeoff_figure
+    def _searched(self, returned) -> None:
+        from ...core.heads.session import head_file_stem
 
+        result, picture = returned
         chosen = result.head
         label = f"Scheme 3 sparse · Optuna density {result.rigl.density:.3f} · {chosen.metrics['accuracy']:.1%}"
         stem = head_file_stem(HeadScheme.SPARSE, tag="optuna")
         self.heads[label] = _Head(chosen.model, chosen.card, HeadScheme.SPARSE.value, stem)
-        show_figures(self.search_area, [rendered(tradeoff_figure(result))])
+        show_figures(self.search_area, [picture])
         self.tabs.setCurrentWidget(self.search_area)
         self._refresh_heads(select=label)
         self.search_panel.done(
@@ -337,6 +334,7 @@ class TrainHeadsWidget(QWidget):
 
     def _trained(self, result: TrainHeadsResult) -> None:
         from ...core.heads.compare import table1_bars
+        from ...core.heads.session import head_file_stem
 
         self.result = result
         self.show_table(result.summary)
@@ -351,7 +349,7 @@ class TrainHeadsWidget(QWidget):
         self._refresh_heads(prefer=HeadScheme.SPARSE.value)
         self.findings.setText(_findings(table1_bars(result.runs)))
         described = result.data.describe()
-        saved = f"; best heads saved in {Path(self.project.value) / HEADS_FOLDER}" if result.saved else ""
+        saved = f"; best heads saved in {self._heads_folder()}" if result.saved else ""
         self.panel.done(
             f"trained {len(result.runs)} heads on {described['n_train']} cells and tested them on "
             f"{described['n_test']} others; data: {described['source']}{saved}"
@@ -416,20 +414,28 @@ class TrainHeadsWidget(QWidget):
         """Draw the current head's wiring and sub-network responses (in a worker), for a sparse head on latents."""
         from napari.qt.threading import create_worker
 
-        makers = self._figure_makers()
+        head = self.current_head()
         self.figures = {}
         self.popout_button.setEnabled(False)
-        jobs = {}
-        for key, area in (("wiring", self.topology_area), ("subnetworks", self.subnetwork_area)):
-            made = makers.get(key)
-            if callable(made):
-                jobs[key] = made
-                set_message(area, "drawing ...")
-            else:
-                set_message(area, made or "")
-        if not jobs:
+        areas = (self.topology_area, self.subnetwork_area)
+        if head is None:
             return
-        worker = create_worker(make_figures, jobs, _start_thread=False, _ignore_errors=True)
+        if head.scheme != HeadScheme.SPARSE.value:
+            reads = "pixels through a CNN" if head.scheme == HeadScheme.CNN.value else "every latent"
+            for area in areas:
+                set_message(
+                    area,
+                    f"This head reads {reads} through a dense web of connections, too many to draw readably. "
+                    "Choose a Scheme 3 (sparse) head to see its wiring and sub-networks.",
+                )
+            return
+        for area in areas:
+            set_message(area, "drawing ...")
+        x, decode = self._latents_for(head.model)
+        names = head.card.get("input_names") or None
+        worker = create_worker(
+            _sparse_head_figures, head.model, names, x, decode, _start_thread=False, _ignore_errors=True
+        )
         worker.returned.connect(lambda made, worker=worker: self._show_made_figures(made, worker))
         worker.errored.connect(lambda err: self.apply_panel.fail(f"Could not draw the head's figures: {err}"))
         worker.finished.connect(lambda worker=worker: self._figures_finished(worker))
@@ -441,6 +447,9 @@ class TrainHeadsWidget(QWidget):
             return
         areas = {"wiring": self.topology_area, "subnetworks": self.subnetwork_area}
         for key, pictures in made.items():
+            if isinstance(pictures, str):
+                set_message(areas[key], pictures)
+                continue
             show_figures(areas[key], pictures)
             self.figures[key] = [figure for figure, _ in pictures]
         self.popout_button.setEnabled(bool(self.figures))
@@ -448,38 +457,6 @@ class TrainHeadsWidget(QWidget):
     def _figures_finished(self, worker) -> None:
         if worker is self.figure_worker:
             self.figure_worker = None
-
-    def _figure_makers(self) -> dict[str, Callable[[], list[Figure]] | str]:
-        """For each figure tab, a call making its figures, or a message saying why there are none."""
-        head = self.current_head()
-        if head is None:
-            return {}
-        if head.scheme != HeadScheme.SPARSE.value:
-            reads = "pixels through a CNN" if head.scheme == HeadScheme.CNN.value else "every latent"
-            message = (
-                f"This head reads {reads} through a dense web of connections, too many to draw readably. "
-                "Choose a Scheme 3 (sparse) head to see its wiring and sub-networks."
-            )
-            return {"wiring": message, "subnetworks": message}
-        from ...core.heads.analysis import decompose
-        from ...core.heads.plots import subnetwork_figures, topology_figure
-
-        names = head.card.get("input_names") or None
-        subnets = decompose(head.model, names)
-        makers: dict[str, Callable[[], list[Figure]] | str] = {
-            "wiring": lambda: [topology_figure(head.model, names, subnets)]
-        }
-        x, decode = self._latents_for(head.model)
-        if not subnets:
-            makers["subnetworks"] = (
-                "This head's score does not depend on any latent (it is a constant): train it again, with more "
-                "epochs, another seed or a higher RigL density."
-            )
-        elif x is None:
-            makers["subnetworks"] = "Apply the head to a movie (or train it here) to plot its responses on real cells."
-        else:
-            makers["subnetworks"] = lambda: as_list(subnetwork_figures(head.model, subnets, x, names, decode=decode))
-        return makers
 
     def open_figures_window(self) -> QWidget | None:
         """Show the figures of the tab in view in a window of their own: full size, with zoom and Save."""
@@ -496,6 +473,8 @@ class TrainHeadsWidget(QWidget):
 
         The training data's latents when the head fits them, else those of the last movie a head was applied to.
         """
+        from ...core.objects import latent_name_list
+
         n_inputs = model.cfg.n_inputs
         if self.result is not None and self.result.data.n_latents == n_inputs:
             return np.asarray(self.result.data.latents), self.result.decode
@@ -506,6 +485,8 @@ class TrainHeadsWidget(QWidget):
 
     # --- files ----------------------------------------------------------------------------
     def _heads_folder(self) -> Path:
+        from ...core.heads.session import HEADS_FOLDER
+
         return Path(self.project.value) / HEADS_FOLDER
 
     def save_head(self, path: str | Path) -> Path | None:
@@ -526,32 +507,34 @@ class TrainHeadsWidget(QWidget):
 
     def load_head(self, path: str | Path, *, select: bool = True) -> str | None:
         """Load a saved head (by this panel or the CLI) into the list, current if ``select``; returns its name."""
-        from ...core.heads import load_head
         from ...core.model_files import ModelFileError
 
         try:
-            model, card = load_head(path)
+            label, head = _read_head(path)
         except (ModelFileError, OSError) as err:
             self.apply_panel.fail(str(err))
             return None
-        scheme = _scheme_of(model, card)
-        stem = Path(path).name.removesuffix(".safetensors").removesuffix(".json")
-        label = f"{LOADED_PREFIX}{stem} (Scheme {scheme.number})"
-        self.heads[label] = _Head(model, card, scheme.value, stem)
+        self.heads[label] = head
         if select:
             self._refresh_heads(select=label)
             self.apply_panel.status.setText(f"loaded {label[len(LOADED_PREFIX) :]}")
         return label
 
-    def list_saved_heads(self) -> list[str]:
-        """Offer the heads saved in the project (a few small files); returns their names in the box."""
+    def list_saved_heads(self) -> None:
+        """Offer the heads saved in the project (read in a worker: ``head_reader.busy`` until they are listed)."""
+        if self.project.value:
+            self.head_reader.submit(_read_saved_heads, self._saved_heads_read, self.project.value)
+        else:
+            self._saved_heads_read(([], []))
+
+    def _saved_heads_read(self, read: tuple[list[tuple[str, _Head]], list[str]]) -> None:
+        heads, errors = read
         for key in [k for k in self.heads if k.startswith(LOADED_PREFIX)]:
             del self.heads[key]
-        names = [
-            self.load_head(card.with_suffix(".safetensors"), select=False) for card in saved_heads(self.project.value)
-        ]
+        self.heads.update(heads)
         self._refresh_heads(prefer=HeadScheme.SPARSE.value)
-        return [name for name in names if name]
+        if errors:
+            self.apply_panel.fail("\n".join(errors))
 
     def _default_head_path(self) -> str:
         head = self.current_head()
@@ -573,21 +556,26 @@ class TrainHeadsWidget(QWidget):
     # --- apply --------------------------------------------------------------------------------
     def apply(self) -> None:
         """Score every cell of the project with the current head, in a worker; then colour the cells."""
-        from ...core.heads.apply import iter_apply_head
-
         head = self.current_head()
         if head is None:
             self.apply_panel.fail("Train or load a head first.")
             return
-        self.apply_panel.start(iter_apply_head, self._applied, self.project.value, head.model, card=head.card)
+        self.apply_panel.start(
+            iter_apply_and_keep,
+            lambda objects, scheme=head.scheme: self._applied(objects, scheme),
+            self.project.value,
+            head.model,
+            scheme=head.scheme,
+            card=head.card,
+        )
 
-    def _applied(self, objects: pd.DataFrame) -> None:
+    def _applied(self, objects: pd.DataFrame, scheme: str) -> None:
         from ...core.heads.apply import CLASS_COLUMN, SCORE_COLUMN
 
         self.applied = objects
         layer = self._cells_layer(objects)
         try:
-            colour_cells_by_class(layer, objects, CLASS_COLUMN, columns=(SCORE_COLUMN,))
+            colour_cells_by_class(layer, objects, CLASS_COLUMN, columns=(SCORE_COLUMN, *scheme_columns(scheme)))
         except ValueError as err:  # a Points layer that is not the cells of this project
             self.apply_panel.fail(f"{err} Choose the cells layer made by Track & crop.")
             return
@@ -613,6 +601,70 @@ class TrainHeadsWidget(QWidget):
         layer = self.viewer.add_points(data, **kwargs)
         self.cells.value = layer.name
         return layer
+
+
+# --- work done in workers ---------------------------------------------------------------------------
+def _iter_session(function: str, source: tuple[str, Any], *args: Any, **kwargs: Any) -> Any:
+    """``core.heads.session.<function>(data source, ...)``, the source (see ``_source``) made here, in the worker."""
+    from ...core.heads import session
+
+    kind, value = source
+    prepare = session.synthetic_data_source(value) if kind == "synthetic" else session.project_data_source(value)
+    return (yield from getattr(session, function)(prepare, *args, **kwargs))
+
+
+def _iter_search_and_draw(source: tuple[str, Any], *args: Any, **kwargs: Any) -> Any:
+    """The sparsity search, then its accuracy / weights trade-off drawn (in the worker)."""
+    from ...core.heads.search import tradeoff_figure
+
+    result = yield from _iter_session("iter_search_heads", source, *args, **kwargs)
+    return result, rendered(tradeoff_figure(result))
+
+
+def _sparse_head_figures(model, names: list[str] | None, x: np.ndarray | None, decode) -> dict[str, list | str]:
+    """A sparse head's wiring and sub-network figures, drawn; a message for a tab that has none (in a worker)."""
+    from ...core.heads.analysis import decompose
+    from ...core.heads.plots import subnetwork_figures, topology_figure
+
+    subnets = decompose(model, names)
+    jobs: dict[str, Callable[[], list[Figure]]] = {"wiring": lambda: [topology_figure(model, names, subnets)]}
+    messages = {}
+    if not subnets:
+        messages["subnetworks"] = (
+            "This head's score does not depend on any latent (it is a constant): train it again, with more "
+            "epochs, another seed or a higher RigL density."
+        )
+    elif x is None:
+        messages["subnetworks"] = "Apply the head to a movie (or train it here) to plot its responses on real cells."
+    else:
+        jobs["subnetworks"] = lambda: as_list(subnetwork_figures(model, subnets, x, names, decode=decode))
+    return {**make_figures(jobs), **messages}
+
+
+def _read_head(path: str | Path) -> tuple[str, _Head]:
+    """A saved head and the name it is listed under."""
+    from ...core.heads import load_head
+
+    model, card = load_head(path)
+    scheme = _scheme_of(model, card)
+    stem = Path(path).name.removesuffix(".safetensors").removesuffix(".json")
+    return f"{LOADED_PREFIX}{stem} (Scheme {scheme.number})", _Head(model, card, scheme.value, stem)
+
+
+def _read_saved_heads(project: str) -> tuple[list[tuple[str, _Head]], list[str]]:
+    """The project's saved heads, listed and read (in a worker); and a message for each that could not be read."""
+    if not any(Path(project).glob("heads/*.safetensors")):  # none: torch need not load (its load stalls napari)
+        return [], []
+    from ...core.heads.session import saved_heads
+    from ...core.model_files import ModelFileError
+
+    heads, errors = [], []
+    for card in saved_heads(project):
+        try:
+            heads.append(_read_head(card.with_suffix(".safetensors")))
+        except (ModelFileError, OSError) as err:
+            errors.append(str(err))
+    return heads, errors
 
 
 # --- helpers (layout and formatting only) -----------------------------------------------------------

@@ -8,14 +8,13 @@ from pathlib import Path
 import napari
 import numpy as np
 from magicgui.widgets import CheckBox, Container, FloatSpinBox, LineEdit, SpinBox
-from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
-from matplotlib.figure import Figure
 from qtpy.QtWidgets import QVBoxLayout, QWidget
 
 from ...core.config import TrainConfig, VAEConfig
 from ...core.progress import Progress
+from .._figures import FigureSlot, rendered
 from .._project import ProjectField, project_state
-from .._workers import RunPanel
+from .._workers import LatestCall, RunPanel
 
 CURVES = ("recon", "mi", "tc", "dwkl")
 REDRAW_EVERY_STEPS = 5
@@ -38,16 +37,14 @@ class TrainVAEWidget(QWidget):
         self.beta.enabled = not self.fine_tune.value
         self.fine_tune.changed.connect(lambda checked: setattr(self.beta, "enabled", not checked))
         self.panel = RunPanel("Train")
-        self.figure = Figure(figsize=(4, 3), tight_layout=True)
-        self.axes = self.figure.add_subplot(1, 1, 1)
-        self.canvas = FigureCanvasQTAgg(self.figure)
-        self.canvas.setMinimumHeight(220)
+        self.curves = FigureSlot("The loss curves appear here as training runs.")  # drawn in a worker
+        self.plotter = LatestCall()
         layout = QVBoxLayout(self)
         layout.addWidget(self.project)
         fields = (self.output, self.fine_tune, self.epochs, self.batch_size, self.beta)
         layout.addWidget(Container(widgets=list(fields)).native)  # every field with its label
         layout.addWidget(self.panel)
-        layout.addWidget(self.canvas)
+        layout.addWidget(self.curves)
         self.history: dict[str, list[float]] = {name: [] for name in CURVES}
         self.saved: Path | None = None
         self.panel.run_button.clicked.connect(self.train)
@@ -81,15 +78,9 @@ class TrainVAEWidget(QWidget):
             self.draw()
 
     def draw(self) -> None:
-        """Plot the loss terms against the training step."""
-        self.axes.clear()
-        for name in CURVES:
-            if self.history[name]:
-                self.axes.plot(self.history[name], label=name)
-        self.axes.set_yscale("symlog")
-        self.axes.set_xlabel("step")
-        self.axes.legend(fontsize=7)
-        self.canvas.draw_idle()
+        """Plot the loss terms against the training step (drawn in a worker; ``plotter.busy`` meanwhile)."""
+        history = {name: list(values) for name, values in self.history.items()}
+        self.plotter.submit(_loss_curves, self.curves.set_picture, history)
 
     def _save(self, result) -> None:
         from ...core.vae import save_vae
@@ -99,6 +90,21 @@ class TrainVAEWidget(QWidget):
         self.saved = save_vae(self.output_path(), model, card)
         self.draw()
         self.panel.done(f"saved {self.saved}; use it in the Latents step's model box")
+
+
+def _loss_curves(history: dict[str, list[float]]) -> tuple:
+    """The loss terms against the training step, drawn (in a worker)."""
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(4, 3), tight_layout=True)
+    axes = figure.add_subplot(1, 1, 1)
+    for name in CURVES:
+        if history[name]:
+            axes.plot(history[name], label=name)
+    axes.set_yscale("symlog")
+    axes.set_xlabel("step")
+    axes.legend(fontsize=7)
+    return rendered(figure)
 
 
 def _iter_load_and_train(project: str, weights: dict, training: TrainConfig, start_from) -> Generator:
