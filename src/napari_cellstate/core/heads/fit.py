@@ -118,10 +118,11 @@ def head_weight_decay(scheme: HeadScheme | str, n_rows: int | None = None) -> fl
 
     The baseline, a logistic regression with L2 penalty C = 1
     (:func:`~napari_cellstate.core.heads.crossval.baseline_scores`), minimises the summed loss plus ½‖w‖²: on
-    the mean loss the heads train on, that is a decay of 1/n per weight. The dense head gets the same prior, so it fits a thousand weights to a few hundred
-    cells no more freely than the baseline fits 33; on thousands of cells it is about the old 1e-4. The sparse head's
-    regularisation is its sparsity: its few weights lie on deep chains (input → three hidden units → output),
-    and a decay that shrinks each link shrinks their product much more (1e-2 left Drosophila's sparse heads at 54 %).
+    the mean loss the heads train on, that is a decay of 1/n per weight. The dense head gets the same prior, so
+    it fits a thousand weights to a few hundred cells no more freely than the baseline fits 33; on thousands of
+    cells it is about the old 1e-4. The sparse head's regularisation is its sparsity: its few weights lie on
+    deep chains (input → three hidden units → output), and a decay that shrinks each link shrinks their product
+    much more (1e-2 left Drosophila's sparse heads at 54 %; 1/n gained nothing there).
 
     >>> head_weight_decay("dense", 250), head_weight_decay("dense", 8000), head_weight_decay("sparse", 250)
     (0.004, 0.000125, 0.0001)
