@@ -77,3 +77,32 @@ def test_the_bar_is_judged_on_balanced_accuracy():
     assert not summary["within_one_sd"]
     assert summary["fold_balanced_accuracies"] == [0.5, 0.5, 0.5]
     assert summary["baseline_balanced_mean"] == pytest.approx(0.8)
+
+
+def _tracks(n_tracks: int = 14, per_track: int = 18, seed: int = 2) -> HeadData:
+    """Few tracks of many frames: each track shares a random offset on every latent, the state shifts z0-z3.
+
+    Like a real movie labelled by frame range (Drosophila: 257 cells on 14 tracks), a head can tell the training
+    tracks apart by their offsets and learn them instead of the state. Three tracks of each class are tested.
+    """
+    rng = np.random.default_rng(seed)
+    track_labels = np.arange(n_tracks) % 2
+    groups = np.repeat(np.arange(n_tracks), per_track)
+    labels = track_labels[groups].astype(np.int8)
+    latents = rng.normal(0, 0.5, (n_tracks, 32))[groups] + rng.normal(0, 0.5, (len(groups), 32))
+    latents[:, :4] += 1.0 * labels[:, None]
+    split = np.where(np.isin(groups, np.arange(6)), "test", "train")
+    return HeadData(labels, split, groups, latents.astype(np.float32), None, [f"z{j}" for j in range(32)], "tracks")
+
+
+@pytest.mark.slow
+def test_a_dense_head_on_few_tracks_generalises_to_unseen_tracks_like_its_baseline(one_torch_thread):
+    # with a fixed weight decay of 1e-4 the dense head learnt the training tracks' offsets: 71 % balanced accuracy
+    # on the unseen tracks against the logistic regression's 80 %; with 1 / n, 83 %
+    from napari_cellstate.core.heads.crossval import baseline_scores
+
+    data = _tracks()
+    baseline = baseline_scores(data, "dense", data.rows("train"), data.rows("test"))
+    result = train_head("dense", data)
+    assert result.card["hyperparameters"]["training"]["weight_decay"] == pytest.approx(1 / len(data.rows("train")))
+    assert result.metrics["balanced_accuracy"] >= baseline["balanced_accuracy"] - 0.05

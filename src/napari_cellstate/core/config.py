@@ -275,7 +275,9 @@ class RigLConfig(_Config):
     update_every_steps: int = Field(100, ge=1, description="ΔT: steps between connectivity updates.")
     end_fraction: float = Field(0.75, gt=0, le=1, description="T_end as a fraction of the sparse training steps.")
     drop_fraction: float = Field(0.3, gt=0, lt=1, description="α: the cosine schedule's initial drop fraction.")
-    warmup_epochs: int = Field(2, ge=0, description="Dense epochs before the network is made sparse.")
+    warmup_epochs: int = Field(
+        2, ge=0, description="Dense epochs before the network is made sparse (at least update_every_steps steps)."
+    )
     prune: bool = Field(True, description="Prune connections and units the trained network does not need.")
     prune_tolerance: float = Field(
         0.01, ge=0, le=1, description="Training-set balanced accuracy pruning may give up (0: none)."

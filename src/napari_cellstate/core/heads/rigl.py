@@ -2,8 +2,11 @@
 
 Sparse training keeps a fixed number of active weights and periodically rewires them:
 
-* **Warm-up.** The head first trains dense for ``warmup_epochs``; then every layer keeps its largest-magnitude
-  weights, as many as its density allows (:func:`layer_counts`: uniform or Erdős-Rényi-Kernel).
+* **Warm-up.** The head first trains dense for ``warmup_epochs``, and for at least one update interval
+  (``update_every_steps``): on a hundred cells two epochs are four steps, after which the largest weights are
+  still those the seed drew, and the mask (hence the latents a head reads) would differ from seed to seed.
+  Then every layer keeps its largest-magnitude weights, as many as its density allows (:func:`layer_counts`:
+  uniform or Erdős-Rényi-Kernel).
 * **Updates.** Every ``update_every_steps`` steps until ``end_fraction`` of the sparse steps, each layer drops
   the fraction ``drop_fraction / 2 · (1 + cos(π t / T_end))`` of its active weights with the smallest magnitude
   and grows as many inactive connections with the largest dense-gradient magnitude. The drop and grow sets are
@@ -129,8 +132,16 @@ class RigLSchedule:
 
     @property
     def warmup_steps(self) -> int:
-        """Dense steps before the head is made sparse."""
-        return self.cfg.warmup_epochs * self.steps_per_epoch
+        """Dense steps before the head is made sparse: ``warmup_epochs``, at least one update interval (if any).
+
+        >>> from napari_cellstate.core.config import HeadConfig
+        >>> head = MLPHead(HeadConfig())
+        >>> RigLSchedule(head, RigLConfig(), 57).warmup_steps, RigLSchedule(head, RigLConfig(), 2).warmup_steps
+        (114, 100)
+        """
+        if self.cfg.warmup_epochs == 0:
+            return 0
+        return max(self.cfg.warmup_epochs * self.steps_per_epoch, self.cfg.update_every_steps)
 
     def _end_step(self, total_steps: int) -> int:
         return max(1, int(self.cfg.end_fraction * (total_steps - self.warmup_steps)))
