@@ -10,11 +10,11 @@ input names; :mod:`.search` parses them safely, recalibrates them and chooses am
   where the AUCs differ by 0.005). The fitness runs in Python (one thread, ~0.15 ms per candidate on 1,000
   rows); the best candidate of each length is kept as it is found. Two things make each second count: a
   candidate whose values on the rows an earlier one already had (a clone, or an edit that changed nothing; about
-  a third of the offspring) is not scored again and gets no room in the population, which keeps it diverse; and a
-  population that has found nothing better for 60 generations starts afresh (the archive stays), as a search
-  that settled on a near miss (e.g. ``exp(z29)`` in place of ``z29·...``) rarely leaves it. :mod:`.search`
-  runs each search in its own light process (:mod:`._worker`). For a score (distillation) it minimises R²
-  against the score with Operon's own two-objective (error, length) NSGA-II on up to 2 threads.
+  a third of the offspring) is not scored again and ranks just behind the original, which keeps the population
+  diverse; and a population that has found nothing better for 60 generations starts afresh (the archive
+  stays), as a search that settled on a near miss (e.g. ``exp(z29)`` in place of ``z29·...``) rarely leaves it.
+  :mod:`.search` runs each search in its own light process (:mod:`._worker`). For a score (distillation) it
+  minimises R² against the score with Operon's own two-objective (error, length) NSGA-II on up to 2 threads.
 * ``pysr``: PySR, the paper's engine, with ``SigmoidLoss`` on ±1 labels. It needs Julia and is not
   thread-safe, so it runs in a separate Python process; :func:`pysr_equations_to_candidates` translates its
   equation table.
@@ -105,15 +105,15 @@ def _problem(x: np.ndarray, target: np.ndarray, operators: Sequence[str]):
 
 _CHUNK = 10  # generations per Operon run; the next run continues the population (warm start)
 _LATE = 1.0  # the fitness of a candidate evaluated after the deadline: worse than any (at most 0.5), not kept
-_SEEN = 1.0  # the fitness of a candidate with the values of an earlier one: no room in the population
 _STALL = 60  # generations without a lower loss after which the population starts afresh (the archive stays)
 
 
 def _classification_run(x, labels, names, operators, max_length, time_s, seed, on_generation, generations, balanced):
     """Operon GP on the best-cut error; candidates: the best of each length evaluated in the whole run.
 
-    Candidates with values already seen are not scored again (fitness :data:`_SEEN`); after :data:`_STALL`
-    generations without a lower loss the population starts afresh.
+    A candidate with the values of an earlier one is not scored again: it gets that loss plus one row's worth, so
+    a clone survives only where nothing distinct is as good. After :data:`_STALL` generations without a lower
+    loss the population starts afresh.
 
     The final population alone would do poorly: without pressure on length it holds only long formulas by
     the end, so the short ones the choice must weigh against them are kept as they are found.
@@ -143,7 +143,7 @@ def _classification_run(x, labels, names, operators, max_length, time_s, seed, o
         score = op.Evaluate(dtable, individual.Genotype, data, rows)
         np.nan_to_num(score, copy=False, nan=0.0, posinf=np.inf, neginf=-np.inf)
         key = hash(score.tobytes())
-        if key in seen:  # the same values as an earlier candidate: archived if shorter, kept out of the population
+        if key in seen:  # the values of an earlier candidate: archived if shorter, scored one row worse (see above)
             _archive(individual, seen[key])
             return [seen[key] + 1.0 / len(labels)]
         order = np.argsort(score)
