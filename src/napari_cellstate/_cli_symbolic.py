@@ -102,7 +102,8 @@ def symbolic_runs(data, head, seeds, out: Path, *, time_budget_s: float = 30.0, 
 
     Inputs: the latents ``head`` (the sparse head) kept and up to
     :data:`~napari_cellstate.core.symbolic.data.EXTRA_INPUTS` more that add to a logistic regression's
-    cross-validated accuracy on the training rows. Target: ``teacher``'s score (the dense head; distillation,
+    cross-validated likelihood on the training rows (:func:`~napari_cellstate.core.symbolic.data.informative_inputs`).
+    Target: ``teacher``'s score (the dense head; distillation,
     chosen and reported on the labels), else the labels. Table 1 compares accuracy at a size limit, so each run
     takes the front's point with the lowest held-out loss (``selection="accuracy"``). Returns the runs-table rows
     (:func:`~napari_cellstate.core.heads.compare.symbolic_run_row`).
