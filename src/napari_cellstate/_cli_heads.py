@@ -78,7 +78,10 @@ def train_and_compare(
 
         from ._cli_symbolic import symbolic_runs
 
-        rows = symbolic_runs(data, best.results["sparse"].model, seeds, out, time_budget_s=symbolic_budget_s)
+        dense = best.results["dense"].model if "dense" in best.results else None  # the teacher, when trained
+        rows = symbolic_runs(
+            data, best.results["sparse"].model, seeds, out, time_budget_s=symbolic_budget_s, teacher=dense
+        )
         runs = pd.concat([runs, pd.DataFrame(rows, columns=runs.columns)], ignore_index=True)
     summary = summarise_table1(runs)
     written = write_table1(out, runs, summary)

@@ -97,22 +97,31 @@ def add_symbolic_commands(sub) -> None:
     de.set_defaults(func=cmd_discover_expression)
 
 
-def symbolic_runs(data, head, seeds, out: Path, *, time_budget_s: float = 30.0):
-    """Scheme 4 for Table 1: one search per seed over the latents ``head`` kept; saves the best as ``out/symbolic``.
+def symbolic_runs(data, head, seeds, out: Path, *, time_budget_s: float = 30.0, teacher=None):
+    """Scheme 4 for Table 1: one search per seed; saves the best as ``out/symbolic``.
 
-    Returns the runs-table rows (:func:`~napari_cellstate.core.heads.compare.symbolic_run_row`).
+    Inputs: the latents ``head`` (the sparse head) kept and up to
+    :data:`~napari_cellstate.core.symbolic.data.EXTRA_INPUTS` more that add to a logistic regression's
+    cross-validated likelihood on the training rows (:func:`~napari_cellstate.core.symbolic.data.informative_inputs`).
+    Target: ``teacher``'s score (the dense head; distillation,
+    chosen and reported on the labels), else the labels. Table 1 compares accuracy at a size limit, so each run
+    takes the front's point with the lowest held-out loss (``selection="accuracy"``). Returns the runs-table rows
+    (:func:`~napari_cellstate.core.heads.compare.symbolic_run_row`).
     """
     from .core.heads.compare import symbolic_run_row
-    from .core.symbolic.data import inputs_from_head_data
+    from .core.symbolic.data import EXTRA_INPUTS, inputs_from_head_data
     from .core.symbolic.search import SearchSettings
 
-    inputs = inputs_from_head_data(data, head=head)
+    target = "label" if teacher is None else "score"
+    inputs = inputs_from_head_data(data, head=head, target=target, teacher=teacher, extra_inputs=EXTRA_INPUTS)
     rows, best = [], None
     for seed in seeds:
         print(
-            f"  Scheme 4, seed {seed}: searching over {', '.join(inputs.names)} for {time_budget_s:.0f} s", flush=True
+            f"  Scheme 4, seed {seed}: searching over {', '.join(inputs.names)} for {time_budget_s:.0f} s"
+            f" (target: {'the dense head score' if teacher is not None else 'labels'})",
+            flush=True,
         )
-        settings = SearchSettings(time_budget_s=time_budget_s, seed=int(seed))
+        settings = SearchSettings(time_budget_s=time_budget_s, seed=int(seed), selection="accuracy")
         folder = out / f"symbolic_seed{seed}"
         result = discover_and_save(inputs, folder, settings, quiet=True)
         rows.append(symbolic_run_row(seed, result.summary()))

@@ -108,7 +108,7 @@ class HeadsStep(_Section):
 
 
 class SymbolicStep(_Section):
-    """Scheme 4: a formula over the latents the best sparse head kept."""
+    """Scheme 4: a formula over the sparse head's latents and up to 4 more, distilled from the dense head."""
 
     enabled: bool = Field(True, description="run Scheme 4 when the symbolic module is installed")
     time_budget_s: float = Field(20.0, gt=0, description="seconds per search (one per seed)")

@@ -8,9 +8,13 @@ input names; :mod:`.search` parses them safely, recalibrates them and chooses am
   step-shaped, bloated formulas, a cut needs no scale (fitted afterwards) and, unlike a ranking (AUC), it
   tells the true boundary from one that is nearly right (with 2 % label noise: 2 % against 4 % errors,
   where the AUCs differ by 0.005). The fitness runs in Python (one thread, ~0.15 ms per candidate on 1,000
-  rows); the best candidate of each length is kept as it is found. :mod:`.search` runs each search in its
-  own light process (:mod:`._worker`). For a score (distillation) it minimises R² against the score with
-  Operon's own two-objective (error, length) NSGA-II on up to 2 threads.
+  rows); the best candidate of each length is kept as it is found. Two things make each second count: a
+  candidate whose values on the rows an earlier one already had (a clone, or an edit that changed nothing; about
+  a third of the offspring) is not scored again and ranks just behind the original, which keeps the population
+  diverse; and a population that has found nothing better for 60 generations starts afresh (the archive
+  stays), as a search that settled on a near miss (e.g. ``exp(z29)`` in place of ``z29·...``) rarely leaves it.
+  :mod:`.search` runs each search in its own light process (:mod:`._worker`). For a score (distillation) it
+  minimises R² against the score with Operon's own two-objective (error, length) NSGA-II on up to 2 threads.
 * ``pysr``: PySR, the paper's engine, with ``SigmoidLoss`` on ±1 labels. It needs Julia and is not
   thread-safe, so it runs in a separate Python process; :func:`pysr_equations_to_candidates` translates its
   equation table.
@@ -19,6 +23,7 @@ input names; :mod:`.search` parses them safely, recalibrates them and chooses am
 from __future__ import annotations
 
 import functools
+import math
 import operator
 import os
 import shutil
@@ -100,10 +105,15 @@ def _problem(x: np.ndarray, target: np.ndarray, operators: Sequence[str]):
 
 _CHUNK = 10  # generations per Operon run; the next run continues the population (warm start)
 _LATE = 1.0  # the fitness of a candidate evaluated after the deadline: worse than any (at most 0.5), not kept
+_STALL = 60  # generations without a lower loss after which the population starts afresh (the archive stays)
 
 
 def _classification_run(x, labels, names, operators, max_length, time_s, seed, on_generation, generations, balanced):
     """Operon GP on the best-cut error; candidates: the best of each length evaluated in the whole run.
+
+    A candidate with the values of an earlier one is not scored again: it gets that loss plus one row's worth, so
+    a clone survives only where nothing distinct is as good. After :data:`_STALL` generations without a lower
+    loss the population starts afresh.
 
     The final population alone would do poorly: without pressure on length it holds only long formulas by
     the end, so the short ones the choice must weigh against them are kept as they are found.
@@ -121,6 +131,8 @@ def _classification_run(x, labels, names, operators, max_length, time_s, seed, o
     rows_below = np.cumsum(weights) if not balanced else None  # weight of the rows below each cut (all 1)
     mapping = _operon_names(variables, names)
     best: dict[int, Candidate] = {}  # the best formula of each length so far
+    seen: dict[int, float] = {}  # loss of each score vector evaluated so far, by the hash of its bytes
+    lowest = [math.inf]  # the lowest loss the current population has reached
     evaluations, done, generation = [0], [0], [0]  # evaluated; generations of the runs before this one; in all
 
     def fitness(_rng, individual):
@@ -130,6 +142,10 @@ def _classification_run(x, labels, names, operators, max_length, time_s, seed, o
         evaluations[0] += 1
         score = op.Evaluate(dtable, individual.Genotype, data, rows)
         np.nan_to_num(score, copy=False, nan=0.0, posinf=np.inf, neginf=-np.inf)
+        key = hash(score.tobytes())
+        if key in seen:  # the values of an earlier candidate: archived if shorter, scored one row worse (see above)
+            _archive(individual, seen[key])
+            return [seen[key] + 1.0 / len(labels)]
         order = np.argsort(score)
         missed = np.cumsum(positive[order])  # positives at or below each cut
         below = rows_below if rows_below is not None else np.cumsum(weights[order])
@@ -137,10 +153,15 @@ def _classification_run(x, labels, names, operators, max_length, time_s, seed, o
         s = score[order]
         errors = errors[:-1][s[1:] != s[:-1]]  # cuts between distinct scores only
         loss = float(min(errors.min(), total - errors.max()) / total) if len(errors) else 0.5
+        seen[key] = loss
+        lowest[0] = min(lowest[0], loss)
+        _archive(individual, loss)
+        return [loss]
+
+    def _archive(individual, loss: float) -> None:
         length = int(individual.Genotype.Length)
         if length not in best or loss < best[length].loss:
             best[length] = Candidate(op.InfixFormatter.Format(individual.Genotype, mapping, 12), length, loss)
-        return [loss]
 
     evaluator = op.UserDefinedEvaluator(problem, fitness)
     evaluator.Budget = 10**12
@@ -193,15 +214,23 @@ def _classification_run(x, labels, names, operators, max_length, time_s, seed, o
         generation[0] = done[0] + gp.Generation
         on_generation(generation[0], evaluations[0])
 
+    reached, improved = math.inf, 0  # the current population's lowest loss and the generation it was reached
     while done[0] < (generations or 10**9) and (done[0] == 0 or time.monotonic() < end):
-        gp.Run(rng, generation_done, 1, done[0] > 0)  # one thread: the fitness holds the GIL
+        stalled = done[0] - improved >= _STALL
+        if stalled:  # a fresh population (the archive stays): another start, not more of a stuck one
+            lowest[0] = reached = math.inf
+            improved = done[0]
+        gp.Run(rng, generation_done, 1, done[0] > 0 and not stalled)  # one thread: the fitness holds the GIL
         done[0] += gp.Generation
+        if lowest[0] < reached - 1e-9:
+            reached, improved = lowest[0], done[0]
     return list(best.values())
 
 
 def _distillation_run(x, score, names, operators, max_length, time_s, seed, generations):
     """Operon's NSGA-II on (R², length) against a score: its whole Pareto front."""
-    from pyoperon.sklearn import SymbolicRegressor
+    started = time.monotonic()
+    from pyoperon.sklearn import SymbolicRegressor  # imports scikit-learn: seconds on a busy machine, in the budget
 
     symbols = ",".join([*(OPERATORS[o][0] for o in operators), "constant", "variable"])
     regressor = SymbolicRegressor(
@@ -212,7 +241,7 @@ def _distillation_run(x, score, names, operators, max_length, time_s, seed, gene
         max_evaluations=10**9,
         population_size=1000,
         n_threads=min(2, os.cpu_count() or 1),
-        max_time=max(1, round(time_s)),
+        max_time=max(1, int(time_s - (time.monotonic() - started))),
         random_state=seed,
         model_selection_criterion="mean_squared_error",
     )

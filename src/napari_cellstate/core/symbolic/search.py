@@ -80,6 +80,11 @@ class SearchSettings:
     balance_classes : bool, default=False
         Weigh each class half in the fitness, the threshold and the loss (a rare class with clean labels); by
         default every row counts once, which leaves the boundary where symmetric label noise leaves it.
+    selection : {"best", "accuracy"}, default="best"
+        How the front's point is chosen (PySR's ``model_selection``): "best" is :func:`choose_best` (a short
+        formula unless a longer one is much better), "accuracy" the lowest held-out loss (what Table 1 compares:
+        accuracy at a size limit; the loss is measured on folds the search never saw, and the size is bounded by
+        ``max_length``).
     max_generations : int, optional
         Generations per search; set it for results that repeat exactly with the same seed (a time budget
         alone stops after however many generations the machine managed).
@@ -94,6 +99,7 @@ class SearchSettings:
     n_processes: int = 2
     max_rows: int = 1000
     balance_classes: bool = False
+    selection: str = "best"
     max_generations: int | None = None
     seed: int = 0
 
@@ -108,6 +114,8 @@ class SearchSettings:
             raise ValueError("restarts must be at least 2: each search needs held-out training rows to be judged.")
         if not 1 <= self.n_processes <= 2:
             raise ValueError(f"n_processes must be 1 or 2 (a laptop's share), not {self.n_processes}.")
+        if self.selection not in ("best", "accuracy"):
+            raise ValueError(f"selection must be 'best' or 'accuracy', not {self.selection!r}.")
         if not self.time_budget_s > 0:
             raise ValueError(f"time_budget_s must be positive, not {self.time_budget_s}.")
         return self
@@ -492,6 +500,7 @@ def iter_discover_expression(
     EngineUnavailableError
         PySR chosen where Julia is missing.
     """
+    started, started_epoch = time.perf_counter(), time.time()  # the budget covers everything, folds included
     settings = (settings or SearchSettings()).checked()
     x = np.asarray(x, dtype=np.float64)
     labels = np.asarray(labels).astype(np.int8)
@@ -504,11 +513,11 @@ def iter_discover_expression(
     groups = np.arange(len(labels)) if groups is None else np.asarray(groups)
     folds = [train[f] for f in _folds(labels[train], groups[train], settings.restarts, settings.seed)]
     rng = np.random.default_rng(settings.seed)
-    started, started_epoch = time.perf_counter(), time.time()
     workers = 1 if settings.engine == "pysr" else settings.n_processes
     rounds = math.ceil(len(folds) / workers)
     reserve = min(15.0, 0.25 * settings.time_budget_s)  # calibrating candidates, scoring the front
     slot = max(1.0, (settings.time_budget_s - reserve) / rounds)
+    finish_by = started_epoch + settings.time_budget_s - 0.2 * reserve  # then only the front's scoring is left
     jobs = []
     for k, held in enumerate(folds):
         fit = _sample(np.setdiff1d(train, held), labels, settings.max_rows, rng)
@@ -531,6 +540,7 @@ def iter_discover_expression(
         job = jobs[k]
         engine_front = _engine_front(list({c.text: c for c in candidates}.values()))
         near = min((c.loss for c in engine_front), default=0.0) * _REFINE_WITHIN
+        engine_front.sort(key=lambda c: c.loss)  # the best first: past the budget the rest keep their constants
         with threadpool_limits(limits=1, user_api="blas"):  # tiny fits: threads only wait (on a shared machine)
             for candidate in engine_front:
                 fit, held = job.fit, job.held
@@ -542,7 +552,7 @@ def iter_discover_expression(
                     x[held],
                     labels[held],
                     settings.balance_classes,
-                    refine=candidate.loss <= near,
+                    refine=candidate.loss <= near and time.time() < finish_by,
                 )
                 if point is not None:
                     points.append(point)
@@ -555,13 +565,15 @@ def iter_discover_expression(
             f"search {done}/{len(jobs)}: {counts['generations']} generations, best held-out loss {best:.4f}",
             {"generations": float(counts["generations"]), "best_loss": float(best)},
         )
-    front = pareto_front([_simplified_point(p) for p in pareto_front(points)])  # simplify only the few worth it
+    front = pareto_front(points)
+    if time.time() < finish_by:  # simplify only the few worth it, and only within the budget
+        front = pareto_front([_simplified_point(p) for p in front])
     if not front:
         raise SymbolicDataError("The search found no usable formula: allow more time or a larger max_length.")
     front = [_scored(p, x, labels, names, train, test) for p in front]
     return DiscoveryResult(
         front=front,
-        chosen=choose_best(front),
+        chosen=choose_best(front) if settings.selection == "best" else int(np.argmin([p.loss for p in front])),
         inputs=names,
         target="label" if score is None else "score",
         baseline_test_accuracy=_baseline(x, labels, train, test),
