@@ -81,8 +81,9 @@ def cmd_attack(args: argparse.Namespace) -> int:
 
 
 def find_heads(folder: Path) -> list[Path]:
-    """Model cards of heads (Schemes 1-3) in ``folder``, sorted by name."""
+    """Model cards of heads (Schemes 1-3) and saved formulas (Scheme 4) in ``folder``, sorted by name."""
     from .core.attacks import AttackError
+    from .core.symbolic.files import is_expression_card
 
     if not folder.is_dir():
         raise AttackError(
@@ -94,7 +95,7 @@ def find_heads(folder: Path) -> list[Path]:
             architecture = json.loads(card.read_text()).get("architecture")
         except (ValueError, AttributeError):
             continue
-        if architecture in HEAD_ARCHITECTURES:
+        if architecture in HEAD_ARCHITECTURES or is_expression_card(card):
             heads.append(card)
     if not heads:
         raise AttackError(

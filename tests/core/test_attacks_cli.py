@@ -124,3 +124,44 @@ def test_placement_lays_a_resized_crop_over_its_cell():
     peak = np.array(np.unravel_index(np.argmax(result.crops[0]), (32, 32)))
     assert np.all(np.abs(translate + peak * scale - [y, x]) <= scale / 2)
     assert np.allclose(scale, 2.0)
+
+
+def _save_formula(folder, columns):
+    from napari_cellstate.core.symbolic.expression import SymbolicExpression, symbol
+    from napari_cellstate.core.symbolic.files import save_expression
+
+    folder.mkdir(parents=True, exist_ok=True)
+    return save_expression(folder / "symbolic", SymbolicExpression(symbol("z11") - 0.5), columns)
+
+
+def test_a_saved_formula_is_audited_and_attacked_as_scheme_4(labelled_project, heads, tmp_path, capsys):
+    import shutil
+
+    folder = tmp_path / "models"
+    shutil.copytree(heads, folder)
+    _save_formula(folder, [f"z{j}" for j in range(32)])
+    code = main(["audit", str(labelled_project), "--heads", str(folder), "--out", str(tmp_path / "audit"),
+                 "--max-cells", "40", "--n-minimal", "4", "--json"])  # fmt: skip
+    assert code == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [row["scheme"] for row in rows] == [2, 4]
+    formula = rows[1]
+    assert formula["head"] == "symbolic"
+    # it reads z11 alone: freezing the central latents (z11 among them, or not) decides whether it can flip at all
+    assert formula["frozen_central_flip_rate"] is not None
+    assert 0 <= formula["central_energy_share"] <= 1
+
+    from napari_cellstate.core.attacks import load_scheme
+
+    scheme = load_scheme(folder / "symbolic.json")
+    crops = np.random.default_rng(0).normal(size=(3, 64, 64)).astype(np.float32)
+    latents = scheme.encode(crops)
+    assert np.allclose(scheme.scores_of_crops(crops).numpy(), latents[:, 11].numpy() - 0.5, atol=1e-5)
+
+
+def test_a_formula_not_over_the_latents_cannot_be_attacked(tmp_path):
+    from napari_cellstate.core.attacks import AttackError, load_scheme
+
+    path = _save_formula(tmp_path, ["area", "z11"])
+    with pytest.raises(AttackError, match="not the β-TCVAE's latents"):
+        load_scheme(path)

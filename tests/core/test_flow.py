@@ -77,8 +77,10 @@ def test_run_resumes_and_reports(tmp_path, capsys):
     assert summary["scores"]["segmentation_f1"] > 0.7  # the sample's truth scores the segmentation
     runs = pd.read_csv(project / "flow" / "heads" / "table1_runs.csv")
     assert set(runs["scheme"]) == {"dense", "sparse"}
-    assert (project / "flow" / "audit" / "audit.csv").is_file()
-    assert list((project / "flow" / "audit").glob("gallery_*.png"))
+    audited = set(pd.read_csv(project / "flow" / "audit" / "audit.csv")["scheme"])
+    assert (project / "flow" / "symbolic" / "symbolic.json").is_file()
+    assert audited == {2, 3, 4}  # every scheme the run made is audited, the formula included
+    assert (project / "flow" / "audit" / "gallery_symbolic.png").is_file()
 
     # a second run finds every step done and valid: only the report is made again
     second = run_flow(config)

@@ -128,12 +128,14 @@ class SchemeModel:
 
 
 def load_scheme(path: os.PathLike | str, vae: nn.Module | None = None) -> SchemeModel:
-    """A saved head (``load_head``) as a :class:`SchemeModel`; the card's ``scheme`` gives its number.
+    """A saved head (``load_head``) or formula (``load_expression_module``) as a :class:`SchemeModel`.
+
+    A head's card ``scheme`` gives its number; a formula is Scheme 4.
 
     Parameters
     ----------
     path : path-like
-        The head's ``.safetensors`` / ``.json`` (or the path without suffix).
+        The head's ``.safetensors`` / ``.json`` (or the path without suffix), or a formula's ``.json``.
     vae : torch.nn.Module, optional
         The β-TCVAE whose latents Schemes 2-4 read, and which reconstructs perturbed crops; default: the
         packaged one.
@@ -145,15 +147,28 @@ def load_scheme(path: os.PathLike | str, vae: nn.Module | None = None) -> Scheme
     """
     from ..heads import load_head
     from ..model_files import ModelFileError
+    from ..symbolic.files import ExpressionFileError, is_expression_card, load_expression_module
 
-    try:
-        model, card = load_head(path)
-    except (ModelFileError, FileNotFoundError) as err:
-        raise AttackError(
-            f"No trained head at {path}: {err}. Train heads first (Train heads widget, or "
-            "`napari-cellstate train-heads`)."
-        ) from err
-    number = scheme_number(card.get("scheme", "cnn" if type(model).__name__ == "CNNClassifier" else "dense"))
+    if is_expression_card(path):  # Scheme 4: a torch module over all latents, like a Scheme 2-3 head
+        try:
+            model, card = load_expression_module(path)
+        except ExpressionFileError as err:
+            raise AttackError(f"The formula at {path} cannot be attacked: {err}") from err
+        if model.columns != [f"z{j}" for j in range(len(model.columns))]:
+            raise AttackError(
+                f"The formula at {path} reads the columns {model.columns[:4]}..., not the β-TCVAE's latents "
+                "z0, z1, ...: only a formula discovered on a project's latents can be attacked."
+            )
+        number = 4
+    else:
+        try:
+            model, card = load_head(path)
+        except (ModelFileError, FileNotFoundError) as err:
+            raise AttackError(
+                f"No trained head at {path}: {err}. Train heads first (Train heads widget, or "
+                "`napari-cellstate train-heads`)."
+            ) from err
+        number = scheme_number(card.get("scheme", "cnn" if type(model).__name__ == "CNNClassifier" else "dense"))
     if vae is None:  # Schemes 2-4 read its latents; every scheme's perturbed crops are shown reconstructed by it
         from ..vae.fit import load_default_vae
 

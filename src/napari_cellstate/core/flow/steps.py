@@ -434,9 +434,14 @@ def _run_symbolic(ctx: FlowContext):
 # -- attacks and audit -------------------------------------------------------------------------------------------
 
 
+def _audited_models(ctx: FlowContext) -> list[Path]:
+    """The heads' cards, then Scheme 4's formula when the symbolic step saved one: every scheme is audited."""
+    formula = ctx.folder / "symbolic" / "symbolic.json"
+    return sorted((ctx.folder / "heads").glob("*_head.json")) + ([formula] if formula.is_file() else [])
+
+
 def _audit_identity(ctx: FlowContext) -> dict:
-    heads = ctx.folder / "heads"
-    cards = sorted(heads.glob("*_head.json"))
+    cards = _audited_models(ctx)
     return {
         **_latents_identity(ctx),
         "heads": {card.name: sha256_file(card) for card in cards},
@@ -454,7 +459,7 @@ def _run_audit(ctx: FlowContext):
     cfg = ctx.config.audit
     out = ctx.folder / "audit"
     out.mkdir(parents=True, exist_ok=True)
-    heads = sorted((ctx.folder / "heads").glob("*_head.json"))
+    heads = _audited_models(ctx)
     steps = iter_audit_heads(ctx.project, heads, max_cells=cfg.max_cells, n_minimal=cfg.n_minimal, seed=ctx.config.seed)
     rows, curves, central = yield from relay(steps, "audit")
     written = [write_table_atomic(out / "audit.csv", pd.DataFrame(rows))]

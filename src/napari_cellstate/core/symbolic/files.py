@@ -24,6 +24,7 @@ __all__ = [
     "FORMAT",
     "ExpressionFileError",
     "expression_paths",
+    "is_expression_card",
     "load_expression",
     "load_expression_module",
     "save_expression",
@@ -47,6 +48,18 @@ def expression_paths(path: os.PathLike | str) -> tuple[Path, Path]:
     if path.suffix.lower() in (".txt", ".json"):
         path = path.with_suffix("")
     return path.with_name(path.name + ".txt"), path.with_name(path.name + ".json")
+
+
+def is_expression_card(path: os.PathLike | str) -> bool:
+    """Whether ``path`` names a saved formula (its card's ``format`` is ours), e.g. in a folder of heads.
+
+    Reads only the card's JSON; a missing or unreadable card, or a head's card, is not a formula.
+    """
+    try:
+        card = json.loads(expression_paths(path)[1].read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return False
+    return isinstance(card, dict) and card.get("format") == FORMAT
 
 
 def save_expression(

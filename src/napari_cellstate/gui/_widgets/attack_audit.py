@@ -206,11 +206,23 @@ def _saved_heads_and_attacks(project: str) -> tuple[list[str], list[str]]:
     """The names of the project's saved heads (newest first) and of its saved attacks (in a worker)."""
     folder = Path(project) / ATTACKS_FOLDER
     attacks = sorted(p.name for p in folder.iterdir() if (p / "attack.json").exists()) if folder.is_dir() else []
+    formulas = _saved_formulas(project)
     if not any(Path(project).glob("heads/*.safetensors")):  # none: torch need not load (its load stalls napari)
-        return [], attacks
+        return formulas, attacks
     from ...core.heads.session import saved_heads
 
-    return [card.stem for card in saved_heads(project)], attacks
+    return [card.stem for card in saved_heads(project)] + formulas, attacks
+
+
+def _saved_formulas(project: str) -> list[str]:
+    """The names of Scheme 4 formulas saved among the project's heads (cards without weights beside them)."""
+    cards = [card for card in Path(project).glob("heads/*.json") if not card.with_suffix(".safetensors").exists()]
+    cards.sort()
+    if not cards:  # nothing to check: the formula code (torch, sympy) need not load
+        return []
+    from ...core.symbolic.files import is_expression_card
+
+    return [card.stem for card in cards if is_expression_card(card)]
 
 
 def _iter_attack_and_save(project: Path, head: str, folder: Path, request: dict) -> Generator[Progress, None, tuple]:
@@ -219,7 +231,7 @@ def _iter_attack_and_save(project: Path, head: str, folder: Path, request: dict)
     from ...core.attacks.results import save_attack_result
     from ...core.heads.session import HEADS_FOLDER
 
-    head_path = project / HEADS_FOLDER / f"{head}.safetensors"
+    head_path = project / HEADS_FOLDER / f"{head}.json"  # a head's card or a saved formula's
     result, geometry = yield from iter_attack_project(project, head_path, **request)
     save_attack_result(folder, result, geometry)
     return drawn_attack(result, geometry)
