@@ -145,7 +145,7 @@ def add_attack_commands(sub) -> None:
     """Register the attack commands on the main parser's subparsers."""
     at = sub.add_parser("attack", help="adversarial attacks (FGSM/PGD/minimal ε) on cells of a project")
     at.add_argument("project", help="project folder with a crop dataset (encoded, for latent attacks)")
-    at.add_argument("--head", required=True, help="a saved head (.safetensors/.json)")
+    at.add_argument("--head", required=True, help="a saved head (.safetensors/.json) or formula (symbolic.json)")
     at.add_argument("--cells", type=int, nargs="+", help="object ids to attack (default: all cells)")
     at.add_argument(
         "--class", choices=["interphase", "metaphase"], help="attack cells the applied head gave this class"
@@ -164,7 +164,7 @@ def add_attack_commands(sub) -> None:
 
     au = sub.add_parser("audit", help="domain audit of every head in a folder (central cell, orientation, noise)")
     au.add_argument("project", help="project folder; its test split is audited")
-    au.add_argument("--heads", required=True, help="folder of saved heads")
+    au.add_argument("--heads", required=True, help="folder of saved heads and formulas")
     au.add_argument("--out", help="folder for the audit table (default: HEADS/audit)")
     au.add_argument("--central", nargs="+", metavar="LATENT", help="central-cell latents (default: from latent roles)")
     au.add_argument("--max-cells", type=int, default=500, help="test cells audited at most (default: %(default)s)")
