@@ -159,13 +159,14 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--audit-cells", type=int, default=300)
     parser.add_argument("--n-minimal", type=int, default=50)
+    parser.add_argument("--data-seed", type=int, default=0, help="seed of the synthetic crops")
     add_generator_options(parser)
     args = parser.parse_args()
     torch.set_num_threads(1)
 
     generator = generator_from(args)
     print(f"neighbour clearance {generator.neighbour_exclusion_um} µm x {generator.neighbour_exclusion_strength}")
-    data = synthetic_head_data(args.cells, seed=0, generator=generator)
+    data = synthetic_head_data(args.cells, seed=args.data_seed, generator=generator)
     results = {scheme: train_head(scheme, data) for scheme in ("cnn", "dense", "sparse")}
     vae = __import__("napari_cellstate.core.vae.fit", fromlist=["x"]).load_default_vae()[0]
     schemes = [SchemeModel(r.model, r.scheme.number, f"{r.scheme.value} head", vae) for r in results.values()]
