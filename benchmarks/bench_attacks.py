@@ -10,6 +10,7 @@ carry Schemes 2-4's image-space energy and where each of those latents' encoder 
 (ε = 0.5) when only the nucleus, or only the background, may change.
 
     PYTHONPATH=src python benchmarks/bench_attacks.py [--cells 2000] [--repeats 5]
+        [--exclusion-um 3] [--exclusion-strength 1]
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import torch
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).parent))
+from _generator import add_generator_options, generator_from
 from _timing import median_seconds
 
 from napari_cellstate.core.attacks import SchemeModel, prepare_audit_cells, run_audit
@@ -157,10 +159,14 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--audit-cells", type=int, default=300)
     parser.add_argument("--n-minimal", type=int, default=50)
+    parser.add_argument("--data-seed", type=int, default=0, help="seed of the synthetic crops")
+    add_generator_options(parser)
     args = parser.parse_args()
     torch.set_num_threads(1)
 
-    data = synthetic_head_data(args.cells, seed=0)
+    generator = generator_from(args)
+    print(f"neighbour clearance {generator.neighbour_exclusion_um} µm x {generator.neighbour_exclusion_strength}")
+    data = synthetic_head_data(args.cells, seed=args.data_seed, generator=generator)
     results = {scheme: train_head(scheme, data) for scheme in ("cnn", "dense", "sparse")}
     vae = __import__("napari_cellstate.core.vae.fit", fromlist=["x"]).load_default_vae()[0]
     schemes = [SchemeModel(r.model, r.scheme.number, f"{r.scheme.value} head", vae) for r in results.values()]

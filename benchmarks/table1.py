@@ -11,6 +11,7 @@ epochs on 7,170 training crops): about 6 minutes in all. When other processes co
 threads can make the small heads ten times slower: ``--threads 1`` avoids it. ``--cnn-epochs`` shortens Scheme
 1; on a GPU, which the CNN's ``device="auto"`` picks, it is much faster.
 Run: python benchmarks/table1.py [--n 8000] [--seeds 10] [--schemes cnn dense sparse] [--cnn-epochs 2]
+     [--exclusion-um 3] [--exclusion-strength 1]
 """
 
 from __future__ import annotations
@@ -22,6 +23,9 @@ from pathlib import Path
 
 import pandas as pd
 import torch
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _generator import add_generator_options, generator_from
 
 from napari_cellstate.core.config import HeadScheme
 from napari_cellstate.core.heads.compare import (
@@ -75,12 +79,17 @@ def main() -> None:
     parser.add_argument(
         "--threads", type=int, default=None, help="torch threads (default: torch's; 1 is fastest for the small heads)"
     )
+    add_generator_options(parser)
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
 
     started = time.perf_counter()
-    data = synthetic_head_data(args.n, seed=args.data_seed, keep_crops=HeadScheme.CNN.value in args.schemes)
+    generator = generator_from(args)
+    data = synthetic_head_data(
+        args.n, seed=args.data_seed, generator=generator, keep_crops=HeadScheme.CNN.value in args.schemes
+    )
+    print(f"neighbour clearance {generator.neighbour_exclusion_um} µm x {generator.neighbour_exclusion_strength}")
     print(f"{data.source}: {data.describe()} ({time.perf_counter() - started:.1f} s)")
 
     runs = []
