@@ -2,9 +2,9 @@
 
 Prints attacks per second of Captum's FGSM in image space (Scheme 2, through the β-TCVAE encoder) and in latent
 space, each next to the hand-written one-line FGSM x + ε·sign(∇ₓ L) on the same model and cells (the ratio shows
-Captum's overhead), then the audit time and the audit table of Schemes 1-3 and a formula stand-in for Scheme 4
-(a logistic regression on the sparse head's kept latents and their squares, as a torch module), and where each
-model's image-space gradient energy lies: the central nucleus (the audit's mask), its 2-px rim, the neighbours
+Captum's overhead), then the audit time and the audit table of Schemes 1-3 and of the formula Table 1 discovers
+(Scheme 4, searched as ``train-heads`` does and loaded back from its files), and where each model's image-space
+gradient energy lies: the central nucleus (the audit's mask), its 2-px rim, the neighbours
 (other objects, 2 px grown) and the background, next to each region's share of the crop's area; which latents
 carry Schemes 2-4's image-space energy and where each of those latents' encoder gradients lie; and PGD's flip rate
 (ε = 0.5) when only the nucleus, or only the background, may change.
@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -28,7 +29,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 from _generator import add_generator_options, generator_from
 from _timing import median_seconds
 
-from napari_cellstate.core.attacks import SchemeModel, prepare_audit_cells, run_audit
+from napari_cellstate._cli_symbolic import symbolic_runs
+from napari_cellstate.core.attacks import SchemeModel, load_scheme, prepare_audit_cells, run_audit
 from napari_cellstate.core.attacks.audit import audit_table_markdown
 from napari_cellstate.core.attacks.central import central_latents
 from napari_cellstate.core.attacks.fgsm import CROP_BOUNDS, fgsm, loss_gradient, pgd, untargeted_loss
@@ -37,32 +39,13 @@ from napari_cellstate.core.heads.data import synthetic_head_data
 from napari_cellstate.core.heads.fit import train_head
 
 
-class QuadraticFormula(nn.Module):
-    """f(z) = b + Σ wᵢ zᵢ + Σ vᵢ zᵢ² over a few latents: a short closed-form expression standing in for Scheme 4."""
-
-    def __init__(self, inputs: list[int], linear: np.ndarray, square: np.ndarray, bias: float) -> None:
-        super().__init__()
-        self.inputs = inputs
-        self.register_buffer("linear", torch.tensor(linear, dtype=torch.float32))
-        self.register_buffer("square", torch.tensor(square, dtype=torch.float32))
-        self.bias = float(bias)
-
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
-        """Scores of latents (N, D)."""
-        kept = z[:, self.inputs]
-        return kept @ self.linear + (kept**2) @ self.square + self.bias
-
-
-def formula_from(sparse, data) -> QuadraticFormula:
-    """Fit the stand-in formula on the sparse head's kept latents (training rows, labels)."""
-    from sklearn.linear_model import LogisticRegression
-
-    kept = sparse.used_inputs()
-    train = data.rows("train")
-    z = data.latents[train][:, kept]
-    fit = LogisticRegression(max_iter=2000).fit(np.hstack([z, z**2]), data.labels[train])
-    k = len(kept)
-    return QuadraticFormula(kept, fit.coef_[0, :k], fit.coef_[0, k:], fit.intercept_[0])
+def discovered_formula(results: dict, data, vae, budget_s: float) -> SchemeModel:
+    """Scheme 4 as Table 1 makes it (``train-heads``: the search over the sparse head's inputs, distilling the dense
+    head), saved and loaded back as the attack and audit commands load it."""
+    with tempfile.TemporaryDirectory() as folder:
+        symbolic_runs(data, results["sparse"].model, [0], Path(folder), time_budget_s=budget_s,
+                      teacher=results["dense"].model)  # fmt: skip
+        return load_scheme(Path(folder) / "symbolic.json", vae)
 
 
 def one_line_fgsm(model, x, epsilon, bounds=(-np.inf, np.inf)):
@@ -159,6 +142,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--audit-cells", type=int, default=300)
     parser.add_argument("--n-minimal", type=int, default=50)
+    parser.add_argument("--symbolic-budget", type=float, default=30.0, help="Scheme 4 search seconds")
     parser.add_argument("--data-seed", type=int, default=0, help="seed of the synthetic crops")
     add_generator_options(parser)
     args = parser.parse_args()
@@ -170,8 +154,7 @@ def main() -> None:
     results = {scheme: train_head(scheme, data) for scheme in ("cnn", "dense", "sparse")}
     vae = __import__("napari_cellstate.core.vae.fit", fromlist=["x"]).load_default_vae()[0]
     schemes = [SchemeModel(r.model, r.scheme.number, f"{r.scheme.value} head", vae) for r in results.values()]
-    formula = formula_from(results["sparse"].model, data)
-    schemes.append(SchemeModel(formula, 4, "formula stand-in", vae))
+    schemes.append(discovered_formula(results, data, vae, args.symbolic_budget))
     for scheme, result in zip(schemes, results.values(), strict=False):
         print(f"Scheme {scheme.number}: test balanced accuracy {result.metrics['balanced_accuracy']:.3f}")
 
