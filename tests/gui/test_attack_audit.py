@@ -82,3 +82,19 @@ def test_attack_without_a_head_or_cells_says_what_to_do(make_napari_viewer, qtbo
     assert widget.head.value == "toy"  # the project's saved heads are offered
     assert widget.run_attack() is None
     assert "select cells" in widget.attack_panel.status.text()
+
+
+def test_saved_formulas_are_offered_and_pgd_requests_are_built(make_napari_viewer, qtbot, tmp_path):
+    from napari_cellstate.core.symbolic.expression import SymbolicExpression, symbol
+    from napari_cellstate.core.symbolic.files import save_expression
+
+    widget = AttackAuditWidget(make_napari_viewer())
+    widget.project.value = tmp_path
+    save_expression(tmp_path / "heads" / "symbolic", SymbolicExpression(symbol("z11") - 0.5), ["z0", "z11"])
+    widget.refresh()
+    qtbot.waitUntil(lambda: not widget.lister.busy, timeout=30_000)
+    assert widget.head.value == "symbolic"  # a formula saved by the Expression step can be attacked (Scheme 4)
+    widget.method.value, widget.minimal.value = "pgd", True
+    widget.cells.value = widget.cells.choices[-1]  # all cells
+    request = widget.attack_request()
+    assert (request["method"], request["epsilon"]) == ("minimal_pgd", None)

@@ -40,11 +40,15 @@ class AttackAuditWidget(QWidget):
         self.cells = ComboBox(label="attack", choices=SELECTIONS)
         self.space = ComboBox(label="space", choices=["image", "latent"], value="image")
         self.epsilon = FloatSpinBox(label="ε", value=0.5, min=0.01, max=4.0, step=0.05)
+        self.method = ComboBox(label="method", choices=["fgsm", "pgd"], value="fgsm")
+        self.method.tooltip = "FGSM: one step of size ε (the paper's); PGD: several projected steps within ε (stronger)"
         self.minimal = CheckBox(text="minimal ε that flips each cell")
         self.freeze = LineEdit(label="frozen latents", value="")
         self.freeze.tooltip = "latent attacks: latents held fixed, e.g. z3 z17 z21 z29 (the paper's central ones)"
         self.space.changed.connect(lambda space: setattr(self.epsilon, "value", 0.5 if space == "image" else 1.0))
-        form = Container(widgets=[self.head, self.cells, self.space, self.epsilon, self.minimal, self.freeze])
+        form = Container(
+            widgets=[self.head, self.cells, self.space, self.method, self.epsilon, self.minimal, self.freeze]
+        )
         self.attack_panel = RunPanel("Attack")
         self.saved = QListWidget()
         self.saved.setMaximumHeight(90)
@@ -119,7 +123,7 @@ class AttackAuditWidget(QWidget):
             **self._selection(),
             "space": self.space.value,
             "epsilon": None if self.minimal.value else float(self.epsilon.value),
-            "method": "minimal" if self.minimal.value else "fgsm",
+            "method": attack_method(self.method.value, minimal=self.minimal.value),
             "frozen": _latent_indices(self.freeze.value.replace(",", " ").split()),
         }
 
@@ -191,15 +195,29 @@ class AttackAuditWidget(QWidget):
         self.canvas.set_picture(picture)
 
 
+def attack_method(method: str, *, minimal: bool) -> str:
+    """The core's method name: ``method`` ("fgsm" or "pgd"), or its minimal-ε search.
+
+    >>> attack_method("pgd", minimal=True), attack_method("fgsm", minimal=True), attack_method("pgd", minimal=False)
+    ('minimal_pgd', 'minimal', 'pgd')
+    """
+    if not minimal:
+        return method
+    return "minimal_pgd" if method == "pgd" else "minimal"
+
+
 def attack_name(head: str, request: dict) -> str:
-    """A folder name saying what was attacked: head, space, ε (or minimal), frozen latents.
+    """A folder name saying what was attacked: head, space, method (FGSM unsaid), ε (or minimal), frozen latents.
 
     >>> attack_name("scheme3_sparse_seed0", {"space": "latent", "epsilon": 1.0, "frozen": [3, 17]})
     'scheme3_sparse_seed0-latent-eps1-frozen3_17'
+    >>> attack_name("symbolic", {"space": "image", "epsilon": None, "method": "minimal_pgd", "frozen": []})
+    'symbolic-image-pgd-minimal'
     """
+    pgd = "-pgd" if request.get("method", "fgsm") in ("pgd", "minimal_pgd") else ""
     epsilon = "minimal" if request.get("epsilon") is None else f"eps{request['epsilon']:g}"
     frozen = "-frozen" + "_".join(str(j) for j in request["frozen"]) if request.get("frozen") else ""
-    return f"{head}-{request['space']}-{epsilon}{frozen}"
+    return f"{head}-{request['space']}{pgd}-{epsilon}{frozen}"
 
 
 def _saved_heads_and_attacks(project: str) -> tuple[list[str], list[str]]:
