@@ -39,11 +39,14 @@ def test_the_writer_saves_labels_and_predictions_into_the_project(project):
     features.loc[features.index[:5], "label"] = "my class"
     features["head_score"] = np.linspace(-1, 1, len(features))
     features["head_class"] = np.where(features["head_score"] >= 0, "metaphase", "interphase")
+    features["sparse_score"] = -features["head_score"]  # one scheme's own predictions, kept beside the latest
+    features["sparse_class"] = np.where(features["sparse_score"] >= 0, "metaphase", "interphase")
     written = write_cells(str(project), data, {"features": features})
     assert written
     assert LabelStore(project / "labels.csv").counts()["my class"] == 5
     objects = load_crop_dataset(project).objects
     assert (objects["head_class"].astype(str).to_numpy() == features["head_class"].to_numpy()).all()
+    assert (objects["sparse_class"].astype(str).to_numpy() == features["sparse_class"].to_numpy()).all()
     with pytest.raises(ValueError, match="not a napari-cellstate project"):
         write_cells(str(project.parent), data, {"features": features})
 

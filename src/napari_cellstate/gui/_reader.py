@@ -164,13 +164,15 @@ def write_cells(path: str, data: np.ndarray, attributes: dict) -> list[str]:
     """npe2 writer: save a cells layer's labels and predictions back into the project folder ``path``.
 
     Labels go to ``labels.csv`` (each cell's ``label`` feature; "" removes a label), predictions (``head_score``,
-    ``head_class``) to the live run's "predictions" column group. The layer must be the project's cells (its
+    ``head_class``) to the live run's "predictions" column group, and each scheme's own (``sparse_score``,
+    ``sparse_class``, ...) to its ``predictions_<scheme>`` group. The layer must be the project's cells (its
     features carry ``object_id``).
     """
     import pandas as pd
 
     from ..core.labelling import LabelStore
     from ..core.project import Project, load_crop_dataset, set_object_columns
+    from ._apply import scheme_columns
 
     folder = _project_folder(path)
     if folder is None:
@@ -185,10 +187,16 @@ def write_cells(path: str, data: np.ndarray, attributes: dict) -> list[str]:
         for label, cells in features.fillna({"label": ""}).groupby(features["label"].fillna("").astype(str)):
             store.assign(cells, label)
         written.append(str(project.labels_path))
-    if "head_class" in features:
-        objects = load_crop_dataset(project).objects[["object_id"]]
-        predictions = objects.merge(features[["object_id", "head_score", "head_class"]], on="object_id", how="left")
-        columns = predictions[["head_score", "head_class"]].astype({"head_class": "string"}).reset_index(drop=True)
-        set_object_columns(project, columns, group="predictions", provenance={"command": "napari writer"})
+    schemes = [str(c).removesuffix("_class") for c in features if str(c).endswith("_class") and c != "head_class"]
+    groups = {"predictions": ("head_score", "head_class")}
+    groups.update({f"predictions_{scheme}": scheme_columns(scheme) for scheme in schemes})
+    objects = None
+    for group, (score, klass) in groups.items():
+        if klass not in features or score not in features:
+            continue
+        objects = load_crop_dataset(project).objects[["object_id"]] if objects is None else objects
+        predictions = objects.merge(features[["object_id", score, klass]], on="object_id", how="left")
+        columns = predictions[[score, klass]].astype({klass: "string"}).reset_index(drop=True)
+        set_object_columns(project, columns, group=group, provenance={"command": "napari writer"})
         written.append(str(project.run_path))
-    return written
+    return sorted(set(written))
