@@ -143,7 +143,7 @@ def load_scheme(path: os.PathLike | str, vae: nn.Module | None = None) -> Scheme
     Raises
     ------
     AttackError
-        If the file is missing or not a head.
+        If the file is missing or not a head or formula, or the formula does not read the latents.
     """
     from ..heads import load_head
     from ..model_files import ModelFileError
@@ -173,5 +173,5 @@ def load_scheme(path: os.PathLike | str, vae: nn.Module | None = None) -> Scheme
         from ..vae.fit import load_default_vae
 
         vae = load_default_vae()[0]
-    name = Path(path).name.removesuffix(".json").removesuffix(".safetensors")
+    name = Path(path).name.removesuffix(".json").removesuffix(".safetensors").removesuffix(".txt")
     return SchemeModel(model=model, number=number, name=name, vae=vae)
