@@ -4,7 +4,8 @@ For each model, on the same test cells:
 
 1. central cell only — ``central_energy_share``: share of the image-space attack's energy (the squared loss
    gradient, the steepest L2 perturbation) on the central nucleus, next to ``central_area_share``, the share a
-   model sensitive everywhere alike would get; ``outside_replaced_flip_rate``: class changes when everything
+   model sensitive everywhere alike would get (None for a model whose score no pixel moves, e.g. a sparse head
+   pruned to nothing); ``outside_replaced_flip_rate``: class changes when everything
    outside the central nucleus is replaced (:func:`~napari_cellstate.core.attacks.masks.replace_outside`);
 2. orientation — ``rotation_disagreement``: class changes under turns by 90/180/270° and mirror images;
 3. noise — ``noise_flip_rate``: class changes under added noise at each of ``noise_levels``;
@@ -159,7 +160,9 @@ def iter_audit(
         total = energy.sum(axis=(1, 2))
         inside = (energy * cells.nuclei[b]).sum(axis=(1, 2))
         shares.append(np.where(total > 0, inside / np.where(total > 0, total, 1), np.nan))
-    energy_share = float(np.nanmean(np.concatenate(shares)))
+    shares = np.concatenate(shares)
+    shares = shares[~np.isnan(shares)]
+    energy_share = float(shares.mean()) if shares.size else None  # None: the model reads nothing of the crop
 
     yield Progress(3, steps, f"Scheme {scheme.number}: latent attacks with the central-cell latents frozen")
     frozen_rate = None
