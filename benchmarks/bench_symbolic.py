@@ -2,8 +2,9 @@
 
 Rows: 8,000 standard-normal latents (z3, z17, z21, z29 and two unrelated ones), labelled by the sign of
 z29·(z17² + z21²) − exp(exp(z3)) ("double") or − exp(z3) ("single"), 2 % of labels flipped. A seed counts as
-recovered when the chosen formula reads exactly z3, z17, z21, z29 and agrees in sign with the true formula on
-≥ 97 % of fresh rows. Bar: ≥ 8 of 10 seeds per variant, each within the time budget (60 s).
+recovered when the chosen formula reads exactly z3, z17, z21, z29, uses the same operations (+, ×, square, exp;
+constants aside, from its SymPy tree) and agrees in sign with the true formula on ≥ 97 % of fresh rows.
+Bar: ≥ 8 of 10 seeds per variant, each within the time budget (60 s).
 
 gplearn's SymbolicClassifier (log loss, pure Python; a benchmark-only baseline, not a dependency) gets the
 same rows and operators (exp protected) and a comparable time; its size is its program length in nodes.

@@ -8,13 +8,15 @@ The paper's best formula (Exp. H1) is ``z29·(z17² + z21²) − exp(exp(z3))``;
 from __future__ import annotations
 
 import numpy as np
+import sympy
 
 from .expression import SymbolicExpression
 
-__all__ = ["KNOWN_NAMES", "known_truth", "known_truth_rows", "recovered"]
+__all__ = ["KNOWN_NAMES", "known_truth", "known_truth_rows", "operators", "recovered"]
 
 KNOWN_NAMES = ("z3", "z17", "z21", "z29", "z5", "z11")
 _TRUE_INPUTS = ["z3", "z17", "z21", "z29"]
+_TRUE_OPERATORS = {"add", "mul", "square", "exp"}  # both variants: z29·(z17² + z21²) − exp(exp(z3)) or exp(z3)
 
 
 def known_truth(x: np.ndarray, variant: str = "double") -> np.ndarray:
@@ -42,11 +44,36 @@ def known_truth_rows(
     return x, labels, split
 
 
-def recovered(expression: SymbolicExpression, variant: str = "double", n: int = 20000) -> tuple[bool, float]:
-    """Whether ``expression`` is the known formula in effect: the same inputs and >= 97 % sign agreement.
+def operators(expr: sympy.Expr) -> set[str]:
+    """The operations a formula uses, constants aside: "add", "mul", "square", "div", "pow", and function names.
 
-    Returns ``(recovered, agreement)``, the agreement measured on ``n`` fresh noise-free rows.
+    >>> from napari_cellstate.core.symbolic.expression import symbol
+    >>> x, y = symbol("x"), symbol("y")
+    >>> sorted(operators(2.5 * x * (y**2 + 3) - sympy.exp(sympy.exp(0.1 * x))))
+    ['add', 'exp', 'mul', 'square']
+    """
+    found = set()
+    for node in sympy.preorder_traversal(expr):
+        if isinstance(node, sympy.Add):
+            found.add("add")
+        elif isinstance(node, sympy.Mul):
+            found.add("mul")
+        elif isinstance(node, sympy.Pow):
+            found.add({2: "square", -1: "div"}.get(node.exp, "pow") if node.exp.is_number else "pow")
+        elif isinstance(node, sympy.Function):
+            found.add(type(node).__name__)
+    return found
+
+
+def recovered(expression: SymbolicExpression, variant: str = "double", n: int = 20000) -> tuple[bool, float]:
+    """Whether ``expression`` has the known formula's structure and agrees with it in sign on >= 97 % of rows.
+
+    Structure: the same inputs and the same operations (constants aside, read from the SymPy tree). Sign-equivalent
+    rearrangements count (``z29·(…)·exp(−c·z3) − d`` for ``z29·(…) − exp(z3)``); a formula without the exponential
+    does not, however well it agrees. Returns ``(recovered, agreement)``, the agreement measured on ``n`` fresh
+    noise-free rows.
     """
     x = np.random.default_rng(12345).standard_normal((n, len(KNOWN_NAMES)))
     agreement = float(np.mean((expression.numpy(x, KNOWN_NAMES) >= 0) == (known_truth(x, variant) >= 0)))
-    return expression.inputs == _TRUE_INPUTS and agreement >= 0.97, agreement
+    same = expression.inputs == _TRUE_INPUTS and operators(expression.expr) == _TRUE_OPERATORS
+    return same and agreement >= 0.97, agreement
