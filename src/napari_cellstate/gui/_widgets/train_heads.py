@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -44,11 +43,8 @@ from ...core.states import CellState
 from .._apply import iter_apply_and_keep, scheme_columns
 from .._figures import (
     FigureWindow,
-    as_list,
     group,
     label_grid,
-    make_figures,
-    rendered,
     scroll_area,
     set_message,
     show_figures,
@@ -56,6 +52,15 @@ from .._figures import (
 from .._layers import cells_layer, cells_layer_names, colour_cells_by_class, set_legend
 from .._project import ProjectField, project_state
 from .._workers import LatestCall, RunPanel
+from ._heads_jobs import (
+    LOADED_PREFIX,
+    HeadChoice,
+    iter_search_and_draw,
+    iter_session,
+    read_head,
+    read_saved_heads,
+    sparse_head_figures,
+)
 
 if TYPE_CHECKING:  # torch, matplotlib and pandas are imported by the workers that train heads and draw figures
     import pandas as pd
@@ -75,7 +80,6 @@ SCHEME_TIPS = {
     HeadScheme.SPARSE: "The same head trained sparse with RigL and pruned: a few dozen connections, small enough "
     "to read as sub-networks of one or two latents.",
 }
-LOADED_PREFIX = "saved: "
 #: Rows of the Table 1 widget: label -> column of :func:`~napari_cellstate.core.heads.compare.summarise_table1`.
 TABLE_ROWS = (
     ("models (seeds)", "models"),
@@ -91,16 +95,6 @@ TABLE_ROWS = (
 RESULTS_MIN_HEIGHT_PX = 300
 
 
-@dataclass
-class _Head:
-    """A head the user can make current: trained here or loaded from a file."""
-
-    model: Any
-    card: dict
-    scheme: str
-    file_stem: str  # default file name when saving
-
-
 class TrainHeadsWidget(QWidget):
     """Train the classification heads, compare them as in Table 1, and classify every cell of the movie."""
 
@@ -108,7 +102,7 @@ class TrainHeadsWidget(QWidget):
         super().__init__()
         self.viewer = napari_viewer
         self.result: TrainHeadsResult | None = None
-        self.heads: dict[str, _Head] = {}
+        self.heads: dict[str, HeadChoice] = {}
         self.applied: pd.DataFrame | None = None
         self.figures: dict[str, list[Figure]] = {}
         self.figure_worker = None
@@ -265,7 +259,7 @@ class TrainHeadsWidget(QWidget):
         return [scheme.value for scheme, box in self.schemes.items() if box.value]
 
     def _source(self) -> tuple[str, Any]:
-        """The data source, made in the worker (see :func:`_iter_session`): ("synthetic", n) or ("project", path)."""
+        """The data source, made in the worker (see :func:`iter_session`): ("synthetic", n) or ("project", path)."""
         if self.synthetic.value:
             return "synthetic", int(self.n_synthetic.value)
         return "project", self.project.value
@@ -286,7 +280,7 @@ class TrainHeadsWidget(QWidget):
         if self._project_or_fail(self.panel) is None:
             return
         self.panel.start(
-            _iter_session,
+            iter_session,
             self._trained,
             "iter_train_heads",
             self._source(),
@@ -308,7 +302,7 @@ class TrainHeadsWidget(QWidget):
         if self._project_or_fail(self.search_panel) is None:
             return
         self.search_panel.start(
-            _iter_search_and_draw,
+            iter_search_and_draw,
             self._searched,
             self._source(),
             self.search_storage(),
@@ -323,7 +317,7 @@ class TrainHeadsWidget(QWidget):
         chosen = result.head
         label = f"Scheme 3 sparse · Optuna density {result.rigl.density:.3f} · {chosen.metrics['accuracy']:.1%}"
         stem = head_file_stem(HeadScheme.SPARSE, tag="optuna")
-        self.heads[label] = _Head(chosen.model, chosen.card, HeadScheme.SPARSE.value, stem)
+        self.heads[label] = HeadChoice(chosen.model, chosen.card, HeadScheme.SPARSE.value, stem)
         show_figures(self.search_area, [picture])
         self.tabs.setCurrentWidget(self.search_area)
         self._refresh_heads(select=label)
@@ -345,7 +339,7 @@ class TrainHeadsWidget(QWidget):
                 trained = result.best.results[scheme.value]
                 label = _head_label(scheme, result.best.seeds[scheme.value], trained.metrics)
                 stem = head_file_stem(scheme, result.best.seeds[scheme.value])
-                self.heads[label] = _Head(trained.model, trained.card, scheme.value, stem)
+                self.heads[label] = HeadChoice(trained.model, trained.card, scheme.value, stem)
         self._refresh_heads(prefer=HeadScheme.SPARSE.value)
         self.findings.setText(_findings(table1_bars(result.runs)))
         described = result.data.describe()
@@ -406,7 +400,7 @@ class TrainHeadsWidget(QWidget):
         self.save_button.setEnabled(has_head)
         self.apply_panel.run_button.setEnabled(has_head)
 
-    def current_head(self) -> _Head | None:
+    def current_head(self) -> HeadChoice | None:
         """The head chosen in the "current head" box."""
         return self.heads.get(self.current.value) if self.current.value else None
 
@@ -434,7 +428,7 @@ class TrainHeadsWidget(QWidget):
         x, decode = self._latents_for(head.model)
         names = head.card.get("input_names") or None
         worker = create_worker(
-            _sparse_head_figures, head.model, names, x, decode, _start_thread=False, _ignore_errors=True
+            sparse_head_figures, head.model, names, x, decode, _start_thread=False, _ignore_errors=True
         )
         worker.returned.connect(lambda made, worker=worker: self._show_made_figures(made, worker))
         worker.errored.connect(lambda err: self.apply_panel.fail(f"Could not draw the head's figures: {err}"))
@@ -510,7 +504,7 @@ class TrainHeadsWidget(QWidget):
         from ...core.model_files import ModelFileError
 
         try:
-            label, head = _read_head(path)
+            label, head = read_head(path)
         except (ModelFileError, OSError) as err:
             self.apply_panel.fail(str(err))
             return None
@@ -523,11 +517,11 @@ class TrainHeadsWidget(QWidget):
     def list_saved_heads(self) -> None:
         """Offer the heads saved in the project (read in a worker: ``head_reader.busy`` until they are listed)."""
         if self.project.value:
-            self.head_reader.submit(_read_saved_heads, self._saved_heads_read, self.project.value)
+            self.head_reader.submit(read_saved_heads, self._saved_heads_read, self.project.value)
         else:
             self._saved_heads_read(([], []))
 
-    def _saved_heads_read(self, read: tuple[list[tuple[str, _Head]], list[str]]) -> None:
+    def _saved_heads_read(self, read: tuple[list[tuple[str, HeadChoice]], list[str]]) -> None:
         heads, errors = read
         for key in [k for k in self.heads if k.startswith(LOADED_PREFIX)]:
             del self.heads[key]
@@ -603,84 +597,7 @@ class TrainHeadsWidget(QWidget):
         return layer
 
 
-# --- work done in workers ---------------------------------------------------------------------------
-def _iter_session(function: str, source: tuple[str, Any], *args: Any, **kwargs: Any) -> Any:
-    """``core.heads.session.<function>(data source, ...)``, the source (see ``_source``) made here, in the worker."""
-    from ...core.heads import session
-
-    kind, value = source
-    prepare = session.synthetic_data_source(value) if kind == "synthetic" else session.project_data_source(value)
-    return (yield from getattr(session, function)(prepare, *args, **kwargs))
-
-
-def _iter_search_and_draw(source: tuple[str, Any], *args: Any, **kwargs: Any) -> Any:
-    """The sparsity search, then its accuracy / weights trade-off drawn (in the worker)."""
-    from ...core.heads.search import tradeoff_figure
-
-    result = yield from _iter_session("iter_search_heads", source, *args, **kwargs)
-    return result, rendered(tradeoff_figure(result))
-
-
-def _sparse_head_figures(model, names: list[str] | None, x: np.ndarray | None, decode) -> dict[str, list | str]:
-    """A sparse head's wiring and sub-network figures, drawn; a message for a tab that has none (in a worker)."""
-    from ...core.heads.analysis import decompose
-    from ...core.heads.plots import subnetwork_figures, topology_figure
-
-    subnets = decompose(model, names)
-    jobs: dict[str, Callable[[], list[Figure]]] = {"wiring": lambda: [topology_figure(model, names, subnets)]}
-    messages = {}
-    if not subnets:
-        messages["subnetworks"] = (
-            "This head's score does not depend on any latent (it is a constant): train it again, with more "
-            "epochs, another seed or a higher RigL density."
-        )
-    elif x is None:
-        messages["subnetworks"] = "Apply the head to a movie (or train it here) to plot its responses on real cells."
-    else:
-        jobs["subnetworks"] = lambda: as_list(subnetwork_figures(model, subnets, x, names, decode=decode))
-    return {**make_figures(jobs), **messages}
-
-
-def _read_head(path: str | Path) -> tuple[str, _Head]:
-    """A saved head and the name it is listed under."""
-    from ...core.heads import load_head
-
-    model, card = load_head(path)
-    scheme = _scheme_of(model, card)
-    stem = Path(path).name.removesuffix(".safetensors").removesuffix(".json")
-    return f"{LOADED_PREFIX}{stem} (Scheme {scheme.number})", _Head(model, card, scheme.value, stem)
-
-
-def _read_saved_heads(project: str) -> tuple[list[tuple[str, _Head]], list[str]]:
-    """The project's saved heads, listed and read (in a worker); and a message for each that could not be read."""
-    if not any(Path(project).glob("heads/*.safetensors")):  # none: torch need not load (its load stalls napari)
-        return [], []
-    from ...core.heads.session import saved_heads
-    from ...core.model_files import ModelFileError
-
-    heads, errors = [], []
-    for card in saved_heads(project):
-        try:
-            heads.append(_read_head(card.with_suffix(".safetensors")))
-        except (ModelFileError, OSError) as err:
-            errors.append(str(err))
-    return heads, errors
-
-
 # --- helpers (layout and formatting only) -----------------------------------------------------------
-def _scheme_of(model, card: dict) -> HeadScheme:
-    """The scheme a loaded head belongs to: its card's word, else what its architecture and masks say."""
-    from ...core.heads import CNNClassifier
-
-    try:
-        return HeadScheme(card.get("scheme"))
-    except ValueError:
-        pass
-    if isinstance(model, CNNClassifier):
-        return HeadScheme.CNN
-    return HeadScheme.SPARSE if not all(bool(mask.all()) for mask in model.masks) else HeadScheme.DENSE
-
-
 def _head_label(scheme: HeadScheme, seed: int, metrics: dict) -> str:
     return f"Scheme {scheme.number} {scheme.value} · seed {seed} · {metrics['accuracy']:.1%}"
 
