@@ -109,11 +109,10 @@ def symbolic_runs(data, head, seeds, out: Path, *, time_budget_s: float = 30.0, 
     (:func:`~napari_cellstate.core.heads.compare.symbolic_run_row`).
     """
     from .core.heads.compare import symbolic_run_row
-    from .core.symbolic.data import EXTRA_INPUTS, inputs_from_head_data
+    from .core.symbolic.data import table1_inputs
     from .core.symbolic.search import SearchSettings
 
-    target = "label" if teacher is None else "score"
-    inputs = inputs_from_head_data(data, head=head, target=target, teacher=teacher, extra_inputs=EXTRA_INPUTS)
+    inputs = table1_inputs(data, head, teacher)
     rows, best = [], None
     for seed in seeds:
         print(

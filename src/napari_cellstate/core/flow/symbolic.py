@@ -31,7 +31,7 @@ def iter_scheme4(project: Path, heads: Path, out: Path, config: FlowConfig) -> G
     from ..heads import load_head
     from ..heads.compare import symbolic_run_row
     from ..heads.data import project_head_data
-    from ..symbolic.data import EXTRA_INPUTS, inputs_from_head_data
+    from ..symbolic.data import table1_inputs
     from ..symbolic.files import save_expression
     from ..symbolic.plots import save_figures
     from ..symbolic.search import SearchSettings, iter_discover_for
@@ -39,8 +39,7 @@ def iter_scheme4(project: Path, heads: Path, out: Path, config: FlowConfig) -> G
     data = project_head_data(project)
     head, _ = load_head(heads / "sparse_head")
     dense = load_head(heads / "dense_head")[0] if (heads / "dense_head.safetensors").exists() else None
-    target = "label" if dense is None else "score"
-    inputs = inputs_from_head_data(data, head=head, target=target, teacher=dense, extra_inputs=EXTRA_INPUTS)
+    inputs = table1_inputs(data, head, dense)
     seeds = [config.seed + k for k in range(config.heads.seeds)]
     rows, best = [], None
     for seed in seeds:

@@ -24,6 +24,7 @@ __all__ = [
     "inputs_from_head_data",
     "inputs_from_project",
     "inputs_from_table",
+    "table1_inputs",
 ]
 
 #: Most latents :func:`informative_inputs` adds to a sparse head's.
@@ -251,3 +252,13 @@ def inputs_from_table(
         score=None,
         source=str(path),
     )
+
+
+def table1_inputs(data, sparse, teacher=None) -> SymbolicInputs:
+    """Scheme 4's inputs as Table 1 runs it (``train-heads``, the pipeline).
+
+    The latents ``sparse`` kept plus up to :data:`EXTRA_INPUTS` informative ones; the target is ``teacher``'s score
+    (the dense head) where there is one, else the labels.
+    """
+    target = "label" if teacher is None else "score"
+    return inputs_from_head_data(data, head=sparse, target=target, teacher=teacher, extra_inputs=EXTRA_INPUTS)
