@@ -34,7 +34,7 @@ from napari_cellstate.core.attacks import SchemeModel, load_scheme, prepare_audi
 from napari_cellstate.core.attacks.audit import audit_table_markdown
 from napari_cellstate.core.attacks.central import central_latents
 from napari_cellstate.core.attacks.fgsm import CROP_BOUNDS, fgsm, loss_gradient, pgd, untargeted_loss
-from napari_cellstate.core.attacks.masks import foreground_masks
+from napari_cellstate.core.attacks.masks import central_regions, foreground_masks
 from napari_cellstate.core.heads.data import synthetic_head_data
 from napari_cellstate.core.heads.fit import train_head
 
@@ -57,15 +57,11 @@ def one_line_fgsm(model, x, epsilon, bounds=(-np.inf, np.inf)):
     return torch.clamp(x + epsilon * torch.sign(grad), *bounds)
 
 
-def crop_regions(crops: np.ndarray, nuclei: np.ndarray, rim_px: int = 2) -> dict[str, np.ndarray]:
-    """Disjoint (N, S, S) masks: the central nucleus, its rim, the neighbours (grown by the rim) and the background."""
-    from scipy import ndimage
-
-    def grow(mask):
-        return ndimage.binary_dilation(mask, iterations=rim_px, structure=np.ones((1, 3, 3), bool))
-
-    rim = grow(nuclei) & ~nuclei
-    neighbours = grow(foreground_masks(crops) & ~grow(nuclei)) & ~nuclei & ~rim
+def crop_regions(crops: np.ndarray, nuclei: np.ndarray) -> dict[str, np.ndarray]:
+    """Disjoint (N, S, S) masks: the central nucleus, its edge (the audit's central region less the mask), the
+    neighbours (grown alike) and the background."""
+    rim = central_regions(nuclei) & ~nuclei
+    neighbours = central_regions(foreground_masks(crops) & ~central_regions(nuclei)) & ~nuclei & ~rim
     return {"nucleus": nuclei, "rim": rim, "neighbours": neighbours, "background": ~(nuclei | rim | neighbours)}
 
 

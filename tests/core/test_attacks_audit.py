@@ -52,6 +52,17 @@ def test_audit_separates_a_central_reader_from_a_corner_reader(cells):
     assert central["median_minimal_epsilon"] == pytest.approx(central["median_minimal_epsilon_fgsm"])
 
 
+def test_a_head_reading_the_area_latent_puts_most_energy_on_the_nucleus_and_its_edge(cells, head_data):
+    area = head_data.factors["area"].to_numpy()
+    r = [abs(np.corrcoef(head_data.latents[:, j], area)[0, 1]) for j in range(head_data.latents.shape[1])]
+    weights = torch.zeros(head_data.latents.shape[1])
+    weights[int(np.argmax(r))] = 1.0
+    row = run_audit(SchemeModel(LinearHead(weights), 3, "area", load_default_vae()[0]), cells, n_minimal=3)
+    assert row["central_energy_share"] > 0.5 > row["central_area_share"]
+    # the ring across the thresholded edge: part of the energy lies just outside the mask
+    assert row["nucleus_energy_share"] < row["central_energy_share"] - 0.05
+
+
 def test_shortcut_test_flips_only_heads_reading_surroundings(cells):
     vae = load_default_vae()[0]
     nucleus_only = torch.zeros(32)

@@ -3,8 +3,11 @@
 For each model, on the same test cells:
 
 1. central cell only — ``central_energy_share``: share of the image-space attack's energy (the squared loss
-   gradient, the steepest L2 perturbation) on the central nucleus, next to ``central_area_share``, the share a
-   model sensitive everywhere alike would get (None for a model whose score no pixel moves, e.g. a sparse head
+   gradient, the steepest L2 perturbation) on the central nucleus with its edge (the mask grown by
+   :data:`~napari_cellstate.core.attacks.masks.NUCLEUS_EDGE_PX`, the region the replacement test keeps: a model
+   reading the nucleus's size is sensitive on a ring across the thresholded edge), next to
+   ``central_area_share``, the share a model sensitive everywhere alike would get, and ``nucleus_energy_share``,
+   the share inside the thresholded mask alone (None for a model whose score no pixel moves, e.g. a sparse head
    pruned to nothing); ``outside_replaced_flip_rate``: class changes when everything
    outside the central nucleus is replaced (:func:`~napari_cellstate.core.attacks.masks.replace_outside`);
 2. orientation — ``rotation_disagreement``: class changes under turns by 90/180/270° and mirror images;
@@ -33,7 +36,7 @@ from ..objects import latent_name
 from ..progress import Progress, run_to_completion
 from .attack import DEFAULT_EPSILON, freeze_mask
 from .fgsm import CROP_BOUNDS, fgsm, loss_gradient
-from .masks import SYMMETRIES, add_noise, central_nucleus_masks, replace_outside
+from .masks import SYMMETRIES, add_noise, central_nucleus_masks, central_regions, replace_outside
 from .minimal import MINIMAL_ATTACKS, minimal_epsilon
 from .models import AttackError, SchemeModel
 
@@ -56,6 +59,7 @@ AUDIT_COLUMNS = (
     "n_cells",
     "central_energy_share",
     "central_area_share",
+    "nucleus_energy_share",
     "outside_replaced_flip_rate",
     "rotation_disagreement",
     "noise_flip_rate",
@@ -77,6 +81,8 @@ class AuditCells:
     crops : ndarray of shape (N, S, S)
     nuclei : ndarray of shape (N, S, S), bool
         Central nucleus of each crop.
+    regions : ndarray of shape (N, S, S), bool
+        Each central nucleus with its edge (:func:`~napari_cellstate.core.attacks.masks.central_regions`).
     replaced : ndarray of shape (N, S, S)
         Crops with everything outside the central nucleus replaced.
     turned : dict of str to ndarray of shape (N, S, S)
@@ -89,6 +95,7 @@ class AuditCells:
 
     crops: np.ndarray
     nuclei: np.ndarray
+    regions: np.ndarray
     replaced: np.ndarray
     turned: dict[str, np.ndarray]
     noisy: dict[float, np.ndarray]
@@ -106,6 +113,7 @@ def prepare_audit_cells(
     return AuditCells(
         crops=crops,
         nuclei=nuclei,
+        regions=central_regions(nuclei),
         replaced=replace_outside(crops, nuclei, seed=seed),
         turned={name: np.ascontiguousarray(turn(crops)) for name, turn in SYMMETRIES.items()},
         noisy={float(level): add_noise(crops, level, seed=seed + k) for k, level in enumerate(noise_levels)},
@@ -154,15 +162,15 @@ def iter_audit(
     noise = [flip_rate(edited) for edited in cells.noisy.values()]
 
     yield Progress(2, steps, f"Scheme {scheme.number}: where the attack's energy lies")
-    shares = []
-    for b in _batches(n, batch_size):
-        energy = loss_gradient(image, torch.from_numpy(crops[b])).numpy() ** 2
-        total = energy.sum(axis=(1, 2))
-        inside = (energy * cells.nuclei[b]).sum(axis=(1, 2))
-        shares.append(np.where(total > 0, inside / np.where(total > 0, total, 1), np.nan))
-    shares = np.concatenate(shares)
-    shares = shares[~np.isnan(shares)]
-    energy_share = float(shares.mean()) if shares.size else None  # None: the model reads nothing of the crop
+    energy = np.concatenate(
+        [loss_gradient(image, torch.from_numpy(crops[b])).numpy() ** 2 for b in _batches(n, batch_size)]
+    )
+    total = energy.sum(axis=(1, 2))
+    moved = total > 0  # a model no pixel moves (a pruned-away head, a saturated score) has no share to give
+
+    def energy_share(masks: np.ndarray) -> float | None:
+        shares = (energy[moved] * masks[moved]).sum(axis=(1, 2)) / total[moved]
+        return float(shares.mean()) if shares.size else None
 
     yield Progress(3, steps, f"Scheme {scheme.number}: latent attacks with the central-cell latents frozen")
     frozen_rate = None
@@ -185,8 +193,9 @@ def iter_audit(
         "scheme": scheme.number,
         "head": scheme.name,
         "n_cells": n,
-        "central_energy_share": energy_share,
-        "central_area_share": float(cells.nuclei.mean()),
+        "central_energy_share": energy_share(cells.regions),
+        "central_area_share": float(cells.regions.mean()),
+        "nucleus_energy_share": energy_share(cells.nuclei),
         "outside_replaced_flip_rate": outside,
         "rotation_disagreement": turned,
         "noise_flip_rate": noise,

@@ -11,7 +11,20 @@ from scipy import ndimage
 
 from ..crop_morphology import central_nucleus_masks, foreground_masks
 
-__all__ = ["SYMMETRIES", "add_noise", "central_nucleus_masks", "foreground_masks", "replace_outside", "restandardise"]
+__all__ = [
+    "NUCLEUS_EDGE_PX",
+    "SYMMETRIES",
+    "add_noise",
+    "central_nucleus_masks",
+    "central_regions",
+    "foreground_masks",
+    "replace_outside",
+    "restandardise",
+]
+
+#: Width of a nucleus's blurred edge around its thresholded mask, in pixels: the central cell's region (kept by
+#: :func:`replace_outside`, scored by the audit's energy share) is the mask grown by this much.
+NUCLEUS_EDGE_PX = 2
 
 #: The domain's symmetries (paper Sec. 3.1): turns by 90/180/270° and mirror images.
 SYMMETRIES = {
@@ -30,8 +43,22 @@ def restandardise(crops: np.ndarray, clip: float = 4.0) -> np.ndarray:
     return standardise_crops(np.array(crops, dtype=np.float32), clip=clip)
 
 
+def central_regions(nuclei: np.ndarray, grow_px: int = NUCLEUS_EDGE_PX) -> np.ndarray:
+    """Each central nucleus with its edge: the (N, S, S) masks grown by ``grow_px`` pixels.
+
+    The threshold cuts a blurred nucleus inside its edge, and what makes a nucleus larger or rounder lies on
+    both sides of that edge (an area latent's gradient is a ring across it).
+
+    >>> nucleus = np.zeros((1, 7, 7), bool)
+    >>> nucleus[0, 3, 3] = True
+    >>> int(central_regions(nucleus, 1).sum())
+    9
+    """
+    return ndimage.binary_dilation(nuclei, iterations=grow_px, structure=np.ones((1, 3, 3), bool))
+
+
 def replace_outside(
-    crops: np.ndarray, nuclei: np.ndarray, seed: int = 0, clip: float = 4.0, grow_px: int = 2
+    crops: np.ndarray, nuclei: np.ndarray, seed: int = 0, clip: float = 4.0, grow_px: int = NUCLEUS_EDGE_PX
 ) -> np.ndarray:
     """Keep each central nucleus; replace everything else by another crop's background, neighbours removed.
 
@@ -55,7 +82,7 @@ def replace_outside(
     donors = (np.arange(n) + rng.integers(1, n)) % n  # never a crop's own
     foreground = foreground_masks(crops)
     grown_fg = ndimage.binary_dilation(foreground, iterations=grow_px, structure=np.ones((1, 3, 3), bool))
-    keep = ndimage.binary_dilation(nuclei, iterations=grow_px, structure=np.ones((1, 3, 3), bool))
+    keep = central_regions(nuclei, grow_px)
     out = np.empty_like(crops)
     for i, d in enumerate(donors):
         donor_bg = crops[d][~grown_fg[d]]
