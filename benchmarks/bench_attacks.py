@@ -2,9 +2,10 @@
 
 Prints attacks per second of Captum's FGSM in image space (Scheme 2, through the β-TCVAE encoder) and in latent
 space, each next to the hand-written one-line FGSM x + ε·sign(∇ₓ L) on the same model and cells (the ratio shows
-Captum's overhead), then the audit time and the audit table of Schemes 1-3 and of the formula Table 1 discovers
-(Scheme 4, searched as ``train-heads`` does and loaded back from its files), and where each model's image-space
-gradient energy lies: the central nucleus (the audit's mask), its 2-px rim, the neighbours
+Captum's overhead), then the audit time and the audit table of Schemes 1-3, of the formula Table 1 discovers
+(Scheme 4, searched as ``train-heads`` does and loaded back from its files) and of the paper's Scheme 4 (the
+search over the sparse head's latents distilling the sparse head), and where each model's image-space
+gradient energy lies: the central nucleus (the audit's mask), its 2-px edge, the neighbours
 (other objects, 2 px grown) and the background, next to each region's share of the crop's area; which latents
 carry Schemes 2-4's image-space energy and where each of those latents' encoder gradients lie; and PGD's flip rate
 (ε = 0.5) when only the nucleus, or only the background, may change.
@@ -16,6 +17,7 @@ carry Schemes 2-4's image-space energy and where each of those latents' encoder 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 import tempfile
 import time
@@ -46,6 +48,21 @@ def discovered_formula(results: dict, data, vae, budget_s: float) -> SchemeModel
         symbolic_runs(data, results["sparse"].model, [0], Path(folder), time_budget_s=budget_s,
                       teacher=results["dense"].model)  # fmt: skip
         return load_scheme(Path(folder) / "symbolic.json", vae)
+
+
+def sparse_formula(results: dict, data, vae, budget_s: float) -> SchemeModel:
+    """Scheme 4 the paper's way: the search over the sparse head's own latents, distilling the sparse head."""
+    from napari_cellstate._cli_symbolic import discover_and_save
+    from napari_cellstate.core.symbolic.data import inputs_from_head_data
+    from napari_cellstate.core.symbolic.search import SearchSettings
+
+    inputs = inputs_from_head_data(data, head=results["sparse"].model, target="score")
+    settings = SearchSettings(time_budget_s=budget_s, seed=0, selection="accuracy")
+    with tempfile.TemporaryDirectory() as folder:
+        result = discover_and_save(inputs, Path(folder), settings, quiet=True)
+        print(f"  Scheme 4 from the sparse head over {', '.join(inputs.names)}: {result.expression.readable()}")
+        print(f"    test accuracy {result.point.test_accuracy:.3f}")
+        return dataclasses.replace(load_scheme(Path(folder) / "symbolic.json", vae), name="symbolic from sparse")
 
 
 def one_line_fgsm(model, x, epsilon, bounds=(-np.inf, np.inf)):
@@ -151,6 +168,7 @@ def main() -> None:
     vae = __import__("napari_cellstate.core.vae.fit", fromlist=["x"]).load_default_vae()[0]
     schemes = [SchemeModel(r.model, r.scheme.number, f"{r.scheme.value} head", vae) for r in results.values()]
     schemes.append(discovered_formula(results, data, vae, args.symbolic_budget))
+    schemes.append(sparse_formula(results, data, vae, args.symbolic_budget))
     for scheme, result in zip(schemes, results.values(), strict=False):
         print(f"Scheme {scheme.number}: test balanced accuracy {result.metrics['balanced_accuracy']:.3f}")
 
@@ -194,16 +212,19 @@ def main() -> None:
     print("| area | " + " | ".join(f"{mask.mean():.2f}" for mask in regions.values()) + " |")
     for scheme in schemes:
         shares = energy_by_region(scheme.image_model(), cells.crops, regions)
-        print(f"| Scheme {scheme.number} | " + " | ".join(f"{v:.2f}" for v in shares.values()) + " |")
+        print(f"| {scheme.number} {scheme.name} | " + " | ".join(f"{v:.2f}" for v in shares.values()) + " |")
 
     print(
         "\nlatents carrying the image energy: latent, its share of the energy "
         f"({' / '.join(regions)} of its encoder gradient)"
     )
     for scheme in schemes[1:]:
-        print(f"  Scheme {scheme.number}: " + "; ".join(latent_energy(scheme, cells.crops, regions)))
+        print(f"  {scheme.number} {scheme.name}: " + "; ".join(latent_energy(scheme, cells.crops, regions)))
 
-    print("\nshortcut test with one of the sparse head's frozen latents left free (Schemes 2 / 3 / 4 flip rates)")
+    print(
+        "\nshortcut test with one of the sparse head's frozen latents left free"
+        " (flip rates of Schemes 2, 3, 4 and the sparse-distilled formula)"
+    )
     z_test = schemes[1].encode(cells.crops)
     for j in [j for j in results["sparse"].model.used_inputs() if j in central]:
         rates = [frozen_flip_rate(scheme, z_test, [k for k in central if k != j]) for scheme in schemes[1:]]
@@ -217,7 +238,7 @@ def main() -> None:
     )
     for scheme in schemes:
         rates = region_pgd_flips(scheme, cells.crops, masks)
-        print(f"  Scheme {scheme.number}: " + ", ".join(f"{k} {v:.3f}" for k, v in rates.items()))
+        print(f"  {scheme.number} {scheme.name}: " + ", ".join(f"{k} {v:.3f}" for k, v in rates.items()))
 
 
 if __name__ == "__main__":
