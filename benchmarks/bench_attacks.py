@@ -25,7 +25,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch import nn
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _generator import add_generator_options, generator_from
@@ -33,10 +32,10 @@ from _timing import median_seconds
 
 from napari_cellstate._cli_symbolic import symbolic_runs
 from napari_cellstate.core.attacks import SchemeModel, load_scheme, prepare_audit_cells, run_audit
-from napari_cellstate.core.attacks.audit import audit_table_markdown
+from napari_cellstate.core.attacks.audit import audit_table_markdown, energy_shares
 from napari_cellstate.core.attacks.central import central_latents
-from napari_cellstate.core.attacks.fgsm import CROP_BOUNDS, fgsm, loss_gradient, pgd, untargeted_loss
-from napari_cellstate.core.attacks.masks import central_regions, foreground_masks
+from napari_cellstate.core.attacks.fgsm import CROP_BOUNDS, fgsm, pgd, untargeted_loss
+from napari_cellstate.core.attacks.masks import foreground_masks, grow_masks
 from napari_cellstate.core.heads.data import synthetic_head_data
 from napari_cellstate.core.heads.fit import train_head
 
@@ -77,22 +76,10 @@ def one_line_fgsm(model, x, epsilon, bounds=(-np.inf, np.inf)):
 def crop_regions(crops: np.ndarray, nuclei: np.ndarray) -> dict[str, np.ndarray]:
     """Disjoint (N, S, S) masks: the central nucleus, its edge (the audit's central region less the mask), the
     neighbours (grown alike) and the background."""
-    rim = central_regions(nuclei) & ~nuclei
-    neighbours = central_regions(foreground_masks(crops) & ~central_regions(nuclei)) & ~nuclei & ~rim
+    grown = grow_masks(nuclei)
+    rim = grown & ~nuclei
+    neighbours = grow_masks(foreground_masks(crops) & ~grown) & ~nuclei & ~rim
     return {"nucleus": nuclei, "rim": rim, "neighbours": neighbours, "background": ~(nuclei | rim | neighbours)}
-
-
-def energy_by_region(model: nn.Module, crops: np.ndarray, regions: dict[str, np.ndarray]) -> dict[str, float]:
-    """Mean share of each cell's squared loss gradient in each region (the audit's energy, split further)."""
-    energy = np.concatenate(
-        [loss_gradient(model, torch.from_numpy(crops[s : s + 64])).numpy() ** 2 for s in range(0, len(crops), 64)]
-    )
-    total = energy.sum(axis=(1, 2))
-    some = total > 0  # a saturated score has no gradient anywhere: no share to give (as in the audit)
-    return {
-        name: float(np.mean((energy[some] * mask[some]).sum(axis=(1, 2)) / total[some]))
-        for name, mask in regions.items()
-    }
 
 
 def latent_energy(scheme: SchemeModel, crops: np.ndarray, regions: dict[str, np.ndarray], top: int = 6) -> list[str]:
@@ -211,7 +198,7 @@ def main() -> None:
     print("|---" * (len(regions) + 1) + "|")
     print("| area | " + " | ".join(f"{mask.mean():.2f}" for mask in regions.values()) + " |")
     for scheme in schemes:
-        shares = energy_by_region(scheme.image_model(), cells.crops, regions)
+        shares = energy_shares(scheme.image_model(), cells.crops, regions)
         print(f"| {scheme.number} {scheme.name} | " + " | ".join(f"{v:.2f}" for v in shares.values()) + " |")
 
     print(

@@ -15,7 +15,6 @@ Run: python benchmarks/latent_budget.py [--n 8000] [--seeds 2] [--exclusion-um 3
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import sys
 import time
 from pathlib import Path
@@ -26,9 +25,10 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 from _generator import add_generator_options, generator_from
 
-from napari_cellstate.core.heads.crossval import cv_folds
+from napari_cellstate.core.heads.compare import finite_neighbour_distance
+from napari_cellstate.core.heads.crossval import baseline_scores, cv_folds, iter_cross_validate
 from napari_cellstate.core.heads.data import synthetic_head_data
-from napari_cellstate.core.heads.fit import default_training, train_head
+from napari_cellstate.core.progress import run_to_completion
 
 FACTOR_SETS = {
     "nucleus shape (area, eccentricity)": ["area", "eccentricity"],
@@ -38,26 +38,34 @@ FACTOR_SETS = {
 }
 
 
-def logistic(c: float = 1.0, l1: bool = False):
-    """A class-balanced logistic regression, L1 or L2 (scikit-learn 1.8 names the penalty by ``l1_ratio`` alone)."""
+def l1_logistic(c: float):
+    """A class-balanced L1 logistic regression (scikit-learn 1.8 names the penalty by ``l1_ratio`` alone)."""
     import sklearn
     from sklearn.linear_model import LogisticRegression
 
-    penalty = {"l1_ratio": 1.0 if l1 else 0.0}
+    penalty = {"l1_ratio": 1.0}
     if tuple(int(p) for p in sklearn.__version__.split(".")[:2]) < (1, 8):
-        penalty = {"penalty": "l1" if l1 else "l2"}
-    return LogisticRegression(C=c, solver="saga" if l1 else "lbfgs", class_weight="balanced", max_iter=5000, **penalty)
+        penalty = {"penalty": "l1"}
+    return LogisticRegression(C=c, solver="saga", class_weight="balanced", max_iter=5000, **penalty)
 
 
-def cv_logistic(x: np.ndarray, y: np.ndarray, folds: list[np.ndarray], c: float = 1.0, l1: bool = False) -> float:
-    """Mean test accuracy over the folds of a standardised, class-balanced logistic regression."""
+def cv_baseline(data, x: np.ndarray, folds: list[np.ndarray]) -> float:
+    """Mean test accuracy over the folds of Table 1's baseline (logistic regression, C = 1) on the columns ``x``."""
+    rows = np.arange(len(x))
+    return float(
+        np.mean([baseline_scores(data, "dense", np.setdiff1d(rows, t), t, inputs=x)["accuracy"] for t in folds])
+    )
+
+
+def cv_l1(x: np.ndarray, y: np.ndarray, folds: list[np.ndarray], c: float) -> float:
+    """Mean test accuracy over the folds of a standardised, class-balanced L1 logistic regression."""
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
     scores = []
     for test in folds:
         train = np.setdiff1d(np.arange(len(y)), test)
-        fitted = make_pipeline(StandardScaler(), logistic(c, l1)).fit(x[train], y[train])
+        fitted = make_pipeline(StandardScaler(), l1_logistic(c)).fit(x[train], y[train])
         scores.append(float(np.mean(fitted.predict(x[test]) == y[test])))
     return float(np.mean(scores))
 
@@ -69,8 +77,8 @@ def l1_path(x: np.ndarray, y: np.ndarray, folds, grid) -> list[tuple[int, float]
     standard = StandardScaler().fit_transform(x)
     path = []
     for c in grid:
-        kept = int(np.count_nonzero(logistic(c, l1=True).fit(standard, y).coef_))
-        path.append((kept, cv_logistic(x, y, folds, c, l1=True)))
+        kept = int(np.count_nonzero(l1_logistic(c).fit(standard, y).coef_))
+        path.append((kept, cv_l1(x, y, folds, c)))
     return path
 
 
@@ -87,19 +95,11 @@ def main() -> None:
     folds = cv_folds(data, 5)
     y = data.labels.astype(int)
 
-    read, accuracy = [], []
-    for seed in range(args.seeds):
-        for test in folds:
-            split = np.full(len(y), "train", dtype=object)
-            split[test] = "test"
-            fold = dataclasses.replace(data, split=split.astype(str))
-            training = default_training("sparse", seed, len(y) - len(test))
-            result = train_head("sparse", fold, training=training)
-            read.append(len(result.metrics["used_inputs"]))
-            accuracy.append(result.metrics["accuracy"])
+    runs = run_to_completion(iter_cross_validate(data, ["sparse"], range(args.seeds), k=5))
+    read, accuracy = runs["n_inputs"].to_numpy(), float(runs["accuracy"].mean())
     budget = int(np.median(read))
     print(f"{args.n} synthetic cells, 5 folds, {args.seeds} seeds ({time.perf_counter() - start:.0f} s so far)")
-    print(f"sparse head: {100 * np.mean(accuracy):.1f} % reading {budget} latents (median; {min(read)}-{max(read)})")
+    print(f"sparse head: {100 * accuracy:.1f} % reading {budget} latents (median; {min(read)}-{max(read)})")
 
     path = l1_path(data.latents, y, folds, np.geomspace(0.001, 0.1, 9))
     print("\nL1 logistic regression path | latents kept | cross-validated accuracy")
@@ -108,21 +108,16 @@ def main() -> None:
     at_budget = max((acc for kept, acc in path if kept <= budget), default=float("nan"))
     print(
         f"best L1 logistic regression with at most {budget} latents: {100 * at_budget:.1f} % "
-        f"(sparse head / it: {np.mean(accuracy) / at_budget:.3f})"
+        f"(sparse head / it: {accuracy / at_budget:.3f})"
     )
-    print(
-        f"logistic regression on all {data.latents.shape[1]} latents: {100 * cv_logistic(data.latents, y, folds):.1f} %"
-    )
+    print(f"logistic regression on all {data.latents.shape[1]} latents: {100 * runs['baseline_accuracy'].mean():.1f} %")
 
     print("\nlogistic regression on the generating factors (what the crops hold):")
     factors = data.factors.copy()
     if "nearest_neighbour_px" in factors:
-        distance = factors["nearest_neighbour_px"].to_numpy(dtype=float)
-        factors["nearest_neighbour_px"] = np.where(
-            np.isfinite(distance), distance, np.nanmax(distance[np.isfinite(distance)])
-        )
+        factors["nearest_neighbour_px"] = finite_neighbour_distance(factors["nearest_neighbour_px"])
     for name, columns in FACTOR_SETS.items():
-        print(f"  {name}: {100 * cv_logistic(factors[columns].to_numpy(dtype=float), y, folds):.1f} %")
+        print(f"  {name}: {100 * cv_baseline(data, factors[columns].to_numpy(dtype=float), folds):.1f} %")
     print(f"({time.perf_counter() - start:.0f} s)")
 
 

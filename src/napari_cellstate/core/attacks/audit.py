@@ -31,12 +31,13 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 import torch
+from torch import nn
 
 from ..objects import latent_name
 from ..progress import Progress, run_to_completion
 from .attack import DEFAULT_EPSILON, freeze_mask
 from .fgsm import CROP_BOUNDS, fgsm, loss_gradient
-from .masks import SYMMETRIES, add_noise, central_nucleus_masks, central_regions, replace_outside
+from .masks import SYMMETRIES, add_noise, central_nucleus_masks, grow_masks, replace_outside
 from .minimal import MINIMAL_ATTACKS, minimal_epsilon
 from .models import AttackError, SchemeModel
 
@@ -45,6 +46,7 @@ __all__ = [
     "NOISE_LEVELS",
     "AuditCells",
     "audit_table_markdown",
+    "energy_shares",
     "flip_rate_curve",
     "iter_audit",
     "prepare_audit_cells",
@@ -82,7 +84,7 @@ class AuditCells:
     nuclei : ndarray of shape (N, S, S), bool
         Central nucleus of each crop.
     regions : ndarray of shape (N, S, S), bool
-        Each central nucleus with its edge (:func:`~napari_cellstate.core.attacks.masks.central_regions`).
+        Each central nucleus with its edge (:func:`~napari_cellstate.core.attacks.masks.grow_masks`).
     replaced : ndarray of shape (N, S, S)
         Crops with everything outside the central nucleus replaced.
     turned : dict of str to ndarray of shape (N, S, S)
@@ -113,7 +115,7 @@ def prepare_audit_cells(
     return AuditCells(
         crops=crops,
         nuclei=nuclei,
-        regions=central_regions(nuclei),
+        regions=grow_masks(nuclei),
         replaced=replace_outside(crops, nuclei, seed=seed),
         turned={name: np.ascontiguousarray(turn(crops)) for name, turn in SYMMETRIES.items()},
         noisy={float(level): add_noise(crops, level, seed=seed + k) for k, level in enumerate(noise_levels)},
@@ -162,15 +164,7 @@ def iter_audit(
     noise = [flip_rate(edited) for edited in cells.noisy.values()]
 
     yield Progress(2, steps, f"Scheme {scheme.number}: where the attack's energy lies")
-    energy = np.concatenate(
-        [loss_gradient(image, torch.from_numpy(crops[b])).numpy() ** 2 for b in _batches(n, batch_size)]
-    )
-    total = energy.sum(axis=(1, 2))
-    moved = total > 0  # a model no pixel moves (a pruned-away head, a saturated score) has no share to give
-
-    def energy_share(masks: np.ndarray) -> float | None:
-        shares = (energy[moved] * masks[moved]).sum(axis=(1, 2)) / total[moved]
-        return float(shares.mean()) if shares.size else None
+    shares = energy_shares(image, crops, {"central": cells.regions, "nucleus": cells.nuclei}, batch_size)
 
     yield Progress(3, steps, f"Scheme {scheme.number}: latent attacks with the central-cell latents frozen")
     frozen_rate = None
@@ -193,9 +187,9 @@ def iter_audit(
         "scheme": scheme.number,
         "head": scheme.name,
         "n_cells": n,
-        "central_energy_share": energy_share(cells.regions),
+        "central_energy_share": shares["central"],
         "central_area_share": float(cells.regions.mean()),
-        "nucleus_energy_share": energy_share(cells.nuclei),
+        "nucleus_energy_share": shares["nucleus"],
         "outside_replaced_flip_rate": outside,
         "rotation_disagreement": turned,
         "noise_flip_rate": noise,
@@ -206,6 +200,26 @@ def iter_audit(
         "median_minimal_epsilon_fgsm": minimal["fgsm"][0],
         "minimal_flipped_share_fgsm": minimal["fgsm"][1],
     }
+
+
+def energy_shares(
+    image_model: nn.Module, crops: np.ndarray, regions: dict[str, np.ndarray], batch_size: int = 64
+) -> dict[str, float | None]:
+    """Mean share of each cell's image-space attack energy (its squared loss gradient) in each region.
+
+    ``regions`` maps names to (N, S, S) boolean masks. Cells whose score no pixel moves (a pruned-away head, a
+    saturated score) have no share to give; a region gets None when no cell has one.
+    """
+    energy = np.concatenate(
+        [loss_gradient(image_model, torch.from_numpy(crops[b])).numpy() ** 2 for b in _batches(len(crops), batch_size)]
+    )
+    total = energy.sum(axis=(1, 2))
+    moved = total > 0
+    result = {}
+    for name, masks in regions.items():
+        shares = (energy[moved] * masks[moved]).sum(axis=(1, 2)) / total[moved]
+        result[name] = float(shares.mean()) if shares.size else None
+    return result
 
 
 def _median_minimal(epsilon: np.ndarray) -> tuple[float | None, float | None]:

@@ -16,8 +16,8 @@ __all__ = [
     "SYMMETRIES",
     "add_noise",
     "central_nucleus_masks",
-    "central_regions",
     "foreground_masks",
+    "grow_masks",
     "replace_outside",
     "restandardise",
 ]
@@ -43,18 +43,18 @@ def restandardise(crops: np.ndarray, clip: float = 4.0) -> np.ndarray:
     return standardise_crops(np.array(crops, dtype=np.float32), clip=clip)
 
 
-def central_regions(nuclei: np.ndarray, grow_px: int = NUCLEUS_EDGE_PX) -> np.ndarray:
-    """Each central nucleus with its edge: the (N, S, S) masks grown by ``grow_px`` pixels.
+def grow_masks(masks: np.ndarray, grow_px: int = NUCLEUS_EDGE_PX) -> np.ndarray:
+    """The (N, S, S) masks grown by ``grow_px`` pixels: a nucleus with its edge.
 
     The threshold cuts a blurred nucleus inside its edge, and what makes a nucleus larger or rounder lies on
     both sides of that edge (an area latent's gradient is a ring across it).
 
     >>> nucleus = np.zeros((1, 7, 7), bool)
     >>> nucleus[0, 3, 3] = True
-    >>> int(central_regions(nucleus, 1).sum())
+    >>> int(grow_masks(nucleus, 1).sum())
     9
     """
-    return ndimage.binary_dilation(nuclei, iterations=grow_px, structure=np.ones((1, 3, 3), bool))
+    return ndimage.binary_dilation(masks, iterations=grow_px, structure=np.ones((1, 3, 3), bool))
 
 
 def replace_outside(
@@ -81,8 +81,8 @@ def replace_outside(
     rng = np.random.default_rng(seed)
     donors = (np.arange(n) + rng.integers(1, n)) % n  # never a crop's own
     foreground = foreground_masks(crops)
-    grown_fg = ndimage.binary_dilation(foreground, iterations=grow_px, structure=np.ones((1, 3, 3), bool))
-    keep = central_regions(nuclei, grow_px)
+    grown_fg = grow_masks(foreground, grow_px)
+    keep = grow_masks(nuclei, grow_px)
     out = np.empty_like(crops)
     for i, d in enumerate(donors):
         donor_bg = crops[d][~grown_fg[d]]
@@ -104,7 +104,7 @@ def add_noise(crops: np.ndarray, level: float, seed: int = 0, clip: float = 4.0)
     """
     crops = np.asarray(crops, dtype=np.float32)
     rng = np.random.default_rng(seed)
-    foreground = ndimage.binary_dilation(foreground_masks(crops), iterations=2, structure=np.ones((1, 3, 3), bool))
+    foreground = grow_masks(foreground_masks(crops))
     noise_std = np.array([c[~f].std() if (~f).sum() > 1 else c.std() for c, f in zip(crops, foreground, strict=True)])
     noisy = crops + rng.normal(size=crops.shape).astype(np.float32) * (level * noise_std)[:, None, None]
     return restandardise(noisy, clip)

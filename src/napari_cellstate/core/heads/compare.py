@@ -138,7 +138,7 @@ PAPER_TABLE1: tuple[PaperRow, ...] = (
 )
 
 
-def _finite_neighbour_distance(values: pd.Series) -> pd.Series:
+def finite_neighbour_distance(values: pd.Series) -> pd.Series:
     """Nearest-neighbour distance with "no neighbour in the crop" (inf) set to the largest distance seen.
 
     Pearson's r is undefined with infinite values; a cell with no neighbour is at least as isolated as the
@@ -203,7 +203,7 @@ def latent_roles(data: HeadData, min_abs_r: float = 0.1) -> list[str]:
     columns = [*MORPHOLOGY, *(q for q in NEIGHBOURHOOD_QUANTITIES if q not in MORPHOLOGY)]
     table = factors.copy()
     if "nearest_neighbour_px" in table.columns:
-        table["nearest_neighbour_px"] = _finite_neighbour_distance(table["nearest_neighbour_px"])
+        table["nearest_neighbour_px"] = finite_neighbour_distance(table["nearest_neighbour_px"])
     columns = [*columns, *(q for q in ("texture_contrast", "edge_roughness") if q in table.columns)]
     strengths = name_latents_within(data.latents, table, data.labels, columns=columns).iloc[:, 3:].abs()
     roles = []
